@@ -1,0 +1,948 @@
+//! Documents: Automerge documents whose every change is signed by its author device.
+//!
+//! A [`Document`] wraps an `automerge::Automerge`. A local edit ([`Document::change`])
+//! becomes one Automerge change made with this writer's actor id, signed with the device
+//! key over (vault id, doc id, change hash), and returned with the storage [`Batch`] that
+//! persists it. Remote changes go through [`Document::apply`], which checks, in order:
+//!
+//! 1. the bytes are a well-formed Automerge change;
+//! 2. the author is a current member of the vault, or a revoked device whose change is in
+//!    the causal past of the document heads recorded by its revocation;
+//! 3. the signatures verify (all at once with batch verification, falling back to one by
+//!    one to find the forgeries when a batch fails).
+//!
+//! Rejected changes are never stored and never applied; the rest are applied and returned
+//! as a batch to commit. The actor id only says which writer (a tab, a process) made a
+//! change; it is never a credential: the signature is.
+//!
+//! Compaction ([`Document::compact`]) replaces the individual change records by one
+//! snapshot that keeps every covered change's author and signature, so the signatures
+//! stay verifiable ([`Document::verify`]).
+//!
+//! ```
+//! use nexus_core::{ActorId, DeviceKey, DocId, Document, MembershipLog, VaultId};
+//! use automerge::{transaction::Transactable, ROOT};
+//!
+//! let key = DeviceKey::from_secret_bytes(&[1; 32]);
+//! let (log, _) = MembershipLog::create(&key, "Notes", [0; 16], 0).unwrap();
+//! let mut doc = Document::new(log.vault_id(), DocId([5; 16]), ActorId::from(&[1u8; 16][..]));
+//! let local = doc
+//!     .change(&key, |tx| tx.put(ROOT, "title", "groceries").map(|_| ()))
+//!     .unwrap()
+//!     .expect("one change");
+//!
+//! let mut replica = Document::new(log.vault_id(), DocId([5; 16]), ActorId::from(&[2u8; 16][..]));
+//! let applied = replica.apply(vec![local.change], log.membership());
+//! assert!(applied.rejected.is_empty());
+//! assert_eq!(replica.heads(), doc.heads());
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash, ReadDoc};
+use thiserror::Error;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::identity::{DeviceId, DeviceKey, Signature};
+use crate::ids::{DocId, VaultId};
+use crate::membership::Membership;
+use crate::storage::{Batch, Table, keys};
+
+/// Largest Automerge change accepted, in bytes.
+pub const MAX_CHANGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest snapshot accepted, in bytes.
+pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
+/// Most changes by revoked devices held in memory while waiting for the changes that
+/// prove they lie inside their revocation's cut.
+pub const MAX_PENDING: usize = 1024;
+
+const CHANGE_DOMAIN: &[u8] = b"nexus/change/v1";
+const SNAPSHOT_VERSION: u64 = 1;
+const RECORD_VERSION: u64 = 1;
+
+/// One Automerge change with its author device's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedChange {
+    /// The raw Automerge change.
+    pub bytes: Vec<u8>,
+    /// The device that made and signed it.
+    pub author: DeviceId,
+    /// Signature over (vault id, doc id, change hash).
+    pub signature: Signature,
+}
+
+impl SignedChange {
+    /// Encodes the change as stored and sent.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.varint(RECORD_VERSION)
+            .bytes(&self.bytes)
+            .raw(self.author.public_key())
+            .raw(&self.signature.0);
+        w.finish()
+    }
+
+    /// Decodes a change record (the signature is checked later, by [`Document::apply`]).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.varint("change record version")?;
+        if version != RECORD_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                what: "change record",
+                version,
+                supported: RECORD_VERSION,
+            });
+        }
+        let change = r.bytes(MAX_CHANGE_BYTES, "change bytes")?.to_vec();
+        let author = DeviceId::from_public_key(r.array("change author")?).map_err(|e| {
+            DecodeError::Invalid {
+                what: "change author",
+                reason: e.to_string(),
+            }
+        })?;
+        let signature = Signature(r.array("change signature")?);
+        r.finish("change record")?;
+        Ok(Self {
+            bytes: change,
+            author,
+            signature,
+        })
+    }
+}
+
+/// The message a device signs for a change.
+pub fn change_signing_message(vault: &VaultId, doc: &DocId, hash: &ChangeHash) -> [u8; 95] {
+    let mut out = [0u8; 95];
+    out[..15].copy_from_slice(CHANGE_DOMAIN);
+    out[15..47].copy_from_slice(vault.as_bytes());
+    out[47..63].copy_from_slice(doc.as_bytes());
+    out[63..].copy_from_slice(&hash.0);
+    out
+}
+
+/// Checks many signatures at once. Returns, for each item, whether it verified.
+///
+/// A batch that verifies costs about half of checking one by one; a batch that fails is
+/// checked one by one to find the forgeries.
+pub fn verify_signatures(items: &[(&[u8], DeviceId, Signature)]) -> Vec<bool> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let messages: Vec<&[u8]> = items.iter().map(|(m, _, _)| *m).collect();
+    let signatures: Vec<ed25519_dalek::Signature> =
+        items.iter().map(|(_, _, s)| s.to_dalek()).collect();
+    let mut key_cache: HashMap<DeviceId, ed25519_dalek::VerifyingKey> = HashMap::new();
+    let keys: Vec<ed25519_dalek::VerifyingKey> = items
+        .iter()
+        .map(|(_, d, _)| *key_cache.entry(*d).or_insert_with(|| d.verifying_key()))
+        .collect();
+    if items.len() > 1 && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+        return vec![true; items.len()];
+    }
+    messages
+        .iter()
+        .zip(&signatures)
+        .zip(&keys)
+        .map(|((m, s), k)| k.verify_strict(m, s).is_ok())
+        .collect()
+}
+
+/// Why a remote change was rejected. Rejected changes are never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The bytes are not an Automerge change.
+    #[error("malformed change from {author}: {reason}")]
+    Malformed {
+        /// The claimed author.
+        author: DeviceId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The author is not a member of the vault.
+    #[error("change {change} is by {author}, who is not a member of this vault")]
+    NotMember {
+        /// The change.
+        change: ChangeHash,
+        /// Its author.
+        author: DeviceId,
+    },
+    /// The author was revoked and the change lies outside what its revocation had seen.
+    #[error(
+        "change {change} is by {author}, who was revoked, and the revoking admin had not seen it"
+    )]
+    Revoked {
+        /// The change.
+        change: ChangeHash,
+        /// Its author.
+        author: DeviceId,
+    },
+    /// The signature does not verify for this vault, document and author.
+    #[error(
+        "change {change} has a signature that does not verify for author {author} in this document (forged, tampered or sent to the wrong document)"
+    )]
+    BadSignature {
+        /// The change.
+        change: ChangeHash,
+        /// Its claimed author.
+        author: DeviceId,
+    },
+    /// Automerge refused the change (for example a reused sequence number).
+    #[error("change {change} was refused by the document: {reason}")]
+    Refused {
+        /// The change.
+        change: ChangeHash,
+        /// Automerge's reason.
+        reason: String,
+    },
+    /// Too many changes by revoked devices are waiting for proof.
+    #[error(
+        "change {change} by revoked device {author} dropped: {MAX_PENDING} such changes already wait for proof"
+    )]
+    PendingFull {
+        /// The change.
+        change: ChangeHash,
+        /// Its author.
+        author: DeviceId,
+    },
+}
+
+/// What [`Document::apply`] did.
+#[derive(Debug, Default)]
+#[must_use = "the batch must be committed before the changes are acknowledged or forwarded"]
+pub struct Applied {
+    /// Records to commit, atomically, before acting on the rest.
+    pub batch: Batch,
+    /// Changes that are new and valid (applied, or stored while they wait for their
+    /// dependencies).
+    pub accepted: Vec<ChangeHash>,
+    /// Changes refused, with why.
+    pub rejected: Vec<ApplyError>,
+    /// Changes by revoked devices held until the changes proving them valid arrive.
+    pub pending: usize,
+}
+
+/// A local edit: the signed change and the batch that persists it.
+#[derive(Debug)]
+#[must_use = "the batch must be committed for the change to be durable"]
+pub struct LocalChange {
+    /// The signed change, to send to peers.
+    pub change: SignedChange,
+    /// Its hash.
+    pub hash: ChangeHash,
+    /// The record to commit.
+    pub batch: Batch,
+}
+
+/// Why a local edit failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ChangeError {
+    /// The edit function returned an error; the document is unchanged.
+    #[error("the edit failed and was rolled back: {0}")]
+    Edit(Box<AutomergeError>),
+}
+
+/// Why stored records could not be loaded into a document.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A record does not decode.
+    #[error("document {doc}: corrupt {record} record: {source}")]
+    Corrupt {
+        /// The document.
+        doc: DocId,
+        /// Which record.
+        record: &'static str,
+        /// The decoding error.
+        source: DecodeError,
+    },
+    /// Automerge could not load the snapshot.
+    #[error("document {doc}: the snapshot does not load: {reason}")]
+    Snapshot {
+        /// The document.
+        doc: DocId,
+        /// Automerge's reason.
+        reason: String,
+    },
+}
+
+/// A problem found by [`Document::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A change has no recorded signature.
+    Unsigned(ChangeHash),
+    /// A change's signature does not verify.
+    BadSignature(ChangeHash),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChangeAuth {
+    author: DeviceId,
+    signature: Signature,
+}
+
+/// An Automerge document of a vault with the signatures of all its changes.
+#[derive(Debug, Clone)]
+pub struct Document {
+    vault: VaultId,
+    id: DocId,
+    doc: Automerge,
+    auth: HashMap<ChangeHash, ChangeAuth>,
+    /// Changes stored as individual records (not folded into the snapshot).
+    loose: HashSet<ChangeHash>,
+    /// Valid changes stored but not applied yet because their dependencies are missing.
+    waiting: HashMap<ChangeHash, Change>,
+    /// Changes by revoked devices, not stored, until a batch proves them inside the cut.
+    pending: HashMap<ChangeHash, (Change, ChangeAuth)>,
+}
+
+impl Document {
+    /// An empty document; `actor` names this writer (random per tab or process).
+    pub fn new(vault: VaultId, id: DocId, actor: ActorId) -> Self {
+        Self {
+            vault,
+            id,
+            doc: Automerge::new().with_actor(actor),
+            auth: HashMap::new(),
+            loose: HashSet::new(),
+            waiting: HashMap::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// The document id.
+    pub fn id(&self) -> DocId {
+        self.id
+    }
+
+    /// The vault it belongs to.
+    pub fn vault(&self) -> VaultId {
+        self.vault
+    }
+
+    /// The Automerge document, for reading.
+    pub fn automerge(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// The current heads, sorted.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        heads
+    }
+
+    /// Number of changes applied.
+    pub fn change_count(&self) -> usize {
+        self.auth.len() - self.waiting.len()
+    }
+
+    /// The author of a known change.
+    pub fn author_of(&self, change: &ChangeHash) -> Option<DeviceId> {
+        self.auth.get(change).map(|a| a.author)
+    }
+
+    /// Makes one signed change by running `edit` in a transaction. Returns `None` when the
+    /// edit changed nothing.
+    pub fn change<F>(
+        &mut self,
+        key: &DeviceKey,
+        edit: F,
+    ) -> Result<Option<LocalChange>, ChangeError>
+    where
+        F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
+    {
+        let mut tx = self.doc.transaction();
+        if let Err(e) = edit(&mut tx) {
+            tx.rollback();
+            return Err(ChangeError::Edit(Box::new(e)));
+        }
+        let (hash, _) = tx.commit();
+        let Some(hash) = hash else {
+            return Ok(None);
+        };
+        let Some(change) = self.doc.get_change_by_hash(&hash) else {
+            return Ok(None);
+        };
+        let signed = SignedChange {
+            bytes: change.raw_bytes().to_vec(),
+            author: key.device_id(),
+            signature: key.sign(&change_signing_message(&self.vault, &self.id, &hash)),
+        };
+        self.auth.insert(
+            hash,
+            ChangeAuth {
+                author: signed.author,
+                signature: signed.signature,
+            },
+        );
+        self.loose.insert(hash);
+        let mut batch = Batch::new();
+        batch.put(
+            Table::Changes,
+            keys::change(&self.vault, &self.id, &hash),
+            signed.encode(),
+        );
+        Ok(Some(LocalChange {
+            change: signed,
+            hash,
+            batch,
+        }))
+    }
+
+    /// Checks and applies remote changes. See the module doc for the checks. The
+    /// in-memory document moves ahead at once; commit [`Applied::batch`] before
+    /// acknowledging or forwarding, and reload the document from storage if that fails.
+    pub fn apply(&mut self, changes: Vec<SignedChange>, membership: &Membership) -> Applied {
+        let mut applied = Applied::default();
+        // 1. Parse, drop duplicates.
+        let mut fresh: Vec<(Change, ChangeAuth)> = Vec::new();
+        let mut seen = HashSet::new();
+        for signed in changes {
+            let change = match Change::from_bytes(signed.bytes) {
+                Ok(change) => change,
+                Err(e) => {
+                    applied.rejected.push(ApplyError::Malformed {
+                        author: signed.author,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let hash = change.hash();
+            if self.auth.contains_key(&hash) || !seen.insert(hash) {
+                continue;
+            }
+            fresh.push((
+                change,
+                ChangeAuth {
+                    author: signed.author,
+                    signature: signed.signature,
+                },
+            ));
+        }
+        // 2. Signatures, all at once.
+        let messages: Vec<[u8; 95]> = fresh
+            .iter()
+            .map(|(c, _)| change_signing_message(&self.vault, &self.id, &c.hash()))
+            .collect();
+        let items: Vec<(&[u8], DeviceId, Signature)> = fresh
+            .iter()
+            .zip(&messages)
+            .map(|((_, a), m)| (m.as_slice(), a.author, a.signature))
+            .collect();
+        let verified = verify_signatures(&items);
+        let mut good = Vec::new();
+        for ((change, auth), ok) in fresh.into_iter().zip(verified) {
+            if ok {
+                good.push((change, auth));
+            } else {
+                applied.rejected.push(ApplyError::BadSignature {
+                    change: change.hash(),
+                    author: auth.author,
+                });
+            }
+        }
+        // 3. Authorship: members pass; revoked devices only inside their cut.
+        let mut by_members = Vec::new();
+        let mut by_revoked = Vec::new();
+        for (change, auth) in good {
+            if membership.is_member(&auth.author) {
+                by_members.push((change, auth));
+            } else if membership.revocation(&auth.author).is_some() {
+                by_revoked.push((change, auth));
+            } else {
+                applied.rejected.push(ApplyError::NotMember {
+                    change: change.hash(),
+                    author: auth.author,
+                });
+            }
+        }
+        by_revoked.extend(std::mem::take(&mut self.pending).into_values());
+        if !by_revoked.is_empty() {
+            let mut graph: HashMap<ChangeHash, Vec<ChangeHash>> = by_members
+                .iter()
+                .chain(&by_revoked)
+                .map(|(c, _)| (c.hash(), c.deps().to_vec()))
+                .collect();
+            graph.extend(self.waiting.iter().map(|(h, c)| (*h, c.deps().to_vec())));
+            for (change, auth) in by_revoked {
+                let hash = change.hash();
+                match self.inside_cut(&hash, &auth.author, membership, &graph) {
+                    Cut::Inside => by_members.push((change, auth)),
+                    Cut::Outside => applied.rejected.push(ApplyError::Revoked {
+                        change: hash,
+                        author: auth.author,
+                    }),
+                    Cut::Unknown if self.pending.len() < MAX_PENDING => {
+                        self.pending.insert(hash, (change, auth));
+                    }
+                    Cut::Unknown => applied.rejected.push(ApplyError::PendingFull {
+                        change: hash,
+                        author: auth.author,
+                    }),
+                }
+            }
+        }
+        applied.pending = self.pending.len();
+        // 4. Record and apply.
+        for (change, auth) in by_members {
+            let hash = change.hash();
+            self.record(hash, &change, auth, &mut applied.batch);
+            self.waiting.insert(hash, change);
+            applied.accepted.push(hash);
+        }
+        self.apply_waiting(&mut applied);
+        applied
+    }
+
+    fn is_applied(&self, hash: &ChangeHash) -> bool {
+        self.auth.contains_key(hash) && !self.waiting.contains_key(hash)
+    }
+
+    fn record(&mut self, hash: ChangeHash, change: &Change, auth: ChangeAuth, batch: &mut Batch) {
+        self.auth.insert(hash, auth);
+        self.loose.insert(hash);
+        let signed = SignedChange {
+            bytes: change.raw_bytes().to_vec(),
+            author: auth.author,
+            signature: auth.signature,
+        };
+        batch.put(
+            Table::Changes,
+            keys::change(&self.vault, &self.id, &hash),
+            signed.encode(),
+        );
+    }
+
+    /// Applies waiting changes whose dependencies have arrived, parents first, in one
+    /// Automerge call; falls back to one change at a time if Automerge refuses the lot.
+    fn apply_waiting(&mut self, applied: &mut Applied) {
+        // Kahn's order over the waiting changes whose dependencies are, or will be, applied.
+        let mut ready: Vec<ChangeHash> = Vec::new();
+        let mut placed: HashSet<ChangeHash> = HashSet::new();
+        loop {
+            let before = ready.len();
+            let mut next: Vec<ChangeHash> = self
+                .waiting
+                .iter()
+                .filter(|(h, _)| !placed.contains(*h))
+                .filter(|(_, c)| {
+                    c.deps()
+                        .iter()
+                        .all(|d| placed.contains(d) || self.is_applied(d))
+                })
+                .map(|(h, _)| *h)
+                .collect();
+            next.sort();
+            placed.extend(next.iter().copied());
+            ready.extend(next);
+            if ready.len() == before {
+                break;
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        let changes: Vec<Change> = ready
+            .iter()
+            .filter_map(|h| self.waiting.remove(h))
+            .collect();
+        if self.doc.apply_changes(changes.clone()).is_ok() {
+            return;
+        }
+        for change in changes {
+            let hash = change.hash();
+            if self.doc.get_change_meta_by_hash(&hash).is_some() {
+                continue;
+            }
+            if let Err(e) = self.doc.apply_changes([change]) {
+                // Refused changes must not stay stored as if valid.
+                self.auth.remove(&hash);
+                if self.loose.remove(&hash) {
+                    applied
+                        .batch
+                        .delete(Table::Changes, keys::change(&self.vault, &self.id, &hash));
+                }
+                applied.accepted.retain(|h| *h != hash);
+                applied.rejected.push(ApplyError::Refused {
+                    change: hash,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Whether `hash`, by a revoked `author`, is in the causal past of the heads its
+    /// revocation recorded. The search walks only changes that are not applied yet: an
+    /// applied change's ancestors are all applied, so a path from a recorded head down to
+    /// an unapplied change never passes through an applied one.
+    fn inside_cut(
+        &self,
+        hash: &ChangeHash,
+        author: &DeviceId,
+        membership: &Membership,
+        graph: &HashMap<ChangeHash, Vec<ChangeHash>>,
+    ) -> Cut {
+        let Some(revocation) = membership.revocation(author) else {
+            return Cut::Outside;
+        };
+        let heads = revocation
+            .doc_heads
+            .get(&self.id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut unknown = false;
+        let mut stack: Vec<ChangeHash> = heads
+            .iter()
+            .filter(|h| !self.is_applied(h))
+            .copied()
+            .collect();
+        let mut visited = HashSet::new();
+        while let Some(h) = stack.pop() {
+            if !visited.insert(h) {
+                continue;
+            }
+            if h == *hash {
+                return Cut::Inside;
+            }
+            match graph.get(&h) {
+                Some(deps) => stack.extend(deps.iter().filter(|d| !self.is_applied(d))),
+                None => unknown = true,
+            }
+        }
+        if unknown { Cut::Unknown } else { Cut::Outside }
+    }
+
+    /// The signed changes that a peer with `have` heads lacks, in causal order.
+    pub fn changes_since(&self, have: &[ChangeHash]) -> Vec<SignedChange> {
+        let known: Vec<ChangeHash> = have
+            .iter()
+            .filter(|h| self.is_applied(h))
+            .copied()
+            .collect();
+        self.doc
+            .get_changes(&known)
+            .into_iter()
+            .filter_map(|c| {
+                let auth = self.auth.get(&c.hash())?;
+                Some(SignedChange {
+                    bytes: c.raw_bytes().to_vec(),
+                    author: auth.author,
+                    signature: auth.signature,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops the changes of revoked devices that lie outside their revocation's cut, and
+    /// every change built on them, rebuilding the document. Returns the batch that
+    /// rewrites storage (a fresh snapshot), or `None` when nothing had to go.
+    pub fn enforce_revocations(
+        &mut self,
+        membership: &Membership,
+    ) -> Option<(Batch, Vec<ChangeHash>)> {
+        let revoked_here: HashSet<DeviceId> = self
+            .auth
+            .values()
+            .map(|a| a.author)
+            .filter(|a| membership.revocation(a).is_some())
+            .collect();
+        if revoked_here.is_empty() {
+            return None;
+        }
+        let all = self.doc.get_changes(&[]);
+        let mut dropped: HashSet<ChangeHash> = HashSet::new();
+        for author in &revoked_here {
+            let heads = membership
+                .revocation(author)
+                .and_then(|r| r.doc_heads.get(&self.id))
+                .cloned()
+                .unwrap_or_default();
+            let known_heads: Vec<ChangeHash> = heads
+                .iter()
+                .filter(|h| self.is_applied(h))
+                .copied()
+                .collect();
+            if known_heads.len() != heads.len() {
+                // The revoking admin saw changes this device lacks; wait for them.
+                continue;
+            }
+            let outside: HashSet<ChangeHash> = self
+                .doc
+                .get_changes(&known_heads)
+                .iter()
+                .map(|c| c.hash())
+                .collect();
+            for change in &all {
+                let hash = change.hash();
+                if outside.contains(&hash)
+                    && self.auth.get(&hash).map(|a| a.author) == Some(*author)
+                {
+                    dropped.insert(hash);
+                }
+            }
+        }
+        if dropped.is_empty() {
+            return None;
+        }
+        // `get_changes` lists parents before children, so one pass finds descendants.
+        let mut kept = Vec::new();
+        for change in all {
+            if dropped.contains(&change.hash()) || change.deps().iter().any(|d| dropped.contains(d))
+            {
+                dropped.insert(change.hash());
+            } else {
+                kept.push(change);
+            }
+        }
+        let actor = self.doc.get_actor().clone();
+        let mut rebuilt = Automerge::new().with_actor(actor);
+        if rebuilt.apply_changes(kept).is_err() {
+            return None;
+        }
+        self.doc = rebuilt;
+        for hash in &dropped {
+            self.auth.remove(hash);
+        }
+        let mut batch = Batch::new();
+        for hash in &dropped {
+            if self.loose.remove(hash) {
+                batch.delete(Table::Changes, keys::change(&self.vault, &self.id, hash));
+            }
+        }
+        batch.extend(self.compact());
+        let mut dropped: Vec<ChangeHash> = dropped.into_iter().collect();
+        dropped.sort();
+        Some((batch, dropped))
+    }
+
+    /// Folds every applied change into one snapshot record and deletes their individual
+    /// records, in one batch. The snapshot keeps each covered change's author and signature.
+    pub fn compact(&mut self) -> Batch {
+        let save = self.doc.save();
+        let heads = self.heads();
+        let mut hashes: Vec<ChangeHash> = self
+            .auth
+            .keys()
+            .filter(|h| !self.waiting.contains_key(h))
+            .copied()
+            .collect();
+        hashes.sort();
+        let mut authors: Vec<DeviceId> = hashes
+            .iter()
+            .filter_map(|h| self.auth.get(h).map(|a| a.author))
+            .collect();
+        authors.sort();
+        authors.dedup();
+        let author_index: HashMap<DeviceId, usize> =
+            authors.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let mut w = Writer::new();
+        w.varint(SNAPSHOT_VERSION).len(heads.len());
+        for head in &heads {
+            w.raw(&head.0);
+        }
+        w.bytes(&save).len(authors.len());
+        for author in &authors {
+            w.raw(author.public_key());
+        }
+        w.len(hashes.len());
+        for hash in &hashes {
+            if let Some(auth) = self.auth.get(hash) {
+                w.varint(author_index[&auth.author] as u64)
+                    .raw(&auth.signature.0);
+            }
+        }
+        let mut batch = Batch::new();
+        batch.put(
+            Table::Snapshots,
+            keys::doc(&self.vault, &self.id),
+            w.finish(),
+        );
+        for hash in &hashes {
+            if self.loose.remove(hash) {
+                batch.delete(Table::Changes, keys::change(&self.vault, &self.id, hash));
+            }
+        }
+        batch
+    }
+
+    /// Rebuilds a document from its stored snapshot (if any) and change records. Records
+    /// were checked when they were stored; [`Document::verify`] checks them again.
+    pub fn load(
+        vault: VaultId,
+        id: DocId,
+        actor: ActorId,
+        snapshot: Option<&[u8]>,
+        changes: &[Vec<u8>],
+    ) -> Result<Self, LoadError> {
+        let mut document = Self::new(vault, id, actor.clone());
+        if let Some(bytes) = snapshot {
+            let corrupt = |source| LoadError::Corrupt {
+                doc: id,
+                record: "snapshot",
+                source,
+            };
+            let mut r = Reader::new(bytes);
+            let version = r.varint("snapshot version").map_err(corrupt)?;
+            if version != SNAPSHOT_VERSION {
+                return Err(corrupt(DecodeError::UnsupportedVersion {
+                    what: "snapshot",
+                    version,
+                    supported: SNAPSHOT_VERSION,
+                }));
+            }
+            let n = r.count(1 << 20, 32, "snapshot heads").map_err(corrupt)?;
+            for _ in 0..n {
+                r.array::<32>("snapshot head").map_err(corrupt)?;
+            }
+            let save = r
+                .bytes(MAX_SNAPSHOT_BYTES, "snapshot document")
+                .map_err(corrupt)?;
+            let n = r.count(1 << 20, 32, "snapshot authors").map_err(corrupt)?;
+            let mut authors = Vec::with_capacity(n);
+            for _ in 0..n {
+                let author =
+                    DeviceId::from_public_key(r.array("snapshot author").map_err(corrupt)?)
+                        .map_err(|e| {
+                            corrupt(DecodeError::Invalid {
+                                what: "snapshot author",
+                                reason: e.to_string(),
+                            })
+                        })?;
+                authors.push(author);
+            }
+            let doc = Automerge::load(save).map_err(|e| LoadError::Snapshot {
+                doc: id,
+                reason: e.to_string(),
+            })?;
+            let mut hashes: Vec<ChangeHash> =
+                doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+            hashes.sort();
+            let n = r
+                .count(1 << 24, 65, "snapshot signatures")
+                .map_err(corrupt)?;
+            if n != hashes.len() {
+                return Err(corrupt(DecodeError::Invalid {
+                    what: "snapshot signatures",
+                    reason: format!("{n} signatures for {} changes", hashes.len()),
+                }));
+            }
+            for hash in hashes {
+                let index = r.varint("snapshot author index").map_err(corrupt)?;
+                let author = *authors.get(index as usize).ok_or_else(|| {
+                    corrupt(DecodeError::Invalid {
+                        what: "snapshot author index",
+                        reason: format!("{index} is past the {} authors", authors.len()),
+                    })
+                })?;
+                let signature = Signature(r.array("snapshot signature").map_err(corrupt)?);
+                document.auth.insert(hash, ChangeAuth { author, signature });
+            }
+            r.finish("snapshot").map_err(corrupt)?;
+            document.doc = doc.with_actor(actor);
+        }
+        let mut parsed = Vec::with_capacity(changes.len());
+        for bytes in changes {
+            let signed = SignedChange::decode(bytes).map_err(|source| LoadError::Corrupt {
+                doc: id,
+                record: "change",
+                source,
+            })?;
+            let change = Change::from_bytes(signed.bytes).map_err(|e| LoadError::Corrupt {
+                doc: id,
+                record: "change",
+                source: DecodeError::Invalid {
+                    what: "automerge change",
+                    reason: e.to_string(),
+                },
+            })?;
+            let hash = change.hash();
+            document.auth.insert(
+                hash,
+                ChangeAuth {
+                    author: signed.author,
+                    signature: signed.signature,
+                },
+            );
+            document.loose.insert(hash);
+            parsed.push((hash, change));
+        }
+        for (hash, change) in parsed {
+            if document.doc.get_change_meta_by_hash(&hash).is_none() {
+                document.waiting.insert(hash, change);
+            }
+        }
+        let mut ignored = Applied::default();
+        document.apply_waiting(&mut ignored);
+        Ok(document)
+    }
+
+    /// Checks every change's signature (batch verification). Returns the problems found.
+    pub fn verify(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut hashes: Vec<ChangeHash> =
+            self.doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+        hashes.extend(self.waiting.keys().copied());
+        let mut signed = Vec::new();
+        for hash in hashes {
+            match self.auth.get(&hash) {
+                Some(auth) => signed.push((hash, *auth)),
+                None => problems.push(Problem::Unsigned(hash)),
+            }
+        }
+        let messages: Vec<[u8; 95]> = signed
+            .iter()
+            .map(|(h, _)| change_signing_message(&self.vault, &self.id, h))
+            .collect();
+        let items: Vec<(&[u8], DeviceId, Signature)> = signed
+            .iter()
+            .zip(&messages)
+            .map(|((_, a), m)| (m.as_slice(), a.author, a.signature))
+            .collect();
+        for ((hash, _), ok) in signed.iter().zip(verify_signatures(&items)) {
+            if !ok {
+                problems.push(Problem::BadSignature(*hash));
+            }
+        }
+        problems
+    }
+
+    /// The document's value as JSON-like data, for display and tests.
+    pub fn hydrate(&self) -> automerge::hydrate::Value {
+        self.doc.hydrate(None)
+    }
+
+    /// The stored metadata record of a document.
+    pub fn meta_record(&self, created_ms: u64) -> Batch {
+        let mut w = Writer::new();
+        w.varint(RECORD_VERSION).varint(created_ms);
+        let mut batch = Batch::new();
+        batch.put(Table::Docs, keys::doc(&self.vault, &self.id), w.finish());
+        batch
+    }
+
+    /// A value at `key` in the document's root map, for quick reads.
+    pub fn get_root(&self, key: &str) -> Option<automerge::Value<'_>> {
+        self.doc
+            .get(automerge::ROOT, key)
+            .ok()
+            .flatten()
+            .map(|(v, _)| v)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Inside,
+    Outside,
+    Unknown,
+}
+
+/// Heads of many documents, keyed by id (what a revocation records).
+pub fn doc_heads<'a>(
+    docs: impl IntoIterator<Item = &'a Document>,
+) -> BTreeMap<DocId, Vec<ChangeHash>> {
+    docs.into_iter().map(|d| (d.id(), d.heads())).collect()
+}

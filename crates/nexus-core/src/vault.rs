@@ -1,0 +1,476 @@
+//! A vault: its membership log and its documents, kept consistent with each other and
+//! with storage.
+//!
+//! [`Vault`] is the unit the engine holds per vault. Every mutating call returns the
+//! [`Batch`] that persists it; the caller commits the batch before telling anyone (the
+//! app, peers) about the change, which is how "a write resolves only after it is durable"
+//! is kept on every backend.
+//!
+//! ```
+//! use nexus_core::{ActorId, DeviceKey, DocId, MemoryStore, Storage, Vault};
+//! use automerge::{transaction::Transactable, ROOT};
+//!
+//! let alice = DeviceKey::from_secret_bytes(&[1; 32]);
+//! let mut store = MemoryStore::new();
+//! let (mut vault, batch) = Vault::create(&alice, "Home", [0; 16], 1_000, ActorId::random()).unwrap();
+//! store.commit(batch).unwrap();
+//! let doc = DocId([1; 16]);
+//! store.commit(vault.create_document(&alice, doc, 1_000).unwrap()).unwrap();
+//! let local = vault
+//!     .change(&alice, doc, |tx| tx.put(ROOT, "title", "hello").map(|_| ()))
+//!     .unwrap()
+//!     .unwrap();
+//! store.commit(local.batch).unwrap();
+//!
+//! let reopened = Vault::load(&store, vault.id(), ActorId::random()).unwrap();
+//! assert_eq!(reopened.document(&doc).unwrap().heads(), vault.document(&doc).unwrap().heads());
+//! ```
+
+use std::collections::BTreeMap;
+
+use automerge::{ActorId, AutomergeError, ChangeHash};
+use thiserror::Error;
+
+use crate::document::{Applied, ChangeError, Document, LoadError, LocalChange, SignedChange};
+use crate::hash::Hash;
+use crate::identity::{DeviceId, DeviceKey};
+use crate::ids::{DocId, VaultId};
+use crate::membership::{
+    DocHeads, EntryError, Membership, MembershipError, MembershipLog, Received, Role, SignedEntry,
+};
+use crate::storage::{Batch, Storage, Table, keys};
+
+/// Why a vault operation failed. Nothing was changed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// The membership log refused the entry.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// This device is not a member, so it may not write.
+    #[error(
+        "device {device} is not a member of vault {vault}; ask an admin to approve it or redeem an invite"
+    )]
+    NotMember {
+        /// This device.
+        device: DeviceId,
+        /// The vault.
+        vault: VaultId,
+    },
+    /// No document with this id in the vault.
+    #[error("vault {vault} has no document {doc}")]
+    UnknownDocument {
+        /// The vault.
+        vault: VaultId,
+        /// The document id asked for.
+        doc: DocId,
+    },
+    /// A document with this id already exists.
+    #[error("vault {vault} already has a document {doc}")]
+    DocumentExists {
+        /// The vault.
+        vault: VaultId,
+        /// The document id.
+        doc: DocId,
+    },
+    /// The edit failed.
+    #[error("editing document {doc}: {source}")]
+    Change {
+        /// The document.
+        doc: DocId,
+        /// What failed.
+        source: ChangeError,
+    },
+}
+
+/// Why a vault could not be loaded from storage.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum VaultLoadError<E: std::error::Error + 'static> {
+    /// The backend failed.
+    #[error("reading vault {vault} from storage: {source}")]
+    Storage {
+        /// The vault.
+        vault: VaultId,
+        /// The backend's error.
+        source: E,
+    },
+    /// No genesis entry is stored for this vault.
+    #[error("vault {0} is not in this store")]
+    NotFound(VaultId),
+    /// A stored membership entry is corrupt.
+    #[error("vault {vault}: a stored membership entry is corrupt: {source}")]
+    CorruptEntry {
+        /// The vault.
+        vault: VaultId,
+        /// Why.
+        source: EntryError,
+    },
+    /// A stored document is corrupt.
+    #[error("vault {vault}: {source}")]
+    Document {
+        /// The vault.
+        vault: VaultId,
+        /// Why.
+        source: LoadError,
+    },
+}
+
+/// What ingesting membership entries did.
+#[derive(Debug, Default)]
+#[must_use = "the batch must be committed"]
+pub struct Ingested {
+    /// Records to commit: the new entries, and documents rewritten by revocations.
+    pub batch: Batch,
+    /// Hashes of the entries accepted.
+    pub accepted: Vec<Hash>,
+    /// Entries refused, with why.
+    pub refused: Vec<MembershipError>,
+    /// Changes dropped from documents because a revocation made them invalid.
+    pub dropped: BTreeMap<DocId, Vec<ChangeHash>>,
+}
+
+/// A vault: membership log plus documents.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    log: MembershipLog,
+    docs: BTreeMap<DocId, Document>,
+    actor: ActorId,
+}
+
+fn entry_record(vault: &VaultId, entry: &SignedEntry, batch: &mut Batch) {
+    batch.put(
+        Table::Membership,
+        keys::membership(vault, &entry.hash()),
+        entry.encode(),
+    );
+}
+
+impl Vault {
+    /// Creates a vault with `creator` as its first admin. `actor` names this writer.
+    pub fn create(
+        creator: &DeviceKey,
+        name: &str,
+        nonce: [u8; 16],
+        now_ms: u64,
+        actor: ActorId,
+    ) -> Result<(Self, Batch), VaultError> {
+        let (log, genesis) = MembershipLog::create(creator, name, nonce, now_ms)?;
+        let mut batch = Batch::new();
+        entry_record(&log.vault_id(), &genesis, &mut batch);
+        Ok((
+            Self {
+                log,
+                docs: BTreeMap::new(),
+                actor,
+            },
+            batch,
+        ))
+    }
+
+    /// Starts a replica of a vault from entries received from a member (the genesis among
+    /// them). Returns the vault and the batch that stores the accepted entries.
+    pub fn from_entries(
+        vault: VaultId,
+        entries: Vec<SignedEntry>,
+        received: Received,
+        actor: ActorId,
+    ) -> Result<(Self, Ingested), VaultError> {
+        let Some(genesis) = entries.iter().find(|e| e.hash() == vault.0).cloned() else {
+            return Err(MembershipError::WrongVault {
+                entry: vault.0,
+                expected: vault,
+                found: None,
+            }
+            .into());
+        };
+        let log = MembershipLog::from_genesis(genesis.clone())?;
+        let mut this = Self {
+            log,
+            docs: BTreeMap::new(),
+            actor,
+        };
+        let mut ingested = this.ingest_entries(entries, received);
+        entry_record(&vault, &genesis, &mut ingested.batch);
+        Ok((this, ingested))
+    }
+
+    /// Lists the vaults in a store.
+    pub fn list<S: Storage>(store: &S) -> Result<Vec<VaultId>, S::Error> {
+        let mut out: Vec<VaultId> = Vec::new();
+        for (key, _) in store.scan(Table::Membership, &[])? {
+            if key.len() == 64 && key[..32] == key[32..] {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&key[..32]);
+                out.push(VaultId(Hash(id)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads a vault and all its documents from storage.
+    pub fn load<S: Storage>(
+        store: &S,
+        vault: VaultId,
+        actor: ActorId,
+    ) -> Result<Self, VaultLoadError<S::Error>> {
+        let storage = |source| VaultLoadError::Storage { vault, source };
+        let corrupt = |source| VaultLoadError::CorruptEntry { vault, source };
+        let mut entries = Vec::new();
+        for (_, value) in store
+            .scan(Table::Membership, &keys::vault_prefix(&vault))
+            .map_err(storage)?
+        {
+            entries.push(SignedEntry::decode(&value).map_err(corrupt)?);
+        }
+        let Some(genesis) = entries.iter().find(|e| e.hash() == vault.0).cloned() else {
+            return Err(VaultLoadError::NotFound(vault));
+        };
+        let mut log =
+            MembershipLog::from_genesis(genesis).map_err(|_| VaultLoadError::NotFound(vault))?;
+        let (_, refused) = log.insert_many(entries, Received::STORED);
+        // Stored entries were accepted once; one refused now means the store was edited.
+        if let Some(MembershipError::Entry(e)) = refused.into_iter().next() {
+            return Err(corrupt(e));
+        }
+        let mut docs = BTreeMap::new();
+        for (key, _) in store
+            .scan(Table::Docs, &keys::vault_prefix(&vault))
+            .map_err(storage)?
+        {
+            let Ok(id) = <[u8; 16]>::try_from(&key[32..]) else {
+                continue;
+            };
+            let id = DocId(id);
+            let doc_key = keys::doc(&vault, &id);
+            let snapshot = store.get(Table::Snapshots, &doc_key).map_err(storage)?;
+            let changes: Vec<Vec<u8>> = store
+                .scan(Table::Changes, &doc_key)
+                .map_err(storage)?
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            let doc = Document::load(vault, id, actor.clone(), snapshot.as_deref(), &changes)
+                .map_err(|source| VaultLoadError::Document { vault, source })?;
+            docs.insert(id, doc);
+        }
+        Ok(Self { log, docs, actor })
+    }
+
+    /// The vault id.
+    pub fn id(&self) -> VaultId {
+        self.log.vault_id()
+    }
+
+    /// Current membership.
+    pub fn membership(&self) -> &Membership {
+        self.log.membership()
+    }
+
+    /// The membership log.
+    pub fn log(&self) -> &MembershipLog {
+        &self.log
+    }
+
+    /// The documents.
+    pub fn documents(&self) -> impl Iterator<Item = &Document> {
+        self.docs.values()
+    }
+
+    /// One document.
+    pub fn document(&self, id: &DocId) -> Option<&Document> {
+        self.docs.get(id)
+    }
+
+    fn record_entry(&self, entry: &SignedEntry) -> Batch {
+        let mut batch = Batch::new();
+        entry_record(&self.id(), entry, &mut batch);
+        batch
+    }
+
+    /// An admin approves a device by its id.
+    pub fn add_device(
+        &mut self,
+        admin: &DeviceKey,
+        device: DeviceId,
+        role: Role,
+        now_ms: u64,
+    ) -> Result<Batch, VaultError> {
+        let entry = self.log.add_device(admin, device, role, now_ms)?;
+        Ok(self.record_entry(&entry))
+    }
+
+    /// An admin creates a one-time invite for `secret`. Returns the invite's entry hash
+    /// (which, with the secret and the vault id, makes the invite code) and the batch.
+    pub fn create_invite(
+        &mut self,
+        admin: &DeviceKey,
+        secret: &[u8; 32],
+        role: Role,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<(Hash, Batch), VaultError> {
+        let entry = self
+            .log
+            .create_invite(admin, secret, role, expires_at_ms, now_ms)?;
+        Ok((entry.hash(), self.record_entry(&entry)))
+    }
+
+    /// This (new) device redeems an invite. Returns the entry to hand to a member.
+    pub fn redeem_invite(
+        &mut self,
+        newcomer: &DeviceKey,
+        invite: Hash,
+        secret: [u8; 32],
+        now_ms: u64,
+    ) -> Result<(SignedEntry, Batch), VaultError> {
+        let entry = self.log.redeem_invite(newcomer, invite, secret, now_ms)?;
+        let batch = self.record_entry(&entry);
+        Ok((entry, batch))
+    }
+
+    /// An admin revokes a device. The entry records the heads of every document this
+    /// device has, and this device's documents drop the revoked device's changes outside
+    /// them (there are none yet, unless they were waiting for dependencies).
+    pub fn revoke_device(
+        &mut self,
+        admin: &DeviceKey,
+        device: DeviceId,
+        now_ms: u64,
+    ) -> Result<Batch, VaultError> {
+        let doc_heads: DocHeads = self.docs.values().map(|d| (d.id(), d.heads())).collect();
+        let entry = self.log.revoke_device(admin, device, doc_heads, now_ms)?;
+        let mut batch = self.record_entry(&entry);
+        let (rewrites, _) = self.enforce_revocations();
+        batch.extend(rewrites);
+        Ok(batch)
+    }
+
+    fn enforce_revocations(&mut self) -> (Batch, BTreeMap<DocId, Vec<ChangeHash>>) {
+        let mut batch = Batch::new();
+        let mut dropped = BTreeMap::new();
+        let membership = self.log.membership().clone();
+        for doc in self.docs.values_mut() {
+            if let Some((rewrite, hashes)) = doc.enforce_revocations(&membership) {
+                batch.extend(rewrite);
+                dropped.insert(doc.id(), hashes);
+            }
+        }
+        (batch, dropped)
+    }
+
+    /// Takes membership entries from a peer (any order). Applies revocations they carry to
+    /// the documents.
+    pub fn ingest_entries(
+        &mut self,
+        entries: impl IntoIterator<Item = SignedEntry>,
+        received: Received,
+    ) -> Ingested {
+        let entries: Vec<SignedEntry> = entries.into_iter().collect();
+        let (accepted, refused) = self.log.insert_many(entries.iter().cloned(), received);
+        let mut ingested = Ingested {
+            accepted,
+            refused,
+            ..Ingested::default()
+        };
+        for entry in &entries {
+            if ingested.accepted.contains(&entry.hash()) {
+                entry_record(&self.id(), entry, &mut ingested.batch);
+            }
+        }
+        if !ingested.accepted.is_empty() {
+            let (rewrites, dropped) = self.enforce_revocations();
+            ingested.batch.extend(rewrites);
+            ingested.dropped = dropped;
+        }
+        ingested
+    }
+
+    fn require_member(&self, device: DeviceId) -> Result<(), VaultError> {
+        if self.membership().is_member(&device) {
+            Ok(())
+        } else {
+            Err(VaultError::NotMember {
+                device,
+                vault: self.id(),
+            })
+        }
+    }
+
+    /// Creates an empty document with a caller-chosen id (random, see [`DocId::random`]).
+    pub fn create_document(
+        &mut self,
+        key: &DeviceKey,
+        id: DocId,
+        now_ms: u64,
+    ) -> Result<Batch, VaultError> {
+        self.require_member(key.device_id())?;
+        if self.docs.contains_key(&id) {
+            return Err(VaultError::DocumentExists {
+                vault: self.id(),
+                doc: id,
+            });
+        }
+        let doc = Document::new(self.id(), id, self.actor.clone());
+        let batch = doc.meta_record(now_ms);
+        self.docs.insert(id, doc);
+        Ok(batch)
+    }
+
+    /// Edits a document as `key`'s device: one signed change and the batch storing it.
+    pub fn change<F>(
+        &mut self,
+        key: &DeviceKey,
+        doc: DocId,
+        edit: F,
+    ) -> Result<Option<LocalChange>, VaultError>
+    where
+        F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
+    {
+        self.require_member(key.device_id())?;
+        let vault = self.id();
+        let document = self
+            .docs
+            .get_mut(&doc)
+            .ok_or(VaultError::UnknownDocument { vault, doc })?;
+        document
+            .change(key, edit)
+            .map_err(|source| VaultError::Change { doc, source })
+    }
+
+    /// Checks and applies changes received for a document, creating it if it is new here.
+    pub fn apply_changes(
+        &mut self,
+        doc: DocId,
+        changes: Vec<SignedChange>,
+        now_ms: u64,
+    ) -> Applied {
+        let vault = self.id();
+        let mut created = None;
+        let document = self.docs.entry(doc).or_insert_with(|| {
+            let document = Document::new(vault, doc, self.actor.clone());
+            created = Some(document.meta_record(now_ms));
+            document
+        });
+        let mut applied = document.apply(changes, self.log.membership());
+        if let Some(meta) = created {
+            if applied.accepted.is_empty() {
+                self.docs.remove(&doc);
+            } else {
+                let mut batch = meta;
+                batch.extend(std::mem::take(&mut applied.batch));
+                applied.batch = batch;
+            }
+        }
+        applied
+    }
+
+    /// Compacts one document. See [`Document::compact`].
+    pub fn compact(&mut self, doc: DocId) -> Result<Batch, VaultError> {
+        let vault = self.id();
+        self.docs
+            .get_mut(&doc)
+            .map(Document::compact)
+            .ok_or(VaultError::UnknownDocument { vault, doc })
+    }
+}
