@@ -400,6 +400,7 @@ impl Document {
         let mut fresh: Vec<(Change, ChangeAuth)> = Vec::new();
         let mut seen = HashSet::new();
         for signed in changes {
+            let auth_author = signed.author;
             let change = match Change::from_bytes(signed.bytes) {
                 Ok(change) => change,
                 Err(e) => {
@@ -411,6 +412,15 @@ impl Document {
                 }
             };
             let hash = change.hash();
+            // Automerge does not check the chunk checksum (bytes 4..8, the hash's first
+            // four bytes); a change whose checksum lies was altered in transit.
+            if change.raw_bytes().get(4..8) != Some(&hash.0[..4]) {
+                applied.rejected.push(ApplyError::Malformed {
+                    author: auth_author,
+                    reason: format!("change {hash} has a checksum that does not match its hash"),
+                });
+                continue;
+            }
             if self.auth.contains_key(&hash) || !seen.insert(hash) {
                 continue;
             }

@@ -26,7 +26,7 @@
 //! assert_eq!(reopened.document(&doc).unwrap().heads(), vault.document(&doc).unwrap().heads());
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::{ActorId, AutomergeError, ChangeHash};
 use thiserror::Error;
@@ -135,6 +135,9 @@ pub struct Ingested {
 pub struct Vault {
     log: MembershipLog,
     docs: BTreeMap<DocId, Document>,
+    /// Documents first heard of from a peer that have no accepted change (and so no
+    /// record) yet.
+    unsaved: BTreeSet<DocId>,
     actor: ActorId,
 }
 
@@ -162,6 +165,7 @@ impl Vault {
             Self {
                 log,
                 docs: BTreeMap::new(),
+                unsaved: BTreeSet::new(),
                 actor,
             },
             batch,
@@ -188,6 +192,7 @@ impl Vault {
         let mut this = Self {
             log,
             docs: BTreeMap::new(),
+            unsaved: BTreeSet::new(),
             actor,
         };
         let mut ingested = this.ingest_entries(entries, received);
@@ -254,7 +259,12 @@ impl Vault {
                 .map_err(|source| VaultLoadError::Document { vault, source })?;
             docs.insert(id, doc);
         }
-        Ok(Self { log, docs, actor })
+        Ok(Self {
+            log,
+            docs,
+            unsaved: BTreeSet::new(),
+            actor,
+        })
     }
 
     /// The vault id.
@@ -446,20 +456,22 @@ impl Vault {
         now_ms: u64,
     ) -> Applied {
         let vault = self.id();
-        let mut created = None;
+        let actor = self.actor.clone();
         let document = self.docs.entry(doc).or_insert_with(|| {
-            let document = Document::new(vault, doc, self.actor.clone());
-            created = Some(document.meta_record(now_ms));
-            document
+            // Not stored until it holds an accepted change.
+            self.unsaved.insert(doc);
+            Document::new(vault, doc, actor)
         });
         let mut applied = document.apply(changes, self.log.membership());
-        if let Some(meta) = created {
-            if applied.accepted.is_empty() {
-                self.docs.remove(&doc);
-            } else {
-                let mut batch = meta;
+        if self.unsaved.contains(&doc) {
+            if !applied.accepted.is_empty() {
+                self.unsaved.remove(&doc);
+                let mut batch = document.meta_record(now_ms);
                 batch.extend(std::mem::take(&mut applied.batch));
                 applied.batch = batch;
+            } else if applied.pending == 0 {
+                self.docs.remove(&doc);
+                self.unsaved.remove(&doc);
             }
         }
         applied

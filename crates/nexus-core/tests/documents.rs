@@ -1,0 +1,460 @@
+//! Signed changes between two in-memory devices, by hand: what is accepted, what is
+//! rejected, and that storage only ever holds what was accepted.
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, ROOT, ReadDoc};
+use nexus_core::{
+    ApplyError, DeviceId, DeviceKey, DocId, MemoryStore, Problem, Received, Role, SignedChange,
+    Storage, Table, Vault,
+};
+
+fn key(n: u8) -> DeviceKey {
+    DeviceKey::from_secret_bytes(&[n + 1; 32])
+}
+
+fn actor(n: u8) -> ActorId {
+    ActorId::from(&[n; 16][..])
+}
+
+const DOC: DocId = DocId([7; 16]);
+
+/// A device with its own vault replica and store.
+struct Device {
+    key: DeviceKey,
+    vault: Vault,
+    store: MemoryStore,
+}
+
+impl Device {
+    fn id(&self) -> DeviceId {
+        self.key.device_id()
+    }
+
+    fn commit(&mut self, batch: nexus_core::Batch) {
+        self.store.commit(batch).expect("commit");
+    }
+
+    fn put(&mut self, field: &str, value: i64) -> SignedChange {
+        let local = self
+            .vault
+            .change(&self.key, DOC, |tx| tx.put(ROOT, field, value).map(|_| ()))
+            .expect("change")
+            .expect("not empty");
+        self.commit(local.batch);
+        local.change
+    }
+
+    fn receive(&mut self, changes: Vec<SignedChange>) -> Vec<ApplyError> {
+        let applied = self.vault.apply_changes(DOC, changes, 0);
+        self.commit(applied.batch);
+        applied.rejected
+    }
+
+    fn get(&self, field: &str) -> Option<i64> {
+        let doc = self.vault.document(&DOC)?;
+        match doc.automerge().get(ROOT, field).ok()?? {
+            (automerge::Value::Scalar(s), _) => s.to_i64(),
+            _ => None,
+        }
+    }
+
+    fn value(&self) -> automerge::hydrate::Value {
+        self.vault.document(&DOC).expect("document").hydrate()
+    }
+
+    fn reload(&self) -> Vault {
+        Vault::load(&self.store, self.vault.id(), actor(99)).expect("reload")
+    }
+}
+
+/// Alice creates a vault and a document; Bob (and Carol, if asked) are approved and get
+/// the membership log from her.
+fn alice_and_bob(with_carol: bool) -> (Device, Device) {
+    let mut store = MemoryStore::new();
+    let alice = key(0);
+    let (mut vault, batch) = Vault::create(&alice, "Home", [0; 16], 1_000, actor(1)).unwrap();
+    store.commit(batch).unwrap();
+    store
+        .commit(
+            vault
+                .add_device(&alice, key(1).device_id(), Role::Member, 1_001)
+                .unwrap(),
+        )
+        .unwrap();
+    if with_carol {
+        store
+            .commit(
+                vault
+                    .add_device(&alice, key(2).device_id(), Role::Admin, 1_002)
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    store
+        .commit(vault.create_document(&alice, DOC, 1_003).unwrap())
+        .unwrap();
+    let entries = vault.log().entries().into_iter().cloned().collect();
+    let received = Received {
+        now_ms: 1_004,
+        from: Some(alice.device_id()),
+    };
+    let (bob_vault, ingested) =
+        Vault::from_entries(vault.id(), entries, received, actor(2)).unwrap();
+    let mut bob_vault = bob_vault;
+    let mut bob_store = MemoryStore::new();
+    bob_store.commit(ingested.batch).unwrap();
+    // Bob knows the document exists (in the protocol, from Alice's digest).
+    bob_store
+        .commit(bob_vault.create_document(&key(1), DOC, 1_005).unwrap())
+        .unwrap();
+    (
+        Device {
+            key: alice,
+            vault,
+            store,
+        },
+        Device {
+            key: key(1),
+            vault: bob_vault,
+            store: bob_store,
+        },
+    )
+}
+
+fn all_changes(device: &Device) -> Vec<SignedChange> {
+    device.vault.document(&DOC).unwrap().changes_since(&[])
+}
+
+#[test]
+fn two_devices_exchange_signed_changes_and_converge() {
+    let (mut alice, mut bob) = alice_and_bob(false);
+    let a1 = alice.put("milk", 1);
+    let a2 = alice.put("eggs", 12);
+    assert!(bob.receive(vec![a1, a2]).is_empty());
+    // Concurrent edits on both sides.
+    let b1 = bob.put("milk", 2);
+    let a3 = alice.put("bread", 1);
+    assert!(alice.receive(vec![b1]).is_empty());
+    assert!(bob.receive(vec![a3]).is_empty());
+    assert_eq!(alice.value(), bob.value());
+    assert_eq!(
+        alice.vault.document(&DOC).unwrap().heads(),
+        bob.vault.document(&DOC).unwrap().heads()
+    );
+    assert_eq!(bob.get("eggs"), Some(12));
+    // Each writer used its own actor; the device signature names the author.
+    let doc = bob.vault.document(&DOC).unwrap();
+    let authors: std::collections::BTreeSet<DeviceId> =
+        all_changes(&bob).iter().map(|c| c.author).collect();
+    assert_eq!(authors, [alice.id(), bob.id()].into_iter().collect());
+    assert!(doc.verify().is_empty());
+    // What was stored reloads to the same document.
+    for device in [&alice, &bob] {
+        let reloaded = device.reload();
+        assert_eq!(reloaded.document(&DOC).unwrap().hydrate(), device.value());
+    }
+}
+
+#[test]
+fn a_tampered_change_or_signature_is_rejected_and_nothing_is_stored() {
+    let (mut alice, mut bob) = alice_and_bob(false);
+    let good = alice.put("milk", 1);
+    let before = bob.store.records().clone();
+
+    // Every single-byte tampering of the change is caught, one way or another.
+    for i in 0..good.bytes.len() {
+        let mut bad = good.clone();
+        bad.bytes[i] ^= 0x20;
+        let rejected = bob.receive(vec![bad]);
+        assert_eq!(rejected.len(), 1, "byte {i} slipped through");
+        assert!(matches!(
+            rejected[0],
+            ApplyError::BadSignature { .. } | ApplyError::Malformed { .. }
+        ));
+    }
+    let mut bad = good.clone();
+    bad.signature.0[10] ^= 1;
+    assert!(matches!(
+        bob.receive(vec![bad])[..],
+        [ApplyError::BadSignature { .. }]
+    ));
+    // Claiming another author does not work either.
+    let mut bad = good.clone();
+    bad.author = bob.id();
+    assert!(matches!(
+        bob.receive(vec![bad])[..],
+        [ApplyError::BadSignature { .. }]
+    ));
+    assert_eq!(bob.store.records(), &before, "store untouched");
+    assert_eq!(bob.vault.document(&DOC).map(|d| d.change_count()), Some(0));
+    // The genuine change still applies afterwards.
+    assert!(bob.receive(vec![good]).is_empty());
+    assert_eq!(bob.get("milk"), Some(1));
+}
+
+#[test]
+fn a_change_signed_for_one_document_does_not_apply_to_another() {
+    let (mut alice, mut bob) = alice_and_bob(false);
+    let change = alice.put("milk", 1);
+    let other = DocId([8; 16]);
+    let before = bob.store.records().clone();
+    let applied = bob.vault.apply_changes(other, vec![change], 0);
+    assert!(matches!(
+        applied.rejected[..],
+        [ApplyError::BadSignature { .. }]
+    ));
+    bob.commit(applied.batch);
+    assert_eq!(bob.store.records(), &before, "store untouched");
+    assert!(bob.vault.document(&other).is_none());
+}
+
+#[test]
+fn changes_by_strangers_are_rejected_even_when_well_signed() {
+    let (alice, mut bob) = alice_and_bob(false);
+    let mallory = key(5);
+    // Mallory edits her own copy of the vault's document.
+    let mut vault = alice.vault.clone();
+    let mut doc = vault.document(&DOC).unwrap().clone();
+    let local = doc
+        .change(&mallory, |tx| tx.put(ROOT, "owned", true).map(|_| ()))
+        .unwrap()
+        .unwrap();
+    let rejected = bob.receive(vec![local.change]);
+    assert!(matches!(
+        rejected[..],
+        [ApplyError::NotMember { author, .. }] if author == mallory.device_id()
+    ));
+    // And the vault itself refuses to let a non-member write.
+    let err = vault
+        .change(&mallory, DOC, |tx| tx.put(ROOT, "x", 1).map(|_| ()))
+        .unwrap_err();
+    assert!(err.to_string().contains("not a member"), "{err}");
+}
+
+#[test]
+fn one_forgery_in_a_large_batch_is_singled_out() {
+    let (mut alice, mut bob) = alice_and_bob(false);
+    let mut changes: Vec<SignedChange> = (0..200).map(|i| alice.put("n", i)).collect();
+    changes[117].signature.0[0] ^= 0xff;
+    let forged_hash = automerge::Change::from_bytes(changes[117].bytes.clone())
+        .unwrap()
+        .hash();
+    let rejected = bob.receive(changes);
+    assert_eq!(
+        rejected,
+        vec![ApplyError::BadSignature {
+            change: forged_hash,
+            author: alice.id()
+        }]
+    );
+    // Changes after the forgery depend on it, so they wait (stored, not applied).
+    assert_eq!(bob.get("n"), Some(116));
+    assert_eq!(bob.vault.document(&DOC).unwrap().change_count(), 117);
+    // The genuine change arrives later and everything applies.
+    let genuine = all_changes(&alice)[117].clone();
+    assert!(bob.receive(vec![genuine]).is_empty());
+    assert_eq!(bob.get("n"), Some(199));
+    assert_eq!(bob.value(), alice.value());
+}
+
+#[test]
+fn changes_arriving_out_of_order_wait_for_their_parents_and_survive_a_restart() {
+    let (mut alice, mut bob) = alice_and_bob(false);
+    let c: Vec<SignedChange> = (0..3).map(|i| alice.put("n", i)).collect();
+    assert!(bob.receive(vec![c[2].clone(), c[1].clone()]).is_empty());
+    assert_eq!(bob.get("n"), None);
+    // Restart: the waiting changes were stored and wait again.
+    bob.vault = bob.reload();
+    assert_eq!(bob.get("n"), None);
+    assert!(bob.receive(vec![c[0].clone()]).is_empty());
+    assert_eq!(bob.get("n"), Some(2));
+}
+
+#[test]
+fn a_revoked_devices_work_before_the_cut_stays_and_later_work_is_rejected_everywhere() {
+    let (mut alice, mut bob) = alice_and_bob(true);
+    let carol_key = key(2);
+    // Carol gets the log and Bob's early work.
+    let mut carol = Device {
+        key: carol_key,
+        vault: bob.vault.clone(),
+        store: bob.store.clone(),
+    };
+    let early = bob.put("bob", 1);
+    assert!(alice.receive(vec![early.clone()]).is_empty());
+    assert!(carol.receive(vec![early]).is_empty());
+    // Alice revokes Bob, having seen his early change.
+    let batch = alice
+        .vault
+        .revoke_device(&alice.key, bob.id(), 2_000)
+        .unwrap();
+    alice.commit(batch);
+    // Bob, not knowing yet, keeps writing; Carol receives it before the revocation.
+    let late = bob.put("bob", 2);
+    assert!(carol.receive(vec![late.clone()]).is_empty());
+    assert_eq!(carol.get("bob"), Some(2));
+    // Alice refuses the late change outright.
+    assert!(matches!(
+        alice.receive(vec![late.clone()])[..],
+        [ApplyError::Revoked { .. }]
+    ));
+    assert_eq!(alice.get("bob"), Some(1));
+    // Carol learns of the revocation: the late change is dropped, from memory and store.
+    let entries = alice
+        .vault
+        .log()
+        .entries()
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    let ingested = carol.vault.ingest_entries(
+        entries,
+        Received {
+            now_ms: 2_001,
+            from: Some(alice.id()),
+        },
+    );
+    assert_eq!(ingested.dropped.get(&DOC).map(Vec::len), Some(1));
+    carol.commit(ingested.batch);
+    assert_eq!(carol.get("bob"), Some(1));
+    assert_eq!(
+        carol.reload().document(&DOC).unwrap().hydrate(),
+        alice.value()
+    );
+    // Offered again, the late change is refused by Carol too.
+    assert!(matches!(
+        carol.receive(vec![late])[..],
+        [ApplyError::Revoked { .. }]
+    ));
+    // Bob's own copy still has it: a revoked device's later work lives nowhere else.
+    assert_eq!(bob.get("bob"), Some(2));
+}
+
+#[test]
+fn a_revoked_devices_early_changes_arriving_in_pieces_are_accepted_once_proven() {
+    let (mut alice, mut bob) = alice_and_bob(false);
+    let b: Vec<SignedChange> = (0..3).map(|i| bob.put("b", i)).collect();
+    assert!(alice.receive(b.clone()).is_empty());
+    let batch = alice
+        .vault
+        .revoke_device(&alice.key, bob.id(), 2_000)
+        .unwrap();
+    alice.commit(batch);
+    // A newcomer with the revocation gets Bob's changes one at a time, oldest first:
+    // the first can only be proven inside the cut once the later ones arrive.
+    let entries = alice.vault.log().entries().into_iter().cloned().collect();
+    let (vault, ingested) =
+        Vault::from_entries(alice.vault.id(), entries, Received::STORED, actor(3)).unwrap();
+    let mut newcomer = Device {
+        key: key(3),
+        vault,
+        store: MemoryStore::new(),
+    };
+    newcomer.commit(ingested.batch);
+    for change in &b[..2] {
+        let applied = newcomer.vault.apply_changes(DOC, vec![change.clone()], 0);
+        assert!(applied.rejected.is_empty());
+        assert!(applied.accepted.is_empty());
+        assert!(applied.batch.is_empty(), "unproven changes are not stored");
+        assert!(applied.pending > 0);
+    }
+    let applied = newcomer.vault.apply_changes(DOC, vec![b[2].clone()], 0);
+    assert_eq!(applied.accepted.len(), 3);
+    newcomer.commit(applied.batch);
+    assert_eq!(newcomer.get("b"), Some(2));
+    assert_eq!(
+        newcomer.reload().document(&DOC).unwrap().hydrate(),
+        alice.value()
+    );
+}
+
+#[test]
+fn compaction_keeps_every_signature_verifiable() {
+    let (mut alice, mut bob) = alice_and_bob(false);
+    for i in 0..20 {
+        let change = alice.put("n", i);
+        assert!(bob.receive(vec![change]).is_empty());
+        let change = bob.put("m", i);
+        assert!(alice.receive(vec![change]).is_empty());
+    }
+    assert_eq!(alice.store.count(Table::Changes), 40);
+    let batch = alice.vault.compact(DOC).unwrap();
+    alice.commit(batch);
+    assert_eq!(alice.store.count(Table::Changes), 0);
+    assert_eq!(alice.store.count(Table::Snapshots), 1);
+    let reloaded = alice.reload();
+    let doc = reloaded.document(&DOC).unwrap();
+    assert_eq!(doc.hydrate(), bob.value());
+    assert!(doc.verify().is_empty());
+    // Every change can still be sent on, signature and author included.
+    let resent = doc.changes_since(&[]);
+    assert_eq!(resent.len(), 40);
+    let (_, mut fresh) = alice_and_bob(false);
+    assert!(fresh.receive(resent).is_empty());
+    assert_eq!(fresh.value(), bob.value());
+    // Work after compaction is stored as changes again and reloads with the snapshot.
+    alice.vault = reloaded;
+    alice.put("after", 1);
+    let reloaded = alice.reload();
+    assert_eq!(reloaded.document(&DOC).unwrap().hydrate(), alice.value());
+    // A snapshot whose signature table was altered is reported by verify.
+    let key = alice.store.scan(Table::Snapshots, &[]).unwrap()[0]
+        .0
+        .clone();
+    let mut snapshot = alice.store.get(Table::Snapshots, &key).unwrap().unwrap();
+    let last = snapshot.len() - 1;
+    snapshot[last] ^= 1;
+    let mut batch = nexus_core::Batch::new();
+    batch.put(Table::Snapshots, key, snapshot);
+    alice.commit(batch);
+    let problems = alice.reload().document(&DOC).unwrap().verify();
+    assert!(
+        matches!(problems[..], [Problem::BadSignature(_)]),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_full_store_refuses_the_batch_and_keeps_what_was_acknowledged() {
+    let (mut alice, _) = alice_and_bob(false);
+    alice.put("kept", 1);
+    let mut full = MemoryStore::with_capacity(alice.store.used_bytes() + 10);
+    for (table, prefix) in [
+        (Table::Membership, vec![]),
+        (Table::Docs, vec![]),
+        (Table::Changes, vec![]),
+    ] {
+        let mut batch = nexus_core::Batch::new();
+        for (k, v) in alice.store.scan(table, &prefix).unwrap() {
+            batch.put(table, k, v);
+        }
+        full.commit(batch).unwrap();
+    }
+    let before = full.records().clone();
+    let local = alice
+        .vault
+        .change(&alice.key, DOC, |tx| tx.put(ROOT, "lost", 2).map(|_| ()))
+        .unwrap()
+        .unwrap();
+    let err = full.commit(local.batch).unwrap_err();
+    assert!(err.to_string().contains("storage full"), "{err}");
+    assert_eq!(full.records(), &before);
+    // Reopening gives exactly the acknowledged state.
+    let reopened = Vault::load(&full, alice.vault.id(), actor(9)).unwrap();
+    let doc = reopened.document(&DOC).unwrap();
+    assert!(doc.get_root("kept").is_some());
+    assert!(doc.get_root("lost").is_none());
+}
+
+#[test]
+fn corrupt_records_are_reported_not_panicked_on() {
+    let (mut alice, _) = alice_and_bob(false);
+    alice.put("x", 1);
+    let (key, mut value) = alice.store.scan(Table::Changes, &[]).unwrap().remove(0);
+    value.truncate(value.len() / 2);
+    let mut batch = nexus_core::Batch::new();
+    batch.put(Table::Changes, key, value);
+    alice.commit(batch);
+    let err = Vault::load(&alice.store, alice.vault.id(), actor(9)).unwrap_err();
+    assert!(err.to_string().contains("corrupt change record"), "{err}");
+}

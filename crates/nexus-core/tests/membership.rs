@@ -1,0 +1,414 @@
+//! The membership rules, told as stories, and the order-independence property.
+
+use std::collections::HashMap;
+
+use nexus_core::membership::{MAX_CLOCK_SKEW_MS, evaluate};
+use nexus_core::{
+    DeviceId, DeviceKey, EntryError, Hash, MembershipError, MembershipLog, Received, Role,
+    RuleViolation, SignedEntry,
+};
+use proptest::prelude::*;
+
+fn key(n: u8) -> DeviceKey {
+    DeviceKey::from_secret_bytes(&[n + 1; 32])
+}
+
+fn id(n: u8) -> DeviceId {
+    key(n).device_id()
+}
+
+fn from_peer(device: DeviceId, now_ms: u64) -> Received {
+    Received {
+        now_ms,
+        from: Some(device),
+    }
+}
+
+/// Gives `to` every entry `from` has (what a sync would do).
+fn merge(to: &mut MembershipLog, from: &MembershipLog) {
+    let entries: Vec<SignedEntry> = from.entries().into_iter().cloned().collect();
+    let (_, refused) = to.insert_many(entries, Received::STORED);
+    assert!(refused.is_empty(), "honest entries refused: {refused:?}");
+}
+
+fn all_entries(log: &MembershipLog) -> Vec<SignedEntry> {
+    log.entries().into_iter().cloned().collect()
+}
+
+#[test]
+fn alice_approves_bob_by_device_id_and_invites_carol() {
+    let (mut log, _) = MembershipLog::create(&key(0), "Family", [1; 16], 1_000).unwrap();
+    log.add_device(&key(0), id(1), Role::Member, 2_000).unwrap();
+    let secret = [42u8; 32];
+    let invite = log
+        .create_invite(&key(0), &secret, Role::Admin, 10_000, 3_000)
+        .unwrap();
+    // Carol redeems while Alice is offline: she only needs the log and the secret.
+    let mut carols = MembershipLog::from_genesis(log.entries()[0].clone()).unwrap();
+    merge(&mut carols, &log);
+    let redemption = carols
+        .redeem_invite(&key(2), invite.hash(), secret, 4_000)
+        .unwrap();
+    // Alice accepts the redemption when Carol presents it.
+    assert!(log.insert(redemption, from_peer(id(2), 4_500)).unwrap());
+    let members = log.membership();
+    assert_eq!(members.role(&id(0)), Some(Role::Admin));
+    assert_eq!(members.role(&id(1)), Some(Role::Member));
+    assert_eq!(members.role(&id(2)), Some(Role::Admin));
+    assert_eq!(members.name(), "Family");
+    assert_eq!(members.invites()[&invite.hash()].redeemed_by, Some(id(2)));
+}
+
+#[test]
+fn plain_members_and_strangers_cannot_administer() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    log.add_device(&key(0), id(1), Role::Member, 1).unwrap();
+    let err = log.add_device(&key(1), id(3), Role::Member, 2).unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::NotAdmin,
+            ..
+        }
+    ));
+    let err = log
+        .revoke_device(&key(4), id(0), Default::default(), 3)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::NotMember,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("not a member"), "{err}");
+    assert_eq!(log.len(), 2, "refused entries are not stored");
+}
+
+#[test]
+fn forged_and_tampered_entries_do_not_decode() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    let entry = log.add_device(&key(0), id(1), Role::Admin, 1).unwrap();
+    let bytes = entry.encode();
+    assert_eq!(SignedEntry::decode(&bytes).unwrap(), entry);
+    // Flip every byte in turn: each copy is refused, none panics.
+    for i in 0..bytes.len() {
+        let mut tampered = bytes.clone();
+        tampered[i] ^= 0x01;
+        assert!(SignedEntry::decode(&tampered).is_err(), "byte {i}");
+    }
+    // Claim another author: the signature no longer matches.
+    let mut forged = bytes.clone();
+    let at = forged
+        .windows(32)
+        .position(|w| w == id(0).public_key())
+        .unwrap();
+    forged[at..at + 32].copy_from_slice(id(1).public_key());
+    assert!(matches!(
+        SignedEntry::decode(&forged),
+        Err(EntryError::BadSignature { .. })
+    ));
+    for cut in 0..bytes.len() {
+        assert!(SignedEntry::decode(&bytes[..cut]).is_err());
+    }
+}
+
+#[test]
+fn entries_of_another_vault_are_refused() {
+    let (mut home, _) = MembershipLog::create(&key(0), "home", [0; 16], 0).unwrap();
+    let (mut work, _) = MembershipLog::create(&key(0), "work", [1; 16], 0).unwrap();
+    let entry = work.add_device(&key(0), id(1), Role::Member, 1).unwrap();
+    let err = home.insert(entry, Received::STORED).unwrap_err();
+    assert!(matches!(err, MembershipError::WrongVault { .. }));
+    let genesis = all_entries(&work)[0].clone();
+    assert!(matches!(
+        home.insert(genesis, Received::STORED),
+        Err(MembershipError::WrongVault { found: None, .. })
+    ));
+    let _ = home.add_device(&key(0), id(2), Role::Member, 5).unwrap();
+    assert!(!home.membership().is_member(&id(1)));
+}
+
+#[test]
+fn an_expired_invite_or_a_wrong_secret_admits_nobody() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    let invite = log
+        .create_invite(&key(0), &[7; 32], Role::Member, 5_000, 1_000)
+        .unwrap();
+    let mut late = log.clone();
+    let err = late
+        .redeem_invite(&key(1), invite.hash(), [7; 32], 6_000)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::InviteExpired { .. },
+            ..
+        }
+    ));
+    let err = late
+        .redeem_invite(&key(1), invite.hash(), [8; 32], 2_000)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::WrongSecret,
+            ..
+        }
+    ));
+    // Back-dating a redemption: valid by its own timestamp, but the member it is
+    // presented to sees the clocks disagree.
+    let mut newcomer = log.clone();
+    let backdated = newcomer
+        .redeem_invite(&key(1), invite.hash(), [7; 32], 4_000)
+        .unwrap();
+    let now = 4_000 + MAX_CLOCK_SKEW_MS + 1;
+    assert!(matches!(
+        log.insert(backdated.clone(), from_peer(id(1), now)),
+        Err(MembershipError::ClockSkew { .. })
+    ));
+    // Relayed by another member (who accepted it in time), it is taken as is.
+    assert!(log.insert(backdated, from_peer(id(0), now)).unwrap());
+    assert!(log.membership().is_member(&id(1)));
+}
+
+#[test]
+fn an_invite_redeemed_twice_admits_only_the_first_redemption() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    let invite = log
+        .create_invite(&key(0), &[9; 32], Role::Member, 100_000, 1_000)
+        .unwrap();
+    let mut bob = log.clone();
+    let mut carol = log.clone();
+    bob.redeem_invite(&key(1), invite.hash(), [9; 32], 2_000)
+        .unwrap();
+    carol
+        .redeem_invite(&key(2), invite.hash(), [9; 32], 3_000)
+        .unwrap();
+    let mut ab = log.clone();
+    merge(&mut ab, &bob);
+    merge(&mut ab, &carol);
+    let mut ba = log.clone();
+    merge(&mut ba, &carol);
+    merge(&mut ba, &bob);
+    assert_eq!(ab.membership(), ba.membership());
+    assert!(ab.membership().is_member(&id(1)), "earlier redemption wins");
+    assert!(!ab.membership().is_member(&id(2)));
+    assert_eq!(ab.membership().void_entries().len(), 1);
+    // A redemption that has seen the first is refused outright.
+    let err = ab
+        .redeem_invite(&key(3), invite.hash(), [9; 32], 4_000)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::InviteAlreadyRedeemed { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_revoked_admins_concurrent_actions_are_void() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    log.add_device(&key(0), id(1), Role::Admin, 1).unwrap();
+    // Bob (admin) approves Dave while, concurrently, Alice revokes Bob.
+    let mut bobs = log.clone();
+    bobs.add_device(&key(1), id(3), Role::Member, 10).unwrap();
+    log.revoke_device(&key(0), id(1), Default::default(), 5)
+        .unwrap();
+    merge(&mut log, &bobs);
+    let m = log.membership();
+    assert!(!m.is_member(&id(1)));
+    assert!(!m.is_member(&id(3)), "approval by a revoked admin is void");
+    assert!(m.revocation(&id(1)).is_some());
+    // Bob's log, once merged, agrees.
+    merge(&mut bobs, &log);
+    assert_eq!(bobs.membership(), log.membership());
+    // Bob can author nothing any more.
+    assert!(bobs.add_device(&key(1), id(4), Role::Member, 20).is_err());
+}
+
+#[test]
+fn two_admins_revoking_each_other_concurrently_leave_the_senior_one() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    log.add_device(&key(0), id(1), Role::Admin, 1).unwrap();
+    log.add_device(&key(1), id(2), Role::Admin, 2).unwrap();
+    // Bob (senior to Carol) and Carol revoke each other; Carol's timestamp is earlier,
+    // so the canonical order alone would have favoured her.
+    let mut bobs = log.clone();
+    let mut carols = log.clone();
+    bobs.revoke_device(&key(1), id(2), Default::default(), 20)
+        .unwrap();
+    carols
+        .revoke_device(&key(2), id(1), Default::default(), 10)
+        .unwrap();
+    merge(&mut bobs, &carols);
+    merge(&mut carols, &bobs);
+    for m in [bobs.membership(), carols.membership()] {
+        assert!(m.is_admin(&id(1)), "the senior admin stays");
+        assert!(!m.is_member(&id(2)));
+        assert!(m.is_admin(&id(0)));
+    }
+    assert_eq!(bobs.membership(), carols.membership());
+}
+
+#[test]
+fn a_revocation_beats_an_approval_it_races_and_a_later_approval_readmits() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    log.add_device(&key(0), id(1), Role::Admin, 1).unwrap();
+    log.add_device(&key(0), id(3), Role::Member, 2).unwrap();
+    // Alice revokes Dave; concurrently Bob approves Dave again.
+    let mut bobs = log.clone();
+    bobs.add_device(&key(1), id(3), Role::Member, 50).unwrap();
+    log.revoke_device(&key(0), id(3), Default::default(), 10)
+        .unwrap();
+    merge(&mut log, &bobs);
+    assert!(!log.membership().is_member(&id(3)));
+    // An approval made after seeing the revocation re-admits Dave.
+    log.add_device(&key(1), id(3), Role::Member, 60).unwrap();
+    assert!(log.membership().is_member(&id(3)));
+    assert!(log.membership().revocation(&id(3)).is_none());
+}
+
+/// One step of a random history: who acts, on which replica, doing what.
+#[derive(Debug, Clone)]
+enum Step {
+    Add {
+        admin: u8,
+        device: u8,
+        admin_role: bool,
+    },
+    Invite {
+        admin: u8,
+        secret: u8,
+    },
+    Redeem {
+        device: u8,
+        invite: u8,
+    },
+    Revoke {
+        admin: u8,
+        device: u8,
+    },
+    Sync {
+        from: u8,
+    },
+}
+
+fn step() -> impl Strategy<Value = (u8, Step)> {
+    // The creator acts most; revocations rarely hit it, so histories stay interesting.
+    let admin = || prop_oneof![2 => Just(0u8), 2 => 1u8..4, 1 => 4u8..6];
+    let device = 0u8..6;
+    let replica = 0u8..3;
+    let step = prop_oneof![
+        3 => (admin(), 1u8..6, any::<bool>()).prop_map(|(admin, device, admin_role)| {
+            Step::Add {
+                admin,
+                device,
+                admin_role,
+            }
+        }),
+        1 => (admin(), 0u8..4).prop_map(|(admin, secret)| Step::Invite { admin, secret }),
+        1 => (device.clone(), 0u8..8).prop_map(|(device, invite)| Step::Redeem { device, invite }),
+        2 => (admin(), device).prop_map(|(admin, device)| Step::Revoke { admin, device }),
+        2 => replica.clone().prop_map(|from| Step::Sync { from }),
+    ];
+    (replica, step)
+}
+
+/// Plays a random history on three replicas that sync now and then, and returns every
+/// entry created (each valid where it was made).
+fn play(steps: &[(u8, Step)]) -> (MembershipLog, Vec<SignedEntry>) {
+    let (genesis_log, _) = MembershipLog::create(&key(0), "prop", [0; 16], 0).unwrap();
+    let mut replicas = vec![
+        genesis_log.clone(),
+        genesis_log.clone(),
+        genesis_log.clone(),
+    ];
+    let mut invites: Vec<(Hash, [u8; 32])> = Vec::new();
+    for (t, (r, step)) in steps.iter().enumerate() {
+        let now = 1_000 + t as u64 * 10;
+        let r = *r as usize;
+        let log = &mut replicas[r];
+        // Refusals are part of the game: only valid actions make entries.
+        match step {
+            Step::Add {
+                admin,
+                device,
+                admin_role,
+            } => {
+                let role = if *admin_role {
+                    Role::Admin
+                } else {
+                    Role::Member
+                };
+                let _ = log.add_device(&key(*admin), id(*device), role, now);
+            }
+            Step::Invite { admin, secret } => {
+                let secret = [*secret; 32];
+                if let Ok(e) =
+                    log.create_invite(&key(*admin), &secret, Role::Member, now + 200, now)
+                {
+                    invites.push((e.hash(), secret));
+                }
+            }
+            Step::Redeem { device, invite } => {
+                if let Some((hash, secret)) = invites.get(*invite as usize).copied() {
+                    let _ = log.redeem_invite(&key(*device), hash, secret, now);
+                }
+            }
+            Step::Revoke { admin, device } => {
+                let _ = log.revoke_device(&key(*admin), id(*device), Default::default(), now);
+            }
+            Step::Sync { from } => {
+                let source = replicas[*from as usize].clone();
+                merge(&mut replicas[r], &source);
+            }
+        }
+    }
+    let mut all = genesis_log;
+    for replica in &replicas {
+        merge(&mut all, replica);
+    }
+    let entries = all_entries(&all);
+    (all, entries)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_order_and_duplication_of_the_entries_gives_the_same_members(
+        steps in prop::collection::vec(step(), 1..60),
+        shuffle_seed in any::<u64>(),
+        duplicates in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+    ) {
+        let (reference, entries) = play(&steps);
+        // A shuffled, duplicated delivery of the same entries.
+        let mut delivery = entries.clone();
+        for d in &duplicates {
+            delivery.push(entries[d.index(entries.len())].clone());
+        }
+        let mut state = shuffle_seed | 1;
+        for i in (1..delivery.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            delivery.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let mut replica = MembershipLog::from_genesis(entries[0].clone()).unwrap();
+        let (_, refused) = replica.insert_many(delivery, Received::STORED);
+        prop_assert!(refused.is_empty(), "refused: {:?}", refused);
+        prop_assert_eq!(replica.membership(), reference.membership());
+        prop_assert_eq!(replica.heads(), reference.heads());
+        // The pure function agrees with the log.
+        let map: HashMap<Hash, SignedEntry> = entries.iter().map(|e| (e.hash(), e.clone())).collect();
+        prop_assert_eq!(&evaluate(&map, &reference.heads()), reference.membership());
+        // Every surviving member was admitted by an entry in the log, and the creator
+        // is a member unless revoked.
+        for member in reference.membership().members().values() {
+            prop_assert!(reference.contains(&member.admitted_by));
+        }
+    }
+}
