@@ -53,7 +53,7 @@ impl Device {
     fn get(&self, field: &str) -> Option<i64> {
         let doc = self.vault.document(&DOC)?;
         match doc.automerge().get(ROOT, field).ok()?? {
-            (automerge::Value::Scalar(s), _) => s.to_i64(),
+            (automerge::Value::Scalar(s), _) => s.as_i64(),
             _ => None,
         }
     }
