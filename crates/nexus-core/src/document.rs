@@ -530,26 +530,39 @@ impl Document {
     /// Automerge call; falls back to one change at a time if Automerge refuses the lot.
     fn apply_waiting(&mut self, applied: &mut Applied) {
         // Kahn's order over the waiting changes whose dependencies are, or will be, applied.
-        let mut ready: Vec<ChangeHash> = Vec::new();
-        let mut placed: HashSet<ChangeHash> = HashSet::new();
-        loop {
-            let before = ready.len();
-            let mut next: Vec<ChangeHash> = self
-                .waiting
-                .iter()
-                .filter(|(h, _)| !placed.contains(*h))
-                .filter(|(_, c)| {
-                    c.deps()
-                        .iter()
-                        .all(|d| placed.contains(d) || self.is_applied(d))
-                })
-                .map(|(h, _)| *h)
-                .collect();
-            next.sort();
-            placed.extend(next.iter().copied());
-            ready.extend(next);
-            if ready.len() == before {
-                break;
+        let mut missing: HashMap<ChangeHash, usize> = HashMap::new();
+        let mut dependents: HashMap<ChangeHash, Vec<ChangeHash>> = HashMap::new();
+        let mut queue: Vec<ChangeHash> = Vec::new();
+        for (hash, change) in &self.waiting {
+            let mut count = 0;
+            for dep in change.deps() {
+                if self.waiting.contains_key(dep) {
+                    dependents.entry(*dep).or_default().push(*hash);
+                    count += 1;
+                } else if !self.is_applied(dep) {
+                    count = usize::MAX; // depends on a change not here at all
+                    break;
+                }
+            }
+            match count {
+                0 => queue.push(*hash),
+                usize::MAX => {}
+                n => {
+                    missing.insert(*hash, n);
+                }
+            }
+        }
+        queue.sort_unstable();
+        let mut ready: Vec<ChangeHash> = Vec::with_capacity(queue.len());
+        while let Some(hash) = queue.pop() {
+            ready.push(hash);
+            for child in dependents.get(&hash).into_iter().flatten() {
+                if let Some(n) = missing.get_mut(child) {
+                    *n -= 1;
+                    if *n == 0 {
+                        queue.push(*child);
+                    }
+                }
             }
         }
         if ready.is_empty() {
@@ -922,6 +935,11 @@ impl Document {
     /// The document's value as JSON-like data, for display and tests.
     pub fn hydrate(&self) -> automerge::hydrate::Value {
         self.doc.hydrate(None)
+    }
+
+    /// The document's value as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        crate::json::to_json(&self.hydrate())
     }
 
     /// The stored metadata record of a document.

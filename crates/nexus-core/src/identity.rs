@@ -41,12 +41,17 @@ pub enum KeyError {
     NoRandomness(String),
 }
 
+/// `N` bytes from the system's secure random source (invite secrets, nonces, ids).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| KeyError::NoRandomness(e.to_string()))?;
+    Ok(bytes)
+}
+
 impl DeviceKey {
     /// Creates a new key from the system's secure random source.
     pub fn generate() -> Result<Self, KeyError> {
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| KeyError::NoRandomness(e.to_string()))?;
-        Ok(Self::from_secret_bytes(&secret))
+        Ok(Self::from_secret_bytes(&random_bytes()?))
     }
 
     /// Rebuilds a key from its 32 secret bytes (as stored by the engine).

@@ -44,6 +44,7 @@ pub mod document;
 mod hash;
 pub mod identity;
 mod ids;
+pub mod json;
 pub mod membership;
 pub mod storage;
 pub mod vault;
@@ -54,7 +55,7 @@ pub use document::{
     Applied, ApplyError, ChangeError, Document, LoadError, LocalChange, Problem, SignedChange,
 };
 pub use hash::Hash;
-pub use identity::{DeviceId, DeviceKey, KeyError, ParseDeviceIdError, Signature};
+pub use identity::{DeviceId, DeviceKey, KeyError, ParseDeviceIdError, Signature, random_bytes};
 pub use ids::{DocId, ParseIdError, VaultId};
 pub use membership::{
     Action, DocHeads, Entry, EntryError, Invite, Member, Membership, MembershipError,
