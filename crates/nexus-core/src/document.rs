@@ -220,6 +220,8 @@ pub struct Applied {
     pub rejected: Vec<ApplyError>,
     /// Changes by revoked devices held until the changes proving them valid arrive.
     pub pending: usize,
+    /// Whether the whole batch was refused because of a forgery (all-or-nothing mode).
+    pub aborted: bool,
 }
 
 /// A local edit: the signed change and the batch that persists it.
@@ -395,6 +397,17 @@ impl Document {
     /// in-memory document moves ahead at once; commit [`Applied::batch`] before
     /// acknowledging or forwarding, and reload the document from storage if that fails.
     pub fn apply(&mut self, changes: Vec<SignedChange>, membership: &Membership) -> Applied {
+        self.apply_with(changes, membership, false)
+    }
+
+    /// [`Document::apply`], optionally refusing the whole batch (applying nothing, storing
+    /// nothing) if any change is malformed, forged or by a stranger.
+    pub fn apply_with(
+        &mut self,
+        changes: Vec<SignedChange>,
+        membership: &Membership,
+        all_or_nothing: bool,
+    ) -> Applied {
         let mut applied = Applied::default();
         // 1. Parse, drop duplicates.
         let mut fresh: Vec<(Change, ChangeAuth)> = Vec::new();
@@ -468,6 +481,10 @@ impl Document {
                     author: auth.author,
                 });
             }
+        }
+        if all_or_nothing && !applied.rejected.is_empty() {
+            applied.aborted = true;
+            return applied;
         }
         by_revoked.extend(std::mem::take(&mut self.pending).into_values());
         if !by_revoked.is_empty() {
@@ -636,6 +653,46 @@ impl Document {
             }
         }
         if unknown { Cut::Unknown } else { Cut::Outside }
+    }
+
+    /// Whether a change is applied here.
+    pub fn has_change(&self, hash: &ChangeHash) -> bool {
+        self.is_applied(hash)
+    }
+
+    /// Hashes of every applied change.
+    pub fn applied_hashes(&self) -> impl Iterator<Item = &ChangeHash> {
+        self.auth.keys().filter(|h| !self.waiting.contains_key(h))
+    }
+
+    /// Dependencies of waiting changes that this device does not have at all.
+    pub fn missing_deps(&self) -> Vec<ChangeHash> {
+        let mut missing: Vec<ChangeHash> = self
+            .waiting
+            .values()
+            .flat_map(|c| c.deps().iter().copied())
+            .filter(|d| !self.auth.contains_key(d))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        missing
+    }
+
+    /// Signed changes by hash (those applied here), in the order asked.
+    pub fn changes_by_hash(&self, hashes: &[ChangeHash]) -> Vec<SignedChange> {
+        hashes
+            .iter()
+            .filter(|h| self.is_applied(h))
+            .filter_map(|h| {
+                let change = self.doc.get_change_by_hash(h)?;
+                let auth = self.auth.get(h)?;
+                Some(SignedChange {
+                    bytes: change.raw_bytes().to_vec(),
+                    author: auth.author,
+                    signature: auth.signature,
+                })
+            })
+            .collect()
     }
 
     /// The signed changes that a peer with `have` heads lacks, in causal order.

@@ -48,6 +48,8 @@ pub mod identity;
 mod ids;
 pub mod json;
 pub mod membership;
+pub mod node;
+pub mod protocol;
 pub mod storage;
 pub mod vault;
 
@@ -63,5 +65,7 @@ pub use membership::{
     Action, DocHeads, Entry, EntryError, Invite, Member, Membership, MembershipError,
     MembershipLog, Received, Revocation, Role, RuleViolation, SignedEntry,
 };
+pub use node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
+pub use protocol::{JoinRequest, Message, RefuseCode};
 pub use storage::{Batch, MemoryStore, MemoryStoreError, Op, Storage, Table};
 pub use vault::{Ingested, Vault, VaultError, VaultLoadError};

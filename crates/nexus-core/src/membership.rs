@@ -56,7 +56,7 @@
 //! ```
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 
 use automerge::ChangeHash;
@@ -606,6 +606,8 @@ pub struct Invite {
     pub expires_at_ms: u64,
     /// The device that redeemed it, if any.
     pub redeemed_by: Option<DeviceId>,
+    /// SHA-256 of the invite's secret.
+    pub secret_hash: Hash,
 }
 
 /// Who belongs to a vault at some set of heads. Built by [`evaluate`].
@@ -657,6 +659,13 @@ impl Membership {
     /// Invites, by the hash of their `CreateInvite` entry.
     pub fn invites(&self) -> &BTreeMap<Hash, Invite> {
         &self.invites
+    }
+
+    /// Whether `secret` is the secret of the invite created by entry `invite`.
+    pub fn invite_secret_matches(&self, invite: &Hash, secret: &[u8; 32]) -> bool {
+        self.invites
+            .get(invite)
+            .is_some_and(|i| Hash::of(&[secret]) == i.secret_hash)
     }
 
     /// Entries that are stored but have no effect (rules 4, 6 and 7).
@@ -865,6 +874,7 @@ impl<'a> Replay<'a> {
                             role: *role,
                             expires_at_ms: *expires_at_ms,
                             redeemed_by: None,
+                            secret_hash: *secret_hash,
                         },
                     },
                 );
@@ -1132,6 +1142,20 @@ impl MembershipLog {
     /// All entries, parents before children.
     pub fn entries(&self) -> Vec<&SignedEntry> {
         Replay::new(&self.entries, &self.heads()).order
+    }
+
+    /// Hashes of `heads` and all their ancestors that this log holds.
+    pub fn ancestry(&self, heads: &[Hash]) -> HashSet<Hash> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Hash> = heads.to_vec();
+        while let Some(hash) = stack.pop() {
+            if let Some(entry) = self.entries.get(&hash)
+                && seen.insert(hash)
+            {
+                stack.extend(entry.entry.parents.iter().copied());
+            }
+        }
+        seen
     }
 
     /// Membership at other heads (e.g. what a peer's heads imply).

@@ -57,6 +57,12 @@ pub enum VaultError {
         /// The vault.
         vault: VaultId,
     },
+    /// This device does not hold the vault.
+    #[error("this device does not hold vault {vault}")]
+    UnknownVault {
+        /// The vault.
+        vault: VaultId,
+    },
     /// No document with this id in the vault.
     #[error("vault {vault} has no document {doc}")]
     UnknownDocument {
@@ -455,6 +461,28 @@ impl Vault {
         changes: Vec<SignedChange>,
         now_ms: u64,
     ) -> Applied {
+        self.apply_changes_with(doc, changes, now_ms, false)
+    }
+
+    /// Like [`Vault::apply_changes`], but when any change is malformed, forged or by a
+    /// stranger, nothing of the batch is applied (see [`Applied::aborted`]): what a session
+    /// does with a hostile peer's message.
+    pub fn apply_changes_from_peer(
+        &mut self,
+        doc: DocId,
+        changes: Vec<SignedChange>,
+        now_ms: u64,
+    ) -> Applied {
+        self.apply_changes_with(doc, changes, now_ms, true)
+    }
+
+    fn apply_changes_with(
+        &mut self,
+        doc: DocId,
+        changes: Vec<SignedChange>,
+        now_ms: u64,
+        all_or_nothing: bool,
+    ) -> Applied {
         let vault = self.id();
         let actor = self.actor.clone();
         let document = self.docs.entry(doc).or_insert_with(|| {
@@ -462,7 +490,7 @@ impl Vault {
             self.unsaved.insert(doc);
             Document::new(vault, doc, actor)
         });
-        let mut applied = document.apply(changes, self.log.membership());
+        let mut applied = document.apply_with(changes, self.log.membership(), all_or_nothing);
         if self.unsaved.contains(&doc) {
             if !applied.accepted.is_empty() {
                 self.unsaved.remove(&doc);

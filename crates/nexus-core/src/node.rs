@@ -1,0 +1,1461 @@
+//! A device's sync state machine: its vaults and one session per (connection, vault).
+//!
+//! [`Node`] is sans-IO. The engine feeds it what happened — a session opened, bytes
+//! arrived, time passed, the app made an edit — and gets back an [`Output`] to carry out
+//! **in this order**:
+//!
+//! 1. commit [`Output::batch`] to storage, atomically (nothing below may happen if it fails:
+//!    reload the node from storage instead);
+//! 2. send each of [`Output::transmits`] on its session's stream;
+//! 3. close each of [`Output::closed`] (after sending what precedes it);
+//! 4. hand [`Output::events`] to the app.
+//!
+//! # Protocol
+//!
+//! Both sides open with `Hello` (vault, membership heads, an invite when joining). If the
+//! membership heads differ, each sends the entries the other lacks — but only to a peer it
+//! already counts as a member, or one presenting a valid invite; otherwise it sends an
+//! empty `Entries` marked *withheld* and waits for the peer's entries to prove the peer's
+//! standing. A peer that is still not a member is refused (`Refuse`) and closed before any
+//! document data flows. A joining device receives the log, signs its own `RedeemInvite`
+//! and sends it back.
+//!
+//! Once both sides are members in each other's eyes, the initiator sends a range-based
+//! reconciliation of (document id, heads hash) over the whole vault: equal fingerprints
+//! end it at once, so a reconnect with thousands of unchanged documents costs one small
+//! message; differing ranges are split sixteen ways until they are small enough to list.
+//! Each differing document then syncs by heads: a side that knows all of the other's
+//! heads sends exactly the missing signed changes; when both sides have changes the other
+//! lacks, they swap Bloom filters of their changes. Missing dependencies are asked for by
+//! hash. Changes accepted in one session are pushed to the vault's other sessions, so a
+//! device that sits between two groups bridges them. Every `tick` the initiator
+//! reconciles again, which repairs anything a lost message left undone.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use automerge::{AutomergeError, ChangeHash};
+
+use crate::document::{ApplyError, SignedChange};
+use crate::hash::Hash;
+use crate::identity::{DeviceId, DeviceKey};
+use crate::ids::{DocId, VaultId};
+use crate::membership::{Membership, Received, Role, SignedEntry};
+use crate::protocol::{
+    Bloom, CHANGES_CHUNK_BYTES, JoinRequest, MAX_ITEMS, MAX_RANGES, Message, Range, RangeBody,
+    RefuseCode,
+};
+use crate::storage::{Batch, Storage};
+use crate::vault::{Vault, VaultError, VaultLoadError};
+use crate::{ActorId, DecodeError};
+
+/// A range with at most this many documents is listed rather than split.
+const LIST_THRESHOLD: usize = 16;
+/// A differing range is split into this many parts.
+const SPLIT_FANOUT: usize = 16;
+/// Most changes sent in answer to one `DocNeed`.
+const MAX_NEED_ANSWER: usize = 4096;
+
+/// Timing settings of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// How often an idle ready session reconciles again (milliseconds).
+    pub reconcile_interval_ms: u64,
+    /// How long a handshake step waits before it is sent again (milliseconds).
+    pub retry_ms: u64,
+}
+
+impl NodeConfig {
+    /// Defaults: reconcile every 30 s, retry handshake steps after 5 s.
+    pub fn new() -> Self {
+        Self {
+            reconcile_interval_ms: 30_000,
+            retry_ms: 5_000,
+        }
+    }
+
+    /// Sets the reconcile interval.
+    pub fn with_reconcile_interval_ms(mut self, ms: u64) -> Self {
+        self.reconcile_interval_ms = ms;
+        self
+    }
+
+    /// Sets the handshake retry delay.
+    pub fn with_retry_ms(mut self, ms: u64) -> Self {
+        self.retry_ms = ms;
+        self
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Names one session of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    /// For programs.
+    pub code: RefuseCode,
+    /// For people.
+    pub reason: String,
+    /// Whether this side refused the peer (`false`: the peer refused this side).
+    pub by_us: bool,
+}
+
+/// Something the app should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A document changed because of a peer.
+    DocChanged {
+        /// The vault.
+        vault: VaultId,
+        /// The document.
+        doc: DocId,
+    },
+    /// The vault's membership changed.
+    MembershipChanged {
+        /// The vault.
+        vault: VaultId,
+    },
+    /// This device now holds a vault it did not have (approved by id, or joined).
+    VaultJoined {
+        /// The vault.
+        vault: VaultId,
+    },
+    /// A session finished its handshake and is syncing documents.
+    SessionReady {
+        /// The session.
+        session: SessionId,
+        /// The vault.
+        vault: VaultId,
+        /// The peer.
+        peer: DeviceId,
+    },
+    /// A peer sent changes that were rejected (not necessarily its fault: it may not
+    /// know of a revocation yet).
+    Rejected {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        error: ApplyError,
+    },
+}
+
+/// What a node asks its engine to do. See the module doc for the order.
+#[derive(Debug, Default)]
+#[must_use = "an output does nothing until the engine carries it out"]
+pub struct Output {
+    /// Records to commit first.
+    pub batch: Batch,
+    /// Messages to send, in order.
+    pub transmits: Vec<(SessionId, Vec<u8>)>,
+    /// Sessions to close.
+    pub closed: Vec<(SessionId, CloseReason)>,
+    /// Events for the app.
+    pub events: Vec<Event>,
+}
+
+impl Output {
+    fn send(&mut self, session: SessionId, message: &Message) {
+        self.transmits.push((session, message.encode()));
+    }
+
+    /// Appends another output after this one.
+    pub fn extend(&mut self, other: Output) {
+        self.batch.extend(other.batch);
+        self.transmits.extend(other.transmits);
+        self.closed.extend(other.closed);
+        self.events.extend(other.events);
+    }
+}
+
+/// Why a node could not be loaded.
+pub type NodeLoadError<E> = VaultLoadError<E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the peer's `Hello`.
+    Hello,
+    /// Exchanging membership entries.
+    Membership,
+    /// Syncing documents.
+    Ready,
+}
+
+#[derive(Debug)]
+struct Session {
+    peer: DeviceId,
+    /// `None` until the peer's `Hello` names it (a responder that was offered a vault).
+    vault: Option<VaultId>,
+    initiator: bool,
+    phase: Phase,
+    join: Option<JoinRequest>,
+    their_join: Option<JoinRequest>,
+    their_membership_heads: Vec<Hash>,
+    /// Whether we sent the peer every entry it may lack (not withheld).
+    sent_entries: bool,
+    /// Whether the peer sent us its entries without withholding.
+    got_entries: bool,
+    /// Heads the peer is known (or assumed, after we sent changes) to have, per document.
+    their_heads: HashMap<DocId, Vec<ChangeHash>>,
+    /// Heads we last sent a Bloom filter for, per document (so we do not repeat it).
+    have_sent: HashMap<DocId, Vec<ChangeHash>>,
+    last_sent_ms: u64,
+    last_reconcile_ms: u64,
+}
+
+impl Session {
+    fn new(
+        peer: DeviceId,
+        vault: Option<VaultId>,
+        initiator: bool,
+        join: Option<JoinRequest>,
+    ) -> Self {
+        Self {
+            peer,
+            vault,
+            initiator,
+            phase: Phase::Hello,
+            join,
+            their_join: None,
+            their_membership_heads: Vec::new(),
+            sent_entries: false,
+            got_entries: false,
+            their_heads: HashMap::new(),
+            have_sent: HashMap::new(),
+            last_sent_ms: 0,
+            last_reconcile_ms: 0,
+        }
+    }
+}
+
+/// A device: its key, its vaults and its sessions.
+#[derive(Debug)]
+pub struct Node {
+    key: DeviceKey,
+    actor: ActorId,
+    config: NodeConfig,
+    vaults: BTreeMap<VaultId, Vault>,
+    sessions: BTreeMap<SessionId, Session>,
+    next_session: u64,
+}
+
+fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    heads.sort();
+    heads.dedup();
+    heads
+}
+
+/// The 16-byte hash of one reconciliation item.
+fn item_hash(doc: &DocId, heads: &[ChangeHash]) -> [u8; 16] {
+    let mut parts: Vec<&[u8]> = vec![doc.as_bytes()];
+    for head in heads {
+        parts.push(&head.0);
+    }
+    let full = Hash::of(&parts);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full.0[..16]);
+    out
+}
+
+fn fingerprint<'a>(items: impl Iterator<Item = &'a [u8; 16]>) -> ([u8; 16], u64) {
+    let mut fp = [0u8; 16];
+    let mut count = 0;
+    for item in items {
+        for (a, b) in fp.iter_mut().zip(item) {
+            *a ^= b;
+        }
+        count += 1;
+    }
+    (fp, count)
+}
+
+impl Node {
+    /// A node with no vaults. `actor` names this writer (random per process or tab).
+    pub fn new(key: DeviceKey, actor: ActorId, config: NodeConfig) -> Self {
+        Self {
+            key,
+            actor,
+            config,
+            vaults: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            next_session: 0,
+        }
+    }
+
+    /// A node with every vault in `store`.
+    pub fn load<S: Storage>(
+        store: &S,
+        key: DeviceKey,
+        actor: ActorId,
+        config: NodeConfig,
+    ) -> Result<Self, NodeLoadError<S::Error>> {
+        let mut node = Self::new(key, actor, config);
+        let ids = Vault::list(store).map_err(|source| VaultLoadError::Storage {
+            vault: VaultId(Hash([0; 32])),
+            source,
+        })?;
+        for id in ids {
+            let vault = Vault::load(store, id, node.actor.clone())?;
+            node.vaults.insert(id, vault);
+        }
+        Ok(node)
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> DeviceId {
+        self.key.device_id()
+    }
+
+    /// The device key.
+    pub fn key(&self) -> &DeviceKey {
+        &self.key
+    }
+
+    /// A vault.
+    pub fn vault(&self, id: &VaultId) -> Option<&Vault> {
+        self.vaults.get(id)
+    }
+
+    /// Every vault.
+    pub fn vaults(&self) -> impl Iterator<Item = &Vault> {
+        self.vaults.values()
+    }
+
+    /// The peer and vault of each open session, and whether it is syncing documents.
+    pub fn sessions(
+        &self,
+    ) -> impl Iterator<Item = (SessionId, DeviceId, Option<VaultId>, bool)> + '_ {
+        self.sessions
+            .iter()
+            .map(|(id, s)| (*id, s.peer, s.vault, s.phase == Phase::Ready))
+    }
+
+    // ---- local operations -------------------------------------------------------------
+
+    /// Creates a vault with this device as its first admin.
+    pub fn create_vault(
+        &mut self,
+        name: &str,
+        nonce: [u8; 16],
+        now_ms: u64,
+    ) -> Result<(VaultId, Output), VaultError> {
+        let (vault, batch) = Vault::create(&self.key, name, nonce, now_ms, self.actor.clone())?;
+        let id = vault.id();
+        self.vaults.insert(id, vault);
+        Ok((
+            id,
+            Output {
+                batch,
+                ..Output::default()
+            },
+        ))
+    }
+
+    fn vault_mut(&mut self, id: &VaultId) -> Result<&mut Vault, VaultError> {
+        self.vaults
+            .get_mut(id)
+            .ok_or(VaultError::UnknownVault { vault: *id })
+    }
+
+    /// Creates an empty document.
+    pub fn create_document(
+        &mut self,
+        vault: VaultId,
+        doc: DocId,
+        now_ms: u64,
+    ) -> Result<Output, VaultError> {
+        let key = self.key.clone();
+        let batch = self.vault_mut(&vault)?.create_document(&key, doc, now_ms)?;
+        Ok(Output {
+            batch,
+            ..Output::default()
+        })
+    }
+
+    /// Edits a document: one signed change, stored, then offered to every peer.
+    pub fn change<F>(&mut self, vault: VaultId, doc: DocId, edit: F) -> Result<Output, VaultError>
+    where
+        F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
+    {
+        let key = self.key.clone();
+        let mut out = Output::default();
+        if let Some(local) = self.vault_mut(&vault)?.change(&key, doc, edit)? {
+            out.batch = local.batch;
+            self.offer(vault, doc, None, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// An admin approves a device by id.
+    pub fn add_device(
+        &mut self,
+        vault: VaultId,
+        device: DeviceId,
+        role: Role,
+        now_ms: u64,
+    ) -> Result<Output, VaultError> {
+        let key = self.key.clone();
+        let batch = self
+            .vault_mut(&vault)?
+            .add_device(&key, device, role, now_ms)?;
+        Ok(self.after_membership_change(vault, batch, None))
+    }
+
+    /// An admin creates an invite. Returns the invite's entry hash.
+    pub fn create_invite(
+        &mut self,
+        vault: VaultId,
+        secret: &[u8; 32],
+        role: Role,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<(Hash, Output), VaultError> {
+        let key = self.key.clone();
+        let (hash, batch) =
+            self.vault_mut(&vault)?
+                .create_invite(&key, secret, role, expires_at_ms, now_ms)?;
+        Ok((hash, self.after_membership_change(vault, batch, None)))
+    }
+
+    /// An admin revokes a device; its sessions here are closed.
+    pub fn revoke_device(
+        &mut self,
+        vault: VaultId,
+        device: DeviceId,
+        now_ms: u64,
+    ) -> Result<Output, VaultError> {
+        let key = self.key.clone();
+        let batch = self
+            .vault_mut(&vault)?
+            .revoke_device(&key, device, now_ms)?;
+        Ok(self.after_membership_change(vault, batch, None))
+    }
+
+    /// Compacts a document's storage.
+    pub fn compact(&mut self, vault: VaultId, doc: DocId) -> Result<Output, VaultError> {
+        let batch = self.vault_mut(&vault)?.compact(doc)?;
+        Ok(Output {
+            batch,
+            ..Output::default()
+        })
+    }
+
+    /// Pushes new membership entries to every ready session of the vault and closes the
+    /// sessions of peers that are no longer members.
+    fn after_membership_change(
+        &mut self,
+        vault: VaultId,
+        batch: Batch,
+        except: Option<SessionId>,
+    ) -> Output {
+        let mut out = Output {
+            batch,
+            ..Output::default()
+        };
+        out.events.push(Event::MembershipChanged { vault });
+        let Some(v) = self.vaults.get(&vault) else {
+            return out;
+        };
+        let membership = v.membership().clone();
+        let entries: Vec<SignedEntry> = v.log().entries().into_iter().cloned().collect();
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.vault == Some(vault) && s.phase != Phase::Hello)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(session) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let peer = session.peer;
+            let joining = session.their_join.is_some() && session.phase != Phase::Ready;
+            if membership.is_member(&peer) || joining {
+                if Some(id) != except || !session.sent_entries {
+                    // Small logs: send them whole; the peer drops what it has.
+                    session.sent_entries = true;
+                    out.send(
+                        id,
+                        &Message::Entries {
+                            entries: entries.clone(),
+                            withheld: false,
+                        },
+                    );
+                }
+                if Some(id) != except {
+                    self.check_ready(id, 0, &mut out);
+                }
+            } else if session.phase == Phase::Ready || session.got_entries {
+                self.refuse(id, &membership, &mut out);
+            }
+        }
+        out
+    }
+
+    fn refuse(&mut self, id: SessionId, membership: &Membership, out: &mut Output) {
+        let Some(session) = self.sessions.remove(&id) else {
+            return;
+        };
+        let (code, reason) = if membership.revocation(&session.peer).is_some() {
+            (
+                RefuseCode::Revoked,
+                format!("device {} was revoked from this vault", session.peer),
+            )
+        } else {
+            (
+                RefuseCode::NotMember,
+                format!("device {} is not a member of this vault", session.peer),
+            )
+        };
+        self.close_with(id, code, reason, out);
+    }
+
+    fn close_with(&mut self, id: SessionId, code: RefuseCode, reason: String, out: &mut Output) {
+        self.sessions.remove(&id);
+        out.send(
+            id,
+            &Message::Refuse {
+                code,
+                reason: reason.clone(),
+            },
+        );
+        out.closed.push((
+            id,
+            CloseReason {
+                code,
+                reason,
+                by_us: true,
+            },
+        ));
+    }
+
+    // ---- sessions ---------------------------------------------------------------------
+
+    /// Opens a session with `peer` (authenticated by the transport) about `vault`. The
+    /// initiator reconciles documents; `join` presents an invite for a vault this device
+    /// does not hold yet.
+    pub fn open_session(
+        &mut self,
+        peer: DeviceId,
+        vault: VaultId,
+        initiator: bool,
+        join: Option<JoinRequest>,
+        now_ms: u64,
+    ) -> (SessionId, Output) {
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        let mut session = Session::new(peer, Some(vault), initiator, join);
+        let mut out = Output::default();
+        self.send_hello(id, &mut session, now_ms, &mut out);
+        self.sessions.insert(id, session);
+        (id, out)
+    }
+
+    /// Accepts a session opened by `peer`; the vault is named by the peer's `Hello`.
+    pub fn accept_session(&mut self, peer: DeviceId) -> SessionId {
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        self.sessions
+            .insert(id, Session::new(peer, None, false, None));
+        id
+    }
+
+    /// The transport closed a session.
+    pub fn session_closed(&mut self, id: SessionId) {
+        self.sessions.remove(&id);
+    }
+
+    /// Vaults in which `peer` is a member, to open sessions for when it connects.
+    pub fn shared_vaults(&self, peer: &DeviceId) -> Vec<VaultId> {
+        self.vaults
+            .values()
+            .filter(|v| {
+                v.membership().is_member(peer) && v.membership().is_member(&self.device_id())
+            })
+            .map(Vault::id)
+            .collect()
+    }
+
+    fn send_hello(&self, id: SessionId, session: &mut Session, now_ms: u64, out: &mut Output) {
+        let Some(vault) = session.vault else {
+            return;
+        };
+        let membership_heads = self
+            .vaults
+            .get(&vault)
+            .map(|v| v.log().heads())
+            .unwrap_or_default();
+        out.send(
+            id,
+            &Message::Hello {
+                vault,
+                membership_heads,
+                join: session.join,
+            },
+        );
+        session.last_sent_ms = now_ms;
+    }
+
+    /// Handles bytes received on a session. A malformed message, or one that breaks the
+    /// protocol, closes the session; storage is untouched by anything refused.
+    pub fn handle_message(&mut self, id: SessionId, bytes: &[u8], now_ms: u64) -> Output {
+        let mut out = Output::default();
+        if !self.sessions.contains_key(&id) {
+            return out;
+        }
+        let message = match Message::decode(bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                self.violation(id, &e, &mut out);
+                return out;
+            }
+        };
+        match message {
+            Message::Hello {
+                vault,
+                membership_heads,
+                join,
+            } => self.on_hello(id, vault, membership_heads, join, now_ms, &mut out),
+            Message::Entries { entries, withheld } => {
+                self.on_entries(id, entries, withheld, now_ms, &mut out)
+            }
+            Message::Refuse { code, reason } => {
+                self.sessions.remove(&id);
+                out.closed.push((
+                    id,
+                    CloseReason {
+                        code,
+                        reason,
+                        by_us: false,
+                    },
+                ));
+            }
+            other => {
+                let Some(session) = self.sessions.get(&id) else {
+                    return out;
+                };
+                // Document messages before the handshake completed are dropped: they can
+                // only be reordered early, and the next reconciliation repeats them.
+                if session.phase != Phase::Ready {
+                    return out;
+                }
+                self.on_document_message(id, other, now_ms, &mut out);
+            }
+        }
+        out
+    }
+
+    fn violation(&mut self, id: SessionId, error: &DecodeError, out: &mut Output) {
+        self.close_with(
+            id,
+            RefuseCode::ProtocolViolation,
+            format!("malformed message: {error}"),
+            out,
+        );
+    }
+
+    fn on_hello(
+        &mut self,
+        id: SessionId,
+        vault: VaultId,
+        membership_heads: Vec<Hash>,
+        join: Option<JoinRequest>,
+        now_ms: u64,
+        out: &mut Output,
+    ) {
+        let Some(mut session) = self.sessions.remove(&id) else {
+            return;
+        };
+        match session.vault {
+            Some(v) if v != vault => {
+                self.sessions.insert(id, session);
+                self.close_with(
+                    id,
+                    RefuseCode::ProtocolViolation,
+                    format!("hello names vault {vault} but this session is about {v}"),
+                    out,
+                );
+                return;
+            }
+            Some(_) => {}
+            None => {
+                session.vault = Some(vault);
+                self.send_hello(id, &mut session, now_ms, out);
+            }
+        }
+        if session.phase != Phase::Hello {
+            // A repeated hello (the peer's retry): answer with ours again, nothing else.
+            if session.phase == Phase::Membership {
+                self.send_hello(id, &mut session, now_ms, out);
+            }
+            self.sessions.insert(id, session);
+            return;
+        }
+        session.their_membership_heads = sorted_hashes(membership_heads);
+        session.their_join = join;
+        session.phase = Phase::Membership;
+        let Some(v) = self.vaults.get(&vault) else {
+            self.sessions.insert(id, session);
+            if join.is_some() {
+                self.close_with(
+                    id,
+                    RefuseCode::UnknownVault,
+                    format!("this device does not hold vault {vault}"),
+                    out,
+                );
+                return;
+            }
+            // Offered a vault we do not hold: we have nothing to prove; wait for entries.
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.sent_entries = true;
+            }
+            out.send(
+                id,
+                &Message::Entries {
+                    entries: Vec::new(),
+                    withheld: false,
+                },
+            );
+            return;
+        };
+        let membership = v.membership();
+        let same_log = v.log().heads() == session.their_membership_heads;
+        let peer_is_member = membership.is_member(&session.peer);
+        if same_log && peer_is_member && membership.is_member(&self.device_id()) {
+            // Same log on both sides: nothing to exchange, and both see both as members.
+            session.sent_entries = true;
+            session.got_entries = true;
+            self.sessions.insert(id, session);
+            self.become_ready(id, now_ms, out);
+            return;
+        }
+        let join_ok = join.is_some_and(|j| invite_usable(membership, &j, now_ms));
+        if join.is_some() && !join_ok {
+            self.sessions.insert(id, session);
+            self.close_with(
+                id,
+                RefuseCode::BadInvite,
+                "the invite is unknown, already used, expired or its secret is wrong".into(),
+                out,
+            );
+            return;
+        }
+        let entries = if peer_is_member || join_ok {
+            session.sent_entries = true;
+            entries_missing(v, &session.their_membership_heads)
+        } else {
+            Vec::new()
+        };
+        out.send(
+            id,
+            &Message::Entries {
+                entries,
+                withheld: !session.sent_entries,
+            },
+        );
+        session.last_sent_ms = now_ms;
+        self.sessions.insert(id, session);
+    }
+
+    fn on_entries(
+        &mut self,
+        id: SessionId,
+        entries: Vec<SignedEntry>,
+        withheld: bool,
+        now_ms: u64,
+        out: &mut Output,
+    ) {
+        let Some(session) = self.sessions.get(&id) else {
+            return;
+        };
+        let (peer, Some(vault)) = (session.peer, session.vault) else {
+            return;
+        };
+        if session.phase == Phase::Hello {
+            return; // reordered before the hello; the peer resends
+        }
+        let received = Received {
+            now_ms,
+            from: Some(peer),
+        };
+        let me = self.device_id();
+        // A vault we do not hold yet: offered (approved by id) or being joined.
+        if !self.vaults.contains_key(&vault) {
+            if entries.is_empty() {
+                return;
+            }
+            let join = session.join;
+            let (mut v, ingested) =
+                match Vault::from_entries(vault, entries, received, self.actor.clone()) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.close_with(
+                            id,
+                            RefuseCode::ProtocolViolation,
+                            format!("the vault's entries do not start a log: {e}"),
+                            out,
+                        );
+                        return;
+                    }
+                };
+            let mut batch = ingested.batch;
+            if !v.membership().is_member(&me) {
+                let Some(join) = join else {
+                    self.close_with(
+                        id,
+                        RefuseCode::NotMember,
+                        "this device is not a member of the offered vault".into(),
+                        out,
+                    );
+                    return;
+                };
+                match v.redeem_invite(&self.key, join.invite, join.secret, now_ms) {
+                    Ok((entry, redeem)) => {
+                        batch.extend(redeem);
+                        out.send(
+                            id,
+                            &Message::Entries {
+                                entries: vec![entry],
+                                withheld: false,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        self.close_with(
+                            id,
+                            RefuseCode::BadInvite,
+                            format!("could not redeem the invite: {e}"),
+                            out,
+                        );
+                        return;
+                    }
+                }
+            }
+            out.batch.extend(batch);
+            self.vaults.insert(vault, v);
+            out.events.push(Event::VaultJoined { vault });
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.sent_entries = true;
+                s.got_entries = !withheld;
+            }
+            self.check_ready(id, now_ms, out);
+            return;
+        }
+        let Some(v) = self.vaults.get_mut(&vault) else {
+            return;
+        };
+        let before = v.log().heads();
+        let ingested = v.ingest_entries(entries, received);
+        let changed = !ingested.accepted.is_empty();
+        let mut batch = ingested.batch;
+        for (doc, _) in ingested.dropped {
+            out.events.push(Event::DocChanged { vault, doc });
+        }
+        if changed && v.log().heads() != before {
+            let other = self.after_membership_change(vault, std::mem::take(&mut batch), Some(id));
+            out.extend(other);
+            if !self.sessions.contains_key(&id) {
+                return;
+            }
+        } else {
+            out.batch.extend(batch);
+        }
+        let Some(v) = self.vaults.get(&vault) else {
+            return;
+        };
+        let membership = v.membership().clone();
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if !withheld {
+            session.got_entries = true;
+        }
+        if membership.is_member(&peer) {
+            if !session.sent_entries {
+                session.sent_entries = true;
+                let entries = entries_missing(v, &session.their_membership_heads);
+                out.send(
+                    id,
+                    &Message::Entries {
+                        entries,
+                        withheld: false,
+                    },
+                );
+            }
+            self.check_ready(id, now_ms, out);
+        } else if session.their_join.is_some() && !withheld {
+            // The joining peer's redemption comes in its next entries.
+        } else if !withheld || membership.revocation(&peer).is_some() {
+            self.refuse(id, &membership, out);
+        } else if !session.sent_entries && !membership.is_member(&me) {
+            // Neither side counts the other: nothing more can prove anything.
+            self.refuse(id, &membership, out);
+        }
+    }
+
+    fn check_ready(&mut self, id: SessionId, now_ms: u64, out: &mut Output) {
+        let Some(session) = self.sessions.get(&id) else {
+            return;
+        };
+        let Some(vault) = session.vault.and_then(|v| self.vaults.get(&v)) else {
+            return;
+        };
+        let membership = vault.membership();
+        if session.phase == Phase::Membership
+            && session.sent_entries
+            && session.got_entries
+            && membership.is_member(&session.peer)
+            && membership.is_member(&self.device_id())
+        {
+            self.become_ready(id, now_ms, out);
+        }
+    }
+
+    fn become_ready(&mut self, id: SessionId, now_ms: u64, out: &mut Output) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        session.phase = Phase::Ready;
+        let (peer, Some(vault)) = (session.peer, session.vault) else {
+            return;
+        };
+        out.events.push(Event::SessionReady {
+            session: id,
+            vault,
+            peer,
+        });
+        if session.initiator {
+            self.send_root_reconcile(id, now_ms, out);
+        }
+    }
+
+    fn send_root_reconcile(&mut self, id: SessionId, now_ms: u64, out: &mut Output) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let Some(vault) = session.vault.and_then(|v| self.vaults.get(&v)) else {
+            return;
+        };
+        session.last_reconcile_ms = now_ms;
+        let items = digest(vault);
+        let (fingerprint, count) = fingerprint(items.values());
+        out.send(
+            id,
+            &Message::Reconcile {
+                ranges: vec![Range {
+                    lower: DocId([0; 16]),
+                    upper: None,
+                    body: RangeBody::Fingerprint { fingerprint, count },
+                }],
+            },
+        );
+    }
+
+    /// Lets time pass: retries handshake steps and reconciles idle sessions again.
+    pub fn tick(&mut self, now_ms: u64) -> Output {
+        let mut out = Output::default();
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(mut session) = self.sessions.remove(&id) else {
+                continue;
+            };
+            match session.phase {
+                Phase::Hello | Phase::Membership
+                    if now_ms.saturating_sub(session.last_sent_ms) >= self.config.retry_ms =>
+                {
+                    self.send_hello(id, &mut session, now_ms, &mut out);
+                    if session.phase == Phase::Membership {
+                        // Our entries may have been lost: send them again.
+                        let entries = match session.vault.and_then(|v| self.vaults.get(&v)) {
+                            Some(v) if session.sent_entries => {
+                                entries_missing(v, &session.their_membership_heads)
+                            }
+                            _ => Vec::new(),
+                        };
+                        out.send(
+                            id,
+                            &Message::Entries {
+                                entries,
+                                withheld: !session.sent_entries,
+                            },
+                        );
+                    }
+                    self.sessions.insert(id, session);
+                }
+                Phase::Ready
+                    if session.initiator
+                        && now_ms.saturating_sub(session.last_reconcile_ms)
+                            >= self.config.reconcile_interval_ms =>
+                {
+                    self.sessions.insert(id, session);
+                    self.send_root_reconcile(id, now_ms, &mut out);
+                }
+                _ => {
+                    self.sessions.insert(id, session);
+                }
+            }
+        }
+        out
+    }
+
+    // ---- documents --------------------------------------------------------------------
+
+    fn on_document_message(
+        &mut self,
+        id: SessionId,
+        message: Message,
+        now_ms: u64,
+        out: &mut Output,
+    ) {
+        match message {
+            Message::Reconcile { ranges } => self.on_reconcile(id, ranges, out),
+            Message::DocHeads { doc, heads, reply } => {
+                self.on_doc_heads(id, doc, sorted(heads), reply, out)
+            }
+            Message::DocHave { doc, heads, bloom } => {
+                self.on_doc_have(id, doc, sorted(heads), Bloom::from_bytes(bloom), out)
+            }
+            Message::DocChanges {
+                doc,
+                heads,
+                changes,
+            } => self.on_doc_changes(id, doc, sorted(heads), changes, now_ms, out),
+            Message::DocNeed { doc, hashes } => self.on_doc_need(id, doc, hashes, out),
+            _ => {}
+        }
+    }
+
+    fn on_reconcile(&mut self, id: SessionId, ranges: Vec<Range>, out: &mut Output) {
+        let Some(vault) = self.sessions.get(&id).and_then(|s| s.vault) else {
+            return;
+        };
+        let Some(v) = self.vaults.get(&vault) else {
+            return;
+        };
+        let items = digest(v);
+        let mut reply: Vec<Range> = Vec::new();
+        let mut listed: Vec<(DocId, Vec<ChangeHash>)> = Vec::new();
+        for range in ranges {
+            let mine: Vec<(&DocId, &[u8; 16])> = match range.upper {
+                Some(upper) => items.range(range.lower..upper).collect(),
+                None => items.range(range.lower..).collect(),
+            };
+            match range.body {
+                RangeBody::Fingerprint {
+                    fingerprint: theirs,
+                    count,
+                } => {
+                    let (ours, our_count) = fingerprint(mine.iter().map(|(_, h)| *h));
+                    if ours == theirs && our_count == count {
+                        continue;
+                    }
+                    if mine.len() <= LIST_THRESHOLD {
+                        let list = mine.iter().map(|(d, _)| (**d, heads_of(v, d))).collect();
+                        reply.push(Range {
+                            lower: range.lower,
+                            upper: range.upper,
+                            body: RangeBody::Items(list),
+                        });
+                    } else {
+                        reply.extend(split(&mine, range.lower, range.upper));
+                    }
+                }
+                RangeBody::Items(theirs) => {
+                    let theirs: BTreeMap<DocId, Vec<ChangeHash>> = theirs.into_iter().collect();
+                    let docs: BTreeSet<DocId> = theirs
+                        .keys()
+                        .copied()
+                        .chain(mine.iter().map(|(d, _)| **d))
+                        .collect();
+                    for doc in docs {
+                        listed.push((doc, theirs.get(&doc).cloned().unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        for chunk in reply.chunks(MAX_RANGES) {
+            out.send(
+                id,
+                &Message::Reconcile {
+                    ranges: chunk.to_vec(),
+                },
+            );
+        }
+        for (doc, their_heads) in listed {
+            self.on_doc_heads(id, doc, sorted(their_heads), true, out);
+        }
+    }
+
+    /// The peer's heads for a document (from a listing, `DocHeads` or a `DocHave`).
+    fn on_doc_heads(
+        &mut self,
+        id: SessionId,
+        doc: DocId,
+        theirs: Vec<ChangeHash>,
+        reply: bool,
+        out: &mut Output,
+    ) {
+        let Some((vault, ours, known)) = self.doc_view(id, &doc, &theirs) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.their_heads.insert(doc, theirs.clone());
+        }
+        if theirs == ours {
+            return;
+        }
+        if known {
+            self.send_changes_since(id, vault, doc, &theirs, out);
+        } else if !reply {
+            out.send(
+                id,
+                &Message::DocHeads {
+                    doc,
+                    heads: ours,
+                    reply: true,
+                },
+            );
+        } else {
+            self.send_have(id, vault, doc, out);
+        }
+    }
+
+    fn on_doc_have(
+        &mut self,
+        id: SessionId,
+        doc: DocId,
+        theirs: Vec<ChangeHash>,
+        bloom: Bloom,
+        out: &mut Output,
+    ) {
+        let Some((vault, _, known)) = self.doc_view(id, &doc, &theirs) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.their_heads.insert(doc, theirs.clone());
+        }
+        let Some(d) = self.vaults.get(&vault).and_then(|v| v.document(&doc)) else {
+            return;
+        };
+        let common: Vec<ChangeHash> = theirs.iter().filter(|h| d.has_change(h)).copied().collect();
+        let missing: Vec<SignedChange> = d
+            .changes_since(&common)
+            .into_iter()
+            .filter(|c| {
+                automerge::Change::from_bytes(c.bytes.clone())
+                    .map(|change| !bloom.contains(&change.hash()))
+                    .unwrap_or(false)
+            })
+            .collect();
+        let heads = d.heads();
+        send_chunked(out, id, doc, &heads, missing);
+        if !known {
+            self.send_have(id, vault, doc, out);
+        }
+    }
+
+    fn on_doc_changes(
+        &mut self,
+        id: SessionId,
+        doc: DocId,
+        theirs: Vec<ChangeHash>,
+        changes: Vec<SignedChange>,
+        now_ms: u64,
+        out: &mut Output,
+    ) {
+        let Some(vault) = self.sessions.get(&id).and_then(|s| s.vault) else {
+            return;
+        };
+        let Some(v) = self.vaults.get_mut(&vault) else {
+            return;
+        };
+        let applied = v.apply_changes_from_peer(doc, changes, now_ms);
+        if applied.aborted {
+            // Nothing of the message was applied or stored; the peer is cut off.
+            let reason = match applied.rejected.first() {
+                Some(error) => format!("sent an invalid change: {error}"),
+                None => "sent an invalid change".to_string(),
+            };
+            self.close_with(id, RefuseCode::ProtocolViolation, reason, out);
+            return;
+        }
+        for error in &applied.rejected {
+            out.events.push(Event::Rejected {
+                session: id,
+                error: error.clone(),
+            });
+        }
+        let accepted = !applied.accepted.is_empty();
+        out.batch.extend(applied.batch);
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.their_heads.insert(doc, theirs.clone());
+        }
+        if accepted {
+            out.events.push(Event::DocChanged { vault, doc });
+            self.offer(vault, doc, Some(id), out);
+        }
+        let Some(d) = self.vaults.get(&vault).and_then(|v| v.document(&doc)) else {
+            return;
+        };
+        let ours = d.heads();
+        let known = theirs.iter().all(|h| d.has_change(h));
+        if known {
+            if ours != theirs {
+                self.send_changes_since(id, vault, doc, &theirs, out);
+            }
+        } else {
+            let missing = d.missing_deps();
+            if !missing.is_empty() {
+                out.send(
+                    id,
+                    &Message::DocNeed {
+                        doc,
+                        hashes: missing,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_doc_need(
+        &mut self,
+        id: SessionId,
+        doc: DocId,
+        mut hashes: Vec<ChangeHash>,
+        out: &mut Output,
+    ) {
+        let Some(vault) = self.sessions.get(&id).and_then(|s| s.vault) else {
+            return;
+        };
+        let Some(d) = self.vaults.get(&vault).and_then(|v| v.document(&doc)) else {
+            return;
+        };
+        hashes.truncate(MAX_NEED_ANSWER);
+        let changes = d.changes_by_hash(&hashes);
+        let heads = d.heads();
+        send_chunked(out, id, doc, &heads, changes);
+    }
+
+    /// This device's heads for `doc`, and whether it knows all of `theirs`.
+    fn doc_view(
+        &self,
+        id: SessionId,
+        doc: &DocId,
+        theirs: &[ChangeHash],
+    ) -> Option<(VaultId, Vec<ChangeHash>, bool)> {
+        let vault = self.sessions.get(&id)?.vault?;
+        let v = self.vaults.get(&vault)?;
+        Some(match v.document(doc) {
+            Some(d) => (vault, d.heads(), theirs.iter().all(|h| d.has_change(h))),
+            None => (vault, Vec::new(), theirs.is_empty()),
+        })
+    }
+
+    fn send_changes_since(
+        &mut self,
+        id: SessionId,
+        vault: VaultId,
+        doc: DocId,
+        theirs: &[ChangeHash],
+        out: &mut Output,
+    ) {
+        let Some(d) = self.vaults.get(&vault).and_then(|v| v.document(&doc)) else {
+            return;
+        };
+        let changes = d.changes_since(theirs);
+        let heads = d.heads();
+        if changes.is_empty() {
+            return;
+        }
+        send_chunked(out, id, doc, &heads, changes);
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.their_heads.insert(doc, heads);
+        }
+    }
+
+    fn send_have(&mut self, id: SessionId, vault: VaultId, doc: DocId, out: &mut Output) {
+        let (heads, bloom) = match self.vaults.get(&vault).and_then(|v| v.document(&doc)) {
+            Some(d) => {
+                let hashes: Vec<&ChangeHash> = d.applied_hashes().collect();
+                let mut bloom = Bloom::with_capacity(hashes.len());
+                for hash in hashes {
+                    bloom.insert(hash);
+                }
+                (d.heads(), bloom)
+            }
+            None => (Vec::new(), Bloom::with_capacity(0)),
+        };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if s.have_sent.get(&doc) == Some(&heads) {
+            return;
+        }
+        s.have_sent.insert(doc, heads.clone());
+        out.send(
+            id,
+            &Message::DocHave {
+                doc,
+                heads,
+                bloom: bloom.into_bytes(),
+            },
+        );
+    }
+
+    /// Offers a document's new changes to every ready session of the vault but `except`.
+    fn offer(&mut self, vault: VaultId, doc: DocId, except: Option<SessionId>, out: &mut Output) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| {
+                Some(**id) != except && s.vault == Some(vault) && s.phase == Phase::Ready
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let their = self
+                .sessions
+                .get(&id)
+                .and_then(|s| s.their_heads.get(&doc).cloned());
+            let Some(d) = self.vaults.get(&vault).and_then(|v| v.document(&doc)) else {
+                return;
+            };
+            match their {
+                Some(theirs) if theirs.iter().all(|h| d.has_change(h)) => {
+                    self.send_changes_since(id, vault, doc, &theirs, out);
+                }
+                _ => {
+                    let heads = d.heads();
+                    out.send(
+                        id,
+                        &Message::DocHeads {
+                            doc,
+                            heads,
+                            reply: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn sorted_hashes(mut hashes: Vec<Hash>) -> Vec<Hash> {
+    hashes.sort();
+    hashes.dedup();
+    hashes
+}
+
+fn heads_of(v: &Vault, doc: &DocId) -> Vec<ChangeHash> {
+    v.document(doc).map(|d| d.heads()).unwrap_or_default()
+}
+
+/// (document, item hash) for every document with at least one change.
+fn digest(v: &Vault) -> BTreeMap<DocId, [u8; 16]> {
+    v.documents()
+        .filter_map(|d| {
+            let heads = d.heads();
+            (!heads.is_empty()).then(|| (d.id(), item_hash(&d.id(), &heads)))
+        })
+        .collect()
+}
+
+/// Splits a differing range into up to [`SPLIT_FANOUT`] parts with equal counts of our items.
+fn split(mine: &[(&DocId, &[u8; 16])], lower: DocId, upper: Option<DocId>) -> Vec<Range> {
+    let n = mine.len();
+    let mut bounds: Vec<DocId> = (1..SPLIT_FANOUT)
+        .map(|k| *mine[k * n / SPLIT_FANOUT].0)
+        .collect();
+    bounds.retain(|b| *b > lower);
+    bounds.dedup();
+    let mut ranges = Vec::new();
+    let mut start = lower;
+    let mut index = 0;
+    for bound in bounds.into_iter().map(Some).chain(std::iter::once(upper)) {
+        let end = index
+            + mine[index..]
+                .iter()
+                .take_while(|(d, _)| bound.is_none_or(|b| **d < b))
+                .count();
+        let (fingerprint, count) = fingerprint(mine[index..end].iter().map(|(_, h)| *h));
+        ranges.push(Range {
+            lower: start,
+            upper: bound,
+            body: RangeBody::Fingerprint { fingerprint, count },
+        });
+        index = end;
+        if let Some(b) = bound {
+            start = b;
+        }
+    }
+    ranges
+}
+
+fn entries_missing(v: &Vault, their_heads: &[Hash]) -> Vec<SignedEntry> {
+    let log = v.log();
+    let known: Vec<Hash> = their_heads
+        .iter()
+        .filter(|h| log.contains(h))
+        .copied()
+        .collect();
+    let theirs = log.ancestry(&known);
+    log.entries()
+        .into_iter()
+        .filter(|e| !theirs.contains(&e.hash()))
+        .cloned()
+        .collect()
+}
+
+fn invite_usable(membership: &Membership, join: &JoinRequest, now_ms: u64) -> bool {
+    membership
+        .invites()
+        .get(&join.invite)
+        .is_some_and(|invite| {
+            invite.redeemed_by.is_none()
+                && now_ms <= invite.expires_at_ms
+                && membership.invite_secret_matches(&join.invite, &join.secret)
+        })
+}
+
+fn send_chunked(
+    out: &mut Output,
+    id: SessionId,
+    doc: DocId,
+    heads: &[ChangeHash],
+    changes: Vec<SignedChange>,
+) {
+    let mut chunk: Vec<SignedChange> = Vec::new();
+    let mut size = 0;
+    for change in changes {
+        size += change.bytes.len() + 110;
+        chunk.push(change);
+        if size >= CHANGES_CHUNK_BYTES || chunk.len() >= MAX_ITEMS * 16 {
+            out.send(
+                id,
+                &Message::DocChanges {
+                    doc,
+                    heads: heads.to_vec(),
+                    changes: std::mem::take(&mut chunk),
+                },
+            );
+            size = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        out.send(
+            id,
+            &Message::DocChanges {
+                doc,
+                heads: heads.to_vec(),
+                changes: chunk,
+            },
+        );
+    }
+}

@@ -1,0 +1,533 @@
+//! The wire format of the sync protocol (`/nexus/sync/1`): messages and their codec.
+//!
+//! One stream carries one vault's session between two devices; the transport frames
+//! messages (each frame one [`Message`]). Every message starts with the protocol version
+//! and a tag; every collection has a limit checked before anything is allocated, so a
+//! hostile peer can make decoding fail but never panic or balloon memory.
+
+use automerge::ChangeHash;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::document::SignedChange;
+use crate::hash::Hash;
+use crate::ids::{DocId, VaultId};
+use crate::membership::SignedEntry;
+
+/// The libp2p protocol name the engine registers.
+pub const PROTOCOL_NAME: &str = "/nexus/sync/1";
+/// The version carried in every message.
+pub const PROTOCOL_VERSION: u64 = 1;
+/// Largest encoded message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Changes are sent in messages of at most about this many bytes.
+pub const CHANGES_CHUNK_BYTES: usize = 1024 * 1024;
+/// Most membership entries in one message.
+pub const MAX_ENTRIES_PER_MESSAGE: usize = crate::membership::MAX_ENTRIES;
+/// Most ranges in one reconciliation message.
+pub const MAX_RANGES: usize = 1024;
+/// Most (document, heads) items in one range.
+pub const MAX_ITEMS: usize = 4096;
+/// Most heads listed for one document.
+pub const MAX_HEADS: usize = 256;
+/// Most changes in one message.
+pub const MAX_CHANGES_PER_MESSAGE: usize = 100_000;
+/// Largest Bloom filter, in bytes.
+pub const MAX_BLOOM_BYTES: usize = 1024 * 1024;
+/// Longest free-text reason.
+pub const MAX_REASON_LEN: usize = 1024;
+
+/// Why a device refused or ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefuseCode {
+    /// The peer is not a member of the vault.
+    NotMember,
+    /// The peer was revoked.
+    Revoked,
+    /// The peer sent something malformed or against the protocol.
+    ProtocolViolation,
+    /// The peer speaks another protocol version.
+    Version,
+    /// The invite presented is unknown, used, expired or wrong.
+    BadInvite,
+    /// This device does not have the vault.
+    UnknownVault,
+}
+
+impl RefuseCode {
+    fn tag(self) -> u8 {
+        match self {
+            RefuseCode::NotMember => 0,
+            RefuseCode::Revoked => 1,
+            RefuseCode::ProtocolViolation => 2,
+            RefuseCode::Version => 3,
+            RefuseCode::BadInvite => 4,
+            RefuseCode::UnknownVault => 5,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+        Ok(match tag {
+            0 => RefuseCode::NotMember,
+            1 => RefuseCode::Revoked,
+            2 => RefuseCode::ProtocolViolation,
+            3 => RefuseCode::Version,
+            4 => RefuseCode::BadInvite,
+            5 => RefuseCode::UnknownVault,
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "refusal code",
+                    tag: tag.into(),
+                });
+            }
+        })
+    }
+}
+
+/// An invite presented by a device that wants to join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// Hash of the `CreateInvite` entry.
+    pub invite: Hash,
+    /// The invite's one-time secret.
+    pub secret: [u8; 32],
+}
+
+/// What one side of a reconciliation range says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeBody {
+    /// A summary: XOR of the item hashes in the range, and how many items there are.
+    Fingerprint {
+        /// XOR of 16-byte item hashes.
+        fingerprint: [u8; 16],
+        /// Number of documents in the range.
+        count: u64,
+    },
+    /// Every document in the range with its heads.
+    Items(Vec<(DocId, Vec<ChangeHash>)>),
+}
+
+/// A range of document ids, `lower` inclusive to `upper` exclusive (`None`: to the end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    /// First id in the range.
+    pub lower: DocId,
+    /// First id after the range, or `None` for the end of the id space.
+    pub upper: Option<DocId>,
+    /// The sender's view of the range.
+    pub body: RangeBody,
+}
+
+/// One protocol message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// Opens a session: the vault and this side's membership heads.
+    Hello {
+        /// The vault this session is about.
+        vault: VaultId,
+        /// The sender's membership heads.
+        membership_heads: Vec<Hash>,
+        /// An invite, when the sender is joining.
+        join: Option<JoinRequest>,
+    },
+    /// Membership entries the receiver may lack. `withheld` says the sender does not (yet)
+    /// consider the receiver a member and sent only what proves its own standing.
+    Entries {
+        /// The entries, in any order.
+        entries: Vec<SignedEntry>,
+        /// Whether the sender held entries back.
+        withheld: bool,
+    },
+    /// The session is refused or ended; the sender closes after this.
+    Refuse {
+        /// Why, for programs.
+        code: RefuseCode,
+        /// Why, for people.
+        reason: String,
+    },
+    /// Range-based set reconciliation of (document, heads).
+    Reconcile {
+        /// The ranges.
+        ranges: Vec<Range>,
+    },
+    /// The sender's heads for a document. `reply` marks an answer to the receiver's heads.
+    DocHeads {
+        /// The document.
+        doc: DocId,
+        /// Heads.
+        heads: Vec<ChangeHash>,
+        /// Whether this answers a `DocHeads`.
+        reply: bool,
+    },
+    /// The sender's heads and a Bloom filter of every change it has, sent when both sides
+    /// have changes the other lacks.
+    DocHave {
+        /// The document.
+        doc: DocId,
+        /// Heads.
+        heads: Vec<ChangeHash>,
+        /// The Bloom filter ([`Bloom`]).
+        bloom: Vec<u8>,
+    },
+    /// Signed changes the receiver lacks, in causal order, with the sender's heads.
+    DocChanges {
+        /// The document.
+        doc: DocId,
+        /// The sender's heads.
+        heads: Vec<ChangeHash>,
+        /// The changes.
+        changes: Vec<SignedChange>,
+    },
+    /// Changes the sender needs by hash (dependencies it is missing).
+    DocNeed {
+        /// The document.
+        doc: DocId,
+        /// Wanted changes.
+        hashes: Vec<ChangeHash>,
+    },
+}
+
+fn write_heads(w: &mut Writer, heads: &[ChangeHash]) {
+    w.len(heads.len());
+    for head in heads {
+        w.raw(&head.0);
+    }
+}
+
+fn read_heads(
+    r: &mut Reader<'_>,
+    max: usize,
+    what: &'static str,
+) -> Result<Vec<ChangeHash>, DecodeError> {
+    let n = r.count(max, 32, what)?;
+    let mut heads = Vec::with_capacity(n);
+    for _ in 0..n {
+        heads.push(ChangeHash(r.array(what)?));
+    }
+    Ok(heads)
+}
+
+impl Message {
+    /// A short name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Entries { .. } => "entries",
+            Message::Refuse { .. } => "refuse",
+            Message::Reconcile { .. } => "reconcile",
+            Message::DocHeads { .. } => "doc-heads",
+            Message::DocHave { .. } => "doc-have",
+            Message::DocChanges { .. } => "doc-changes",
+            Message::DocNeed { .. } => "doc-need",
+        }
+    }
+
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.varint(PROTOCOL_VERSION);
+        match self {
+            Message::Hello {
+                vault,
+                membership_heads,
+                join,
+            } => {
+                w.u8(0).raw(vault.as_bytes()).len(membership_heads.len());
+                for head in membership_heads {
+                    w.raw(head.as_bytes());
+                }
+                match join {
+                    None => {
+                        w.u8(0);
+                    }
+                    Some(join) => {
+                        w.u8(1).raw(join.invite.as_bytes()).raw(&join.secret);
+                    }
+                }
+            }
+            Message::Entries { entries, withheld } => {
+                w.u8(1).u8(u8::from(*withheld)).len(entries.len());
+                for entry in entries {
+                    w.bytes(&entry.encode());
+                }
+            }
+            Message::Refuse { code, reason } => {
+                let mut reason = reason.as_str();
+                while reason.len() > MAX_REASON_LEN {
+                    let mut cut = MAX_REASON_LEN;
+                    while !reason.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    reason = &reason[..cut];
+                }
+                w.u8(2).u8(code.tag()).str(reason);
+            }
+            Message::Reconcile { ranges } => {
+                w.u8(3).len(ranges.len());
+                for range in ranges {
+                    w.raw(range.lower.as_bytes());
+                    match &range.upper {
+                        None => w.u8(0),
+                        Some(upper) => w.u8(1).raw(upper.as_bytes()),
+                    };
+                    match &range.body {
+                        RangeBody::Fingerprint { fingerprint, count } => {
+                            w.u8(0).raw(fingerprint).varint(*count);
+                        }
+                        RangeBody::Items(items) => {
+                            w.u8(1).len(items.len());
+                            for (doc, heads) in items {
+                                w.raw(doc.as_bytes());
+                                write_heads(&mut w, heads);
+                            }
+                        }
+                    }
+                }
+            }
+            Message::DocHeads { doc, heads, reply } => {
+                w.u8(4).raw(doc.as_bytes()).u8(u8::from(*reply));
+                write_heads(&mut w, heads);
+            }
+            Message::DocHave { doc, heads, bloom } => {
+                w.u8(5).raw(doc.as_bytes());
+                write_heads(&mut w, heads);
+                w.bytes(bloom);
+            }
+            Message::DocChanges {
+                doc,
+                heads,
+                changes,
+            } => {
+                w.u8(6).raw(doc.as_bytes());
+                write_heads(&mut w, heads);
+                w.len(changes.len());
+                for change in changes {
+                    w.bytes(&change.encode());
+                }
+            }
+            Message::DocNeed { doc, hashes } => {
+                w.u8(7).raw(doc.as_bytes());
+                write_heads(&mut w, hashes);
+            }
+        }
+        w.finish()
+    }
+
+    /// Decodes a message, checking every limit and every entry's signature. Change
+    /// signatures are checked when the changes are applied (in one batch).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(DecodeError::TooLong {
+                what: "message",
+                len: bytes.len() as u64,
+                max: MAX_MESSAGE_BYTES as u64,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        let version = r.varint("protocol version")?;
+        if version != PROTOCOL_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                what: "sync protocol",
+                version,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        let tag = r.u8("message tag")?;
+        let message = match tag {
+            0 => {
+                let vault = VaultId(Hash(r.array("hello vault")?));
+                let n = r.count(crate::membership::MAX_PARENTS * 4, 32, "membership heads")?;
+                let mut membership_heads = Vec::with_capacity(n);
+                for _ in 0..n {
+                    membership_heads.push(Hash(r.array("membership head")?));
+                }
+                let join = match r.u8("join flag")? {
+                    0 => None,
+                    1 => Some(JoinRequest {
+                        invite: Hash(r.array("join invite")?),
+                        secret: r.array("join secret")?,
+                    }),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "join flag",
+                            tag: tag.into(),
+                        });
+                    }
+                };
+                Message::Hello {
+                    vault,
+                    membership_heads,
+                    join,
+                }
+            }
+            1 => {
+                let withheld = read_bool(&mut r, "withheld flag")?;
+                let n = r.count(MAX_ENTRIES_PER_MESSAGE, 1, "entries")?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let bytes = r.bytes(crate::membership::MAX_ENTRY_BYTES + 128, "entry")?;
+                    let entry = SignedEntry::decode(bytes).map_err(|e| DecodeError::Invalid {
+                        what: "membership entry",
+                        reason: e.to_string(),
+                    })?;
+                    entries.push(entry);
+                }
+                Message::Entries { entries, withheld }
+            }
+            2 => Message::Refuse {
+                code: RefuseCode::from_tag(r.u8("refusal code")?)?,
+                reason: r.str(MAX_REASON_LEN, "refusal reason")?.to_owned(),
+            },
+            3 => {
+                let n = r.count(MAX_RANGES, 18, "ranges")?;
+                let mut ranges = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let lower = DocId(r.array("range lower bound")?);
+                    let upper = match r.u8("range upper flag")? {
+                        0 => None,
+                        1 => Some(DocId(r.array("range upper bound")?)),
+                        tag => {
+                            return Err(DecodeError::UnknownTag {
+                                what: "range upper flag",
+                                tag: tag.into(),
+                            });
+                        }
+                    };
+                    if upper.is_some_and(|u| u <= lower) {
+                        return Err(DecodeError::Invalid {
+                            what: "range",
+                            reason: "upper bound not above lower bound".into(),
+                        });
+                    }
+                    let body = match r.u8("range body")? {
+                        0 => RangeBody::Fingerprint {
+                            fingerprint: r.array("range fingerprint")?,
+                            count: r.varint("range count")?,
+                        },
+                        1 => {
+                            let n = r.count(MAX_ITEMS, 17, "range items")?;
+                            let mut items = Vec::with_capacity(n);
+                            for _ in 0..n {
+                                let doc = DocId(r.array("item document")?);
+                                items.push((doc, read_heads(&mut r, MAX_HEADS, "item heads")?));
+                            }
+                            RangeBody::Items(items)
+                        }
+                        tag => {
+                            return Err(DecodeError::UnknownTag {
+                                what: "range body",
+                                tag: tag.into(),
+                            });
+                        }
+                    };
+                    ranges.push(Range { lower, upper, body });
+                }
+                Message::Reconcile { ranges }
+            }
+            4 => {
+                let doc = DocId(r.array("document")?);
+                let reply = read_bool(&mut r, "reply flag")?;
+                let heads = read_heads(&mut r, MAX_HEADS, "heads")?;
+                Message::DocHeads { doc, heads, reply }
+            }
+            5 => Message::DocHave {
+                doc: DocId(r.array("document")?),
+                heads: read_heads(&mut r, MAX_HEADS, "heads")?,
+                bloom: r.bytes(MAX_BLOOM_BYTES, "bloom filter")?.to_vec(),
+            },
+            6 => {
+                let doc = DocId(r.array("document")?);
+                let heads = read_heads(&mut r, MAX_HEADS, "heads")?;
+                let n = r.count(MAX_CHANGES_PER_MESSAGE, 1, "changes")?;
+                let mut changes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let bytes = r.bytes(crate::document::MAX_CHANGE_BYTES + 128, "change")?;
+                    changes.push(SignedChange::decode(bytes)?);
+                }
+                Message::DocChanges {
+                    doc,
+                    heads,
+                    changes,
+                }
+            }
+            7 => Message::DocNeed {
+                doc: DocId(r.array("document")?),
+                hashes: read_heads(&mut r, MAX_HEADS * 16, "needed changes")?,
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "message",
+                    tag: tag.into(),
+                });
+            }
+        };
+        r.finish("message")?;
+        Ok(message)
+    }
+}
+
+fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
+    match r.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        tag => Err(DecodeError::UnknownTag {
+            what,
+            tag: tag.into(),
+        }),
+    }
+}
+
+/// A Bloom filter over change hashes: 10 bits per change and 7 probes (about 1% false
+/// positives). Change hashes are already uniform, so probes are read from their bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bloom {
+    bits: Vec<u8>,
+}
+
+const BLOOM_PROBES: usize = 7;
+
+impl Bloom {
+    /// A filter sized for `n` hashes.
+    pub fn with_capacity(n: usize) -> Self {
+        let bytes = (n * 10).div_ceil(8).clamp(1, MAX_BLOOM_BYTES);
+        Self {
+            bits: vec![0; bytes],
+        }
+    }
+
+    /// A filter received from a peer (any bytes are a valid filter).
+    pub fn from_bytes(bits: Vec<u8>) -> Self {
+        Self { bits }
+    }
+
+    /// The encoded filter.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bits
+    }
+
+    fn probes(&self, hash: &ChangeHash) -> [usize; BLOOM_PROBES] {
+        let nbits = (self.bits.len() * 8).max(1);
+        std::array::from_fn(|i| {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&hash.0[i * 4..i * 4 + 4]);
+            u32::from_le_bytes(word) as usize % nbits
+        })
+    }
+
+    /// Adds a hash.
+    pub fn insert(&mut self, hash: &ChangeHash) {
+        for bit in self.probes(hash) {
+            self.bits[bit / 8] |= 1 << (bit % 8);
+        }
+    }
+
+    /// Whether the hash may be in the set (never false for one that is).
+    pub fn contains(&self, hash: &ChangeHash) -> bool {
+        !self.bits.is_empty()
+            && self
+                .probes(hash)
+                .iter()
+                .all(|bit| self.bits[bit / 8] & (1 << (bit % 8)) != 0)
+    }
+}
