@@ -55,6 +55,8 @@ pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
 /// Most changes by revoked devices held in memory while waiting for the changes that
 /// prove they lie inside their revocation's cut.
 pub const MAX_PENDING: usize = 1024;
+/// Most refused change hashes remembered per document.
+const MAX_REFUSED: usize = 65_536;
 
 const CHANGE_DOMAIN: &[u8] = b"nexus/change/v1";
 const SNAPSHOT_VERSION: u64 = 1;
@@ -297,6 +299,12 @@ pub struct Document {
     waiting: HashMap<ChangeHash, Change>,
     /// Changes by revoked devices, not stored, until a batch proves them inside the cut.
     pending: HashMap<ChangeHash, (Change, ChangeAuth)>,
+    /// Changes refused because their revoked author made them after its cut. Changes that
+    /// build on them can never apply and are dropped too.
+    refused: HashSet<ChangeHash>,
+    /// A revocation's cut names changes this device lacks, so its enforcement waits for
+    /// them (see [`Document::enforce_revocations`]).
+    cut_pending: bool,
 }
 
 impl Document {
@@ -310,6 +318,8 @@ impl Document {
             loose: HashSet::new(),
             waiting: HashMap::new(),
             pending: HashMap::new(),
+            refused: HashSet::new(),
+            cut_pending: false,
         }
     }
 
@@ -498,10 +508,15 @@ impl Document {
                 let hash = change.hash();
                 match self.inside_cut(&hash, &auth.author, membership, &graph) {
                     Cut::Inside => by_members.push((change, auth)),
-                    Cut::Outside => applied.rejected.push(ApplyError::Revoked {
-                        change: hash,
-                        author: auth.author,
-                    }),
+                    Cut::Outside => {
+                        if self.refused.len() < MAX_REFUSED {
+                            self.refused.insert(hash);
+                        }
+                        applied.rejected.push(ApplyError::Revoked {
+                            change: hash,
+                            author: auth.author,
+                        })
+                    }
                     Cut::Unknown if self.pending.len() < MAX_PENDING => {
                         self.pending.insert(hash, (change, auth));
                     }
@@ -521,7 +536,39 @@ impl Document {
             applied.accepted.push(hash);
         }
         self.apply_waiting(&mut applied);
+        self.drop_orphans(&mut applied);
         applied
+    }
+
+    /// Drops waiting changes that build on refused ones: they can never apply.
+    fn drop_orphans(&mut self, applied: &mut Applied) {
+        if self.refused.is_empty() || self.waiting.is_empty() {
+            return;
+        }
+        loop {
+            let orphans: Vec<ChangeHash> = self
+                .waiting
+                .iter()
+                .filter(|(_, c)| c.deps().iter().any(|d| self.refused.contains(d)))
+                .map(|(h, _)| *h)
+                .collect();
+            if orphans.is_empty() {
+                return;
+            }
+            for hash in orphans {
+                self.waiting.remove(&hash);
+                self.auth.remove(&hash);
+                if self.refused.len() < MAX_REFUSED {
+                    self.refused.insert(hash);
+                }
+                if self.loose.remove(&hash) {
+                    applied
+                        .batch
+                        .delete(Table::Changes, keys::change(&self.vault, &self.id, &hash));
+                }
+                applied.accepted.retain(|h| *h != hash);
+            }
+        }
     }
 
     fn is_applied(&self, hash: &ChangeHash) -> bool {
@@ -655,6 +702,53 @@ impl Document {
         if unknown { Cut::Unknown } else { Cut::Outside }
     }
 
+    /// A one-line summary of internal state, for simulator failure reports.
+    #[doc(hidden)]
+    pub fn debug_state(&self) -> String {
+        let mut waiting: Vec<String> = self
+            .waiting
+            .iter()
+            .map(|(h, c)| {
+                let deps: Vec<String> = c
+                    .deps()
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{}{}",
+                            &d.to_string()[..6],
+                            if self.is_applied(d) {
+                                "+"
+                            } else if self.auth.contains_key(d) {
+                                "~"
+                            } else {
+                                "-"
+                            }
+                        )
+                    })
+                    .collect();
+                format!("{}<-[{}]", &h.to_string()[..6], deps.join(","))
+            })
+            .collect();
+        waiting.sort();
+        format!(
+            "heads={:?} known={} waiting={:?} pending={} refused={}",
+            self.heads()
+                .iter()
+                .map(|h| h.to_string()[..6].to_string())
+                .collect::<Vec<_>>(),
+            self.auth.len(),
+            waiting,
+            self.pending.len(),
+            self.refused.len()
+        )
+    }
+
+    /// Whether a revocation's enforcement waits for changes this device lacks; the vault
+    /// enforces again after each batch until it no longer does.
+    pub fn cut_pending(&self) -> bool {
+        self.cut_pending
+    }
+
     /// Whether a change is applied here.
     pub fn has_change(&self, hash: &ChangeHash) -> bool {
         self.is_applied(hash)
@@ -716,8 +810,10 @@ impl Document {
             .collect()
     }
 
-    /// Drops the changes of revoked devices that lie outside their revocation's cut, and
-    /// every change built on them, rebuilding the document. Returns the batch that
+    /// Drops the changes of revoked devices that lie outside their revocation's cut, and of
+    /// devices that turned out never to have been members (admitted by an entry that a
+    /// concurrent revocation voided), and every change built on them, rebuilding the
+    /// document. Returns the batch that
     /// rewrites storage (a fresh snapshot), or `None` when nothing had to go.
     pub fn enforce_revocations(
         &mut self,
@@ -727,13 +823,14 @@ impl Document {
             .auth
             .values()
             .map(|a| a.author)
-            .filter(|a| membership.revocation(a).is_some())
+            .filter(|a| !membership.is_member(a))
             .collect();
         if revoked_here.is_empty() {
             return None;
         }
         let all = self.doc.get_changes(&[]);
         let mut dropped: HashSet<ChangeHash> = HashSet::new();
+        self.cut_pending = false;
         for author in &revoked_here {
             let heads = membership
                 .revocation(author)
@@ -747,6 +844,7 @@ impl Document {
                 .collect();
             if known_heads.len() != heads.len() {
                 // The revoking admin saw changes this device lacks; wait for them.
+                self.cut_pending = true;
                 continue;
             }
             let outside: HashSet<ChangeHash> = self
@@ -785,6 +883,9 @@ impl Document {
         self.doc = rebuilt;
         for hash in &dropped {
             self.auth.remove(hash);
+            if self.refused.len() < MAX_REFUSED {
+                self.refused.insert(*hash);
+            }
         }
         let mut batch = Batch::new();
         for hash in &dropped {

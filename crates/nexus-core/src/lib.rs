@@ -50,6 +50,7 @@ pub mod json;
 pub mod membership;
 pub mod node;
 pub mod protocol;
+pub mod sim;
 pub mod storage;
 pub mod vault;
 

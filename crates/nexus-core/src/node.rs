@@ -206,6 +206,8 @@ struct Session {
     their_heads: HashMap<DocId, Vec<ChangeHash>>,
     /// Heads we last sent a Bloom filter for, per document (so we do not repeat it).
     have_sent: HashMap<DocId, Vec<ChangeHash>>,
+    /// What we last asked for by hash, per document (so we do not ask again in a loop).
+    need_sent: HashMap<DocId, Vec<ChangeHash>>,
     last_sent_ms: u64,
     last_reconcile_ms: u64,
 }
@@ -229,6 +231,7 @@ impl Session {
             got_entries: false,
             their_heads: HashMap::new(),
             have_sent: HashMap::new(),
+            need_sent: HashMap::new(),
             last_sent_ms: 0,
             last_reconcile_ms: 0,
         }
@@ -244,6 +247,8 @@ pub struct Node {
     vaults: BTreeMap<VaultId, Vault>,
     sessions: BTreeMap<SessionId, Session>,
     next_session: u64,
+    /// Varies Bloom filter probe positions from one filter to the next.
+    bloom_salt: u32,
 }
 
 fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
@@ -286,6 +291,7 @@ impl Node {
             vaults: BTreeMap::new(),
             sessions: BTreeMap::new(),
             next_session: 0,
+            bloom_salt: 0,
         }
     }
 
@@ -944,6 +950,10 @@ impl Node {
             return;
         };
         session.last_reconcile_ms = now_ms;
+        // A new reconciliation cycle: earlier Bloom filters and requests may have been
+        // lost, so they may be sent again.
+        session.have_sent.clear();
+        session.need_sent.clear();
         let items = digest(vault);
         let (fingerprint, count) = fingerprint(items.values());
         out.send(
@@ -1039,6 +1049,14 @@ impl Node {
         let Some(v) = self.vaults.get(&vault) else {
             return;
         };
+        if ranges
+            .iter()
+            .any(|r| r.lower == DocId([0; 16]) && r.upper.is_none())
+            && let Some(s) = self.sessions.get_mut(&id)
+        {
+            s.have_sent.clear();
+            s.need_sent.clear();
+        }
         let items = digest(v);
         let mut reply: Vec<Range> = Vec::new();
         let mut listed: Vec<(DocId, Vec<ChangeHash>)> = Vec::new();
@@ -1144,16 +1162,21 @@ impl Node {
         let Some(d) = self.vaults.get(&vault).and_then(|v| v.document(&doc)) else {
             return;
         };
-        let common: Vec<ChangeHash> = theirs.iter().filter(|h| d.has_change(h)).copied().collect();
-        let missing: Vec<SignedChange> = d
-            .changes_since(&common)
-            .into_iter()
-            .filter(|c| {
-                automerge::Change::from_bytes(c.bytes.clone())
-                    .map(|change| !bloom.contains(&change.hash()))
-                    .unwrap_or(false)
-            })
-            .collect();
+        let missing: Vec<SignedChange> = if known {
+            // Their heads say exactly what they have: no need for the filter.
+            d.changes_since(&theirs)
+        } else {
+            let common: Vec<ChangeHash> =
+                theirs.iter().filter(|h| d.has_change(h)).copied().collect();
+            d.changes_since(&common)
+                .into_iter()
+                .filter(|c| {
+                    automerge::Change::from_bytes(c.bytes.clone())
+                        .map(|change| !bloom.contains(&change.hash()))
+                        .unwrap_or(false)
+                })
+                .collect()
+        };
         let heads = d.heads();
         send_chunked(out, id, doc, &heads, missing);
         if !known {
@@ -1284,13 +1307,14 @@ impl Node {
         let (heads, bloom) = match self.vaults.get(&vault).and_then(|v| v.document(&doc)) {
             Some(d) => {
                 let hashes: Vec<&ChangeHash> = d.applied_hashes().collect();
-                let mut bloom = Bloom::with_capacity(hashes.len());
+                self.bloom_salt = self.bloom_salt.wrapping_add(0x6D2B_79F5);
+                let mut bloom = Bloom::with_capacity(hashes.len(), self.bloom_salt);
                 for hash in hashes {
                     bloom.insert(hash);
                 }
                 (d.heads(), bloom)
             }
-            None => (Vec::new(), Bloom::with_capacity(0)),
+            None => (Vec::new(), Bloom::with_capacity(0, 0)),
         };
         let Some(s) = self.sessions.get_mut(&id) else {
             return;

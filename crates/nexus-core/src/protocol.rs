@@ -479,44 +479,67 @@ fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError
 }
 
 /// A Bloom filter over change hashes: 10 bits per change and 7 probes (about 1% false
-/// positives). Change hashes are already uniform, so probes are read from their bytes.
+/// positives). Each filter carries a salt that moves its probe positions, so a change
+/// hidden by a false positive in one filter is very likely seen in the next one.
+/// Encoded as the salt (4 bytes, little endian) followed by the bits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bloom {
+    salt: u32,
     bits: Vec<u8>,
 }
 
 const BLOOM_PROBES: usize = 7;
 
 impl Bloom {
-    /// A filter sized for `n` hashes.
-    pub fn with_capacity(n: usize) -> Self {
-        let bytes = (n * 10).div_ceil(8).clamp(1, MAX_BLOOM_BYTES);
+    /// A filter sized for `n` hashes, with probe positions moved by `salt`.
+    pub fn with_capacity(n: usize, salt: u32) -> Self {
+        let bytes = (n * 10).div_ceil(8).clamp(1, MAX_BLOOM_BYTES - 4);
         Self {
+            salt,
             bits: vec![0; bytes],
         }
     }
 
-    /// A filter received from a peer (any bytes are a valid filter).
-    pub fn from_bytes(bits: Vec<u8>) -> Self {
-        Self { bits }
+    /// A filter received from a peer. Any bytes are a valid filter; fewer than five make
+    /// an empty one (which contains nothing, so the peer gets everything).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        if bytes.len() < 5 {
+            return Self {
+                salt: 0,
+                bits: Vec::new(),
+            };
+        }
+        let salt = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        Self {
+            salt,
+            bits: bytes[4..].to_vec(),
+        }
     }
 
     /// The encoded filter.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.bits
+        let mut out = self.salt.to_le_bytes().to_vec();
+        out.extend(self.bits);
+        out
     }
 
     fn probes(&self, hash: &ChangeHash) -> [usize; BLOOM_PROBES] {
-        let nbits = (self.bits.len() * 8).max(1);
+        let nbits = (self.bits.len() * 8).max(1) as u64;
+        let salt = u64::from(self.salt);
         std::array::from_fn(|i| {
             let mut word = [0u8; 4];
             word.copy_from_slice(&hash.0[i * 4..i * 4 + 4]);
-            u32::from_le_bytes(word) as usize % nbits
+            let mixed = (u64::from(u32::from_le_bytes(word)) ^ salt.rotate_left(i as u32 * 9))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            ((mixed >> 32) % nbits) as usize
         })
     }
 
     /// Adds a hash.
     pub fn insert(&mut self, hash: &ChangeHash) {
+        if self.bits.is_empty() {
+            return;
+        }
         for bit in self.probes(hash) {
             self.bits[bit / 8] |= 1 << (bit % 8);
         }

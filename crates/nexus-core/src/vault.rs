@@ -491,6 +491,12 @@ impl Vault {
             Document::new(vault, doc, actor)
         });
         let mut applied = document.apply_with(changes, self.log.membership(), all_or_nothing);
+        if document.cut_pending()
+            && !applied.accepted.is_empty()
+            && let Some((rewrite, _)) = document.enforce_revocations(self.log.membership())
+        {
+            applied.batch.extend(rewrite);
+        }
         if self.unsaved.contains(&doc) {
             if !applied.accepted.is_empty() {
                 self.unsaved.remove(&doc);
