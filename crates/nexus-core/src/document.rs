@@ -867,15 +867,31 @@ impl Document {
         }
         // `get_changes` lists parents before children, so one pass finds descendants.
         let mut kept = Vec::new();
+        let actor_now = self.doc.get_actor().clone();
+        let mut own_dropped = false;
         for change in all {
-            if dropped.contains(&change.hash()) || change.deps().iter().any(|d| dropped.contains(d))
-            {
+            let drop = dropped.contains(&change.hash())
+                || change.deps().iter().any(|d| dropped.contains(d));
+            if drop {
+                own_dropped |= change.actor_id() == &actor_now;
                 dropped.insert(change.hash());
             } else {
                 kept.push(change);
             }
         }
-        let actor = self.doc.get_actor().clone();
+        let mut actor = actor_now;
+        if own_dropped {
+            // Our own changes were dropped: writing on with the same actor would reuse their
+            // sequence numbers for different changes, which peers refuse. Switch to a new
+            // actor derived from the old one and what was dropped.
+            let mut parts: Vec<&[u8]> = vec![actor.to_bytes()];
+            let mut sorted: Vec<&ChangeHash> = dropped.iter().collect();
+            sorted.sort();
+            for hash in &sorted {
+                parts.push(&hash.0);
+            }
+            actor = ActorId::from(&crate::hash::Hash::of(&parts).0[..16]);
+        }
         let mut rebuilt = Automerge::new().with_actor(actor);
         if rebuilt.apply_changes(kept).is_err() {
             return None;

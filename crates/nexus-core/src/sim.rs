@@ -196,6 +196,11 @@ impl Network {
         }
         let mut sessions_may_be_needed = false;
         for event in out.events {
+            if self.trace
+                && let Event::Rejected { error, .. } = &event
+            {
+                eprintln!("t={} device {from} rejected: {error}", self.now_ms);
+            }
             if matches!(
                 event,
                 Event::VaultJoined { .. } | Event::MembershipChanged { .. }
@@ -528,6 +533,18 @@ pub fn run_seed(seed: u64, scenario: Scenario) -> Result<Report, String> {
                     })
                     .map_err(|e| e.to_string())?;
                 net.apply_output(i, out);
+                if net.trace
+                    && let Some(d) = net.devices[i]
+                        .node
+                        .vault(&vault)
+                        .and_then(|v| v.document(&doc))
+                {
+                    eprintln!(
+                        "t={} device {i} edits {doc}: {}",
+                        net.now_ms,
+                        d.debug_state()
+                    );
+                }
                 report.edits += 1;
             }
             40..=49 if admin_here(&net, i) => {
@@ -589,6 +606,9 @@ pub fn run_seed(seed: u64, scenario: Scenario) -> Result<Report, String> {
                 }
             }
             63..=64 => {
+                if net.trace {
+                    eprintln!("t={} device {i} restarts", net.now_ms);
+                }
                 net.restart(i);
                 report.restarts += 1;
             }

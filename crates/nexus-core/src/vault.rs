@@ -421,6 +421,12 @@ impl Vault {
         now_ms: u64,
     ) -> Result<Batch, VaultError> {
         self.require_member(key.device_id())?;
+        if self.unsaved.remove(&id)
+            && let Some(doc) = self.docs.get(&id)
+        {
+            // Heard of from a peer but not stored yet: creating it stores it.
+            return Ok(doc.meta_record(now_ms));
+        }
         if self.docs.contains_key(&id) {
             return Err(VaultError::DocumentExists {
                 vault: self.id(),
@@ -449,9 +455,18 @@ impl Vault {
             .docs
             .get_mut(&doc)
             .ok_or(VaultError::UnknownDocument { vault, doc })?;
-        document
+        let mut local = document
             .change(key, edit)
-            .map_err(|source| VaultError::Change { doc, source })
+            .map_err(|source| VaultError::Change { doc, source })?;
+        if let Some(local) = local.as_mut()
+            && self.unsaved.remove(&doc)
+        {
+            // The first change stores the document a peer told us about.
+            let mut batch = document.meta_record(0);
+            batch.extend(std::mem::take(&mut local.batch));
+            local.batch = batch;
+        }
+        Ok(local)
     }
 
     /// Checks and applies changes received for a document, creating it if it is new here.

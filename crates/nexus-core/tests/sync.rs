@@ -1,0 +1,482 @@
+//! The sync protocol end to end in the simulator: stories first, then traffic figures,
+//! hostile peers, and many random seeds.
+
+use automerge::transaction::Transactable;
+use automerge::{ObjType, ROOT};
+use nexus_core::node::NodeConfig;
+use nexus_core::protocol::{Message, RefuseCode};
+use nexus_core::sim::{Faults, Network, Scenario, run_seed};
+use nexus_core::{DocId, JoinRequest, Role, Storage, VaultId};
+use proptest::prelude::*;
+
+const CONFIG: NodeConfig = NodeConfig {
+    reconcile_interval_ms: 1_000,
+    retry_ms: 500,
+};
+
+fn doc(n: u8) -> DocId {
+    DocId([n; 16])
+}
+
+/// Device 0 creates a vault; the others are approved by id. Nobody is connected yet.
+fn vault_of(n: usize, seed: u64) -> (Network, VaultId) {
+    let mut net = Network::new(n, seed, CONFIG);
+    let now = net.now_ms;
+    let (vault, out) = net.devices[0]
+        .node
+        .create_vault("family", [0; 16], now)
+        .unwrap();
+    net.apply_output(0, out);
+    for i in 1..n {
+        let id = net.id(i);
+        let out = net.devices[0]
+            .node
+            .add_device(vault, id, Role::Member, now)
+            .unwrap();
+        net.apply_output(0, out);
+    }
+    (net, vault)
+}
+
+fn put(net: &mut Network, i: usize, vault: VaultId, d: DocId, key: &str, value: i64) {
+    let now = net.now_ms;
+    if net.devices[i]
+        .node
+        .vault(&vault)
+        .unwrap()
+        .document(&d)
+        .is_none()
+    {
+        let out = net.devices[i].node.create_document(vault, d, now).unwrap();
+        net.apply_output(i, out);
+    }
+    let out = net.devices[i]
+        .node
+        .change(vault, d, |tx| tx.put(ROOT, key, value).map(|_| ()))
+        .unwrap();
+    net.apply_output(i, out);
+}
+
+fn get(net: &Network, i: usize, vault: VaultId, d: DocId) -> serde_json::Value {
+    net.devices[i]
+        .node
+        .vault(&vault)
+        .and_then(|v| v.document(&d))
+        .map(|d| d.to_json())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn settle(net: &mut Network) {
+    for _ in 0..5 {
+        net.run_until_quiescent(500);
+        net.step(CONFIG.reconcile_interval_ms);
+    }
+    net.run_until_quiescent(500);
+}
+
+#[test]
+fn a_creates_b_joins_by_invite_c_is_approved_and_all_converge() {
+    let mut net = Network::new(3, 1, CONFIG);
+    let now = net.now_ms;
+    let (vault, out) = net.devices[0]
+        .node
+        .create_vault("home", [0; 16], now)
+        .unwrap();
+    net.apply_output(0, out);
+    // B gets an invite code; C is approved by its device id.
+    let secret = [9u8; 32];
+    let (invite, out) = net.devices[0]
+        .node
+        .create_invite(vault, &secret, Role::Member, now + 3_600_000, now)
+        .unwrap();
+    net.apply_output(0, out);
+    net.invites
+        .insert(1, (vault, JoinRequest { invite, secret }));
+    let c = net.id(2);
+    let out = net.devices[0]
+        .node
+        .add_device(vault, c, Role::Admin, now)
+        .unwrap();
+    net.apply_output(0, out);
+    for (a, b) in [(0, 1), (1, 2), (0, 2)] {
+        net.connect(a, b);
+    }
+    settle(&mut net);
+    for i in 0..3 {
+        assert!(
+            net.devices[i].node.vault(&vault).is_some(),
+            "device {i} holds the vault"
+        );
+    }
+    // Concurrent edits to the same and different documents.
+    put(&mut net, 0, vault, doc(1), "a", 1);
+    put(&mut net, 1, vault, doc(1), "b", 2);
+    put(&mut net, 2, vault, doc(2), "c", 3);
+    settle(&mut net);
+    let expected = serde_json::json!({"a": 1, "b": 2});
+    for i in 0..3 {
+        assert_eq!(get(&net, i, vault, doc(1)), expected, "device {i}");
+        assert_eq!(get(&net, i, vault, doc(2)), serde_json::json!({"c": 3}));
+    }
+}
+
+#[test]
+fn a_device_between_two_groups_bridges_them() {
+    let (mut net, vault) = vault_of(3, 2);
+    // A and C never meet; B sees both.
+    net.connect(0, 1);
+    net.connect(1, 2);
+    settle(&mut net);
+    put(&mut net, 0, vault, doc(1), "from_a", 1);
+    settle(&mut net);
+    assert_eq!(
+        get(&net, 2, vault, doc(1)),
+        serde_json::json!({"from_a": 1})
+    );
+    put(&mut net, 2, vault, doc(1), "from_c", 2);
+    settle(&mut net);
+    assert_eq!(
+        get(&net, 0, vault, doc(1)),
+        serde_json::json!({"from_a": 1, "from_c": 2})
+    );
+}
+
+#[test]
+fn a_stranger_is_refused_and_learns_nothing_about_documents() {
+    let (mut net, vault) = vault_of(2, 3);
+    net.connect(0, 1);
+    settle(&mut net);
+    put(&mut net, 0, vault, doc(1), "secret", 42);
+    settle(&mut net);
+    // Device 2 of another network is a stranger with its own key: model it as a third
+    // device that was never approved, dialing device 0 about the vault.
+    let mut strangers = Network::new(3, 99, CONFIG);
+    let stranger = strangers.devices.remove(2);
+    net.devices.push(stranger);
+    let stranger_id = net.id(2);
+    let a_id = net.id(0);
+    let a_session = net.devices[0].node.accept_session(stranger_id);
+    let now = net.now_ms;
+    let (s_session, hello) = net.devices[2]
+        .node
+        .open_session(a_id, vault, true, None, now);
+    // Carry messages by hand to see everything the stranger receives.
+    let mut to_a: Vec<Vec<u8>> = hello.transmits.into_iter().map(|(_, b)| b).collect();
+    let mut received = Vec::new();
+    let mut closed_reason = None;
+    for _ in 0..10 {
+        let mut to_s = Vec::new();
+        for bytes in to_a.drain(..) {
+            let out = net.devices[0].node.handle_message(a_session, &bytes, now);
+            net.devices[0].store.commit(out.batch).unwrap();
+            to_s.extend(out.transmits.into_iter().map(|(_, b)| b));
+        }
+        for bytes in to_s {
+            received.push(Message::decode(&bytes).unwrap());
+            let out = net.devices[2].node.handle_message(s_session, &bytes, now);
+            for (_, reason) in &out.closed {
+                closed_reason = Some(reason.clone());
+            }
+            to_a.extend(out.transmits.into_iter().map(|(_, b)| b));
+        }
+    }
+    let reason = closed_reason.expect("the stranger was refused");
+    assert_eq!(reason.code, RefuseCode::NotMember);
+    assert!(!reason.by_us);
+    assert!(reason.reason.contains("not a member"), "{}", reason.reason);
+    for message in &received {
+        let harmless = match message {
+            Message::Hello { .. } | Message::Refuse { .. } => true,
+            Message::Entries { entries, withheld } => entries.is_empty() && *withheld,
+            _ => false,
+        };
+        assert!(harmless, "the stranger received {}", message.kind());
+    }
+    assert!(net.devices[2].node.vault(&vault).is_none());
+}
+
+#[test]
+fn a_revoked_device_is_cut_off_and_its_later_edits_are_rejected_everywhere() {
+    let (mut net, vault) = vault_of(3, 4);
+    for (a, b) in [(0, 1), (1, 2), (0, 2)] {
+        net.connect(a, b);
+    }
+    settle(&mut net);
+    put(&mut net, 2, vault, doc(1), "before", 1);
+    settle(&mut net);
+    // A revokes C. C writes on, unaware.
+    let c = net.id(2);
+    let now = net.now_ms;
+    let out = net.devices[0].node.revoke_device(vault, c, now).unwrap();
+    net.apply_output(0, out);
+    put(&mut net, 2, vault, doc(1), "after", 2);
+    settle(&mut net);
+    for i in 0..2 {
+        let v = net.devices[i].node.vault(&vault).unwrap();
+        assert!(v.membership().revocation(&c).is_some(), "device {i} knows");
+        assert_eq!(
+            get(&net, i, vault, doc(1)),
+            serde_json::json!({"before": 1}),
+            "device {i}"
+        );
+    }
+    // C still has its own edit, and no session with anyone.
+    assert_eq!(
+        get(&net, 2, vault, doc(1)),
+        serde_json::json!({"before": 1, "after": 2})
+    );
+    assert!(
+        net.devices[2]
+            .node
+            .sessions()
+            .all(|(_, _, _, ready)| !ready)
+    );
+    assert!(
+        net.devices[0]
+            .node
+            .sessions()
+            .all(|(_, peer, _, _)| peer != c)
+    );
+}
+
+#[test]
+fn offline_edits_on_both_sides_merge_after_reconnect() {
+    let (mut net, vault) = vault_of(2, 5);
+    net.connect(0, 1);
+    settle(&mut net);
+    put(&mut net, 0, vault, doc(1), "shared", 0);
+    settle(&mut net);
+    net.disconnect(0, 1);
+    for k in 0..20 {
+        put(&mut net, 0, vault, doc(1), &format!("a{k}"), k);
+        put(&mut net, 1, vault, doc(1), &format!("b{k}"), k);
+    }
+    net.connect(0, 1);
+    settle(&mut net);
+    assert_eq!(get(&net, 0, vault, doc(1)), get(&net, 1, vault, doc(1)));
+    assert_eq!(get(&net, 0, vault, doc(1)).as_object().unwrap().len(), 41);
+}
+
+/// Two in-sync devices holding `docs` documents (one change each).
+fn in_sync_pair(docs: usize) -> (Network, VaultId) {
+    let (mut net, vault) = vault_of(2, 6);
+    let now = net.now_ms;
+    let mut out = nexus_core::Output::default();
+    for k in 0..docs {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(k as u64).to_be_bytes());
+        let d = DocId(id);
+        out.extend(net.devices[0].node.create_document(vault, d, now).unwrap());
+        out.extend(
+            net.devices[0]
+                .node
+                .change(vault, d, |tx| tx.put(ROOT, "n", k as i64).map(|_| ()))
+                .unwrap(),
+        );
+    }
+    net.apply_output(0, out);
+    // Device 1 starts from a copy of device 0's store: already in sync.
+    net.devices[1].store = net.devices[0].store.clone();
+    net.restart(1);
+    (net, vault)
+}
+
+#[test]
+fn reconnecting_with_ten_thousand_unchanged_documents_costs_two_round_trips_and_little() {
+    let (mut net, _) = in_sync_pair(10_000);
+    net.traffic = Default::default();
+    net.connect(0, 1);
+    let rounds = net.run_until_quiescent(100);
+    let traffic = net.traffic;
+    assert!(rounds <= 4, "{rounds} rounds (2 per round trip)");
+    assert!(traffic.bytes <= 16 * 1024, "{traffic:?}");
+    println!("in-sync reconnect, 10,000 documents: {rounds} rounds, {traffic:?}");
+}
+
+/// Bytes to sync one edit of `value_len` bytes among `docs` unchanged documents.
+fn one_change_cost(docs: usize, value_len: usize) -> (u64, usize) {
+    let (mut net, vault) = in_sync_pair(docs);
+    let target = {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&((docs / 2) as u64).to_be_bytes());
+        DocId(id)
+    };
+    let value = "x".repeat(value_len);
+    let out = net.devices[0]
+        .node
+        .change(vault, target, |tx| {
+            let text = tx.put_object(ROOT, "note", ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, &value)
+        })
+        .unwrap();
+    net.apply_output(0, out);
+    net.traffic = Default::default();
+    net.connect(0, 1);
+    let rounds = net.run_until_quiescent(100);
+    assert_eq!(
+        get(&net, 1, vault, target)["note"],
+        serde_json::json!(value)
+    );
+    (net.traffic.bytes, rounds)
+}
+
+#[test]
+fn one_changed_document_costs_bytes_in_proportion_to_the_change_not_the_vault() {
+    let (small_vault, rounds_small) = one_change_cost(1_000, 10);
+    let (large_vault, rounds_large) = one_change_cost(10_000, 10);
+    let (large_change, _) = one_change_cost(10_000, 20_000);
+    println!(
+        "one changed doc: 1,000 docs {small_vault} B in {rounds_small} rounds; 10,000 docs {large_vault} B in {rounds_large} rounds; 20 KB edit {large_change} B"
+    );
+    // Ten times the documents adds at most one split level (16 fingerprints).
+    assert!(
+        large_vault < small_vault + 1_500,
+        "{small_vault} -> {large_vault}"
+    );
+    assert!(large_vault < 8 * 1024, "{large_vault}");
+    // A 20 KB edit costs about 20 KB more, whatever the vault.
+    let extra = large_change - large_vault;
+    assert!((18_000..24_000).contains(&extra), "{extra}");
+}
+
+#[test]
+fn garbage_and_forged_messages_close_the_session_and_touch_nothing() {
+    let (mut net, vault) = vault_of(2, 7);
+    net.connect(0, 1);
+    settle(&mut net);
+    put(&mut net, 0, vault, doc(1), "x", 1);
+    settle(&mut net);
+    let (session, _, _, ready) = net.devices[0].node.sessions().next().unwrap();
+    assert!(ready);
+    let before = net.devices[0].store.records().clone();
+    let now = net.now_ms;
+    // A forged change: device 1's key is not the signer.
+    let mut forged = net.devices[0]
+        .node
+        .vault(&vault)
+        .unwrap()
+        .document(&doc(1))
+        .unwrap()
+        .changes_since(&[]);
+    forged[0].author = net.id(1);
+    let message = Message::DocChanges {
+        doc: doc(2),
+        heads: vec![],
+        changes: forged,
+    };
+    let out = net.devices[0]
+        .node
+        .handle_message(session, &message.encode(), now);
+    assert!(out.batch.is_empty());
+    assert_eq!(out.closed.len(), 1);
+    assert_eq!(out.closed[0].1.code, RefuseCode::ProtocolViolation);
+    assert!(
+        net.devices[0]
+            .node
+            .vault(&vault)
+            .unwrap()
+            .document(&doc(2))
+            .is_none()
+    );
+    // Garbage and oversized input on new sessions.
+    for bytes in [
+        vec![0xff; 64],
+        vec![1, 200],
+        vec![1; nexus_core::protocol::MAX_MESSAGE_BYTES + 1],
+        vec![],
+    ] {
+        let peer = net.id(1);
+        let id = net.devices[0].node.accept_session(peer);
+        let out = net.devices[0].node.handle_message(id, &bytes, now);
+        assert!(out.batch.is_empty());
+        assert_eq!(out.closed[0].1.code, RefuseCode::ProtocolViolation);
+    }
+    assert_eq!(net.devices[0].store.records(), &before);
+    // Other sessions keep working.
+    net.disconnect(0, 1);
+    net.connect(0, 1);
+    put(&mut net, 1, vault, doc(1), "y", 2);
+    settle(&mut net);
+    assert_eq!(
+        get(&net, 0, vault, doc(1)),
+        serde_json::json!({"x": 1, "y": 2})
+    );
+}
+
+#[test]
+fn replayed_and_duplicated_messages_are_harmless() {
+    let (mut net, vault) = vault_of(2, 8);
+    net.faults = Faults {
+        drop: 0.0,
+        duplicate: 1.0,
+        max_delay_ms: 0,
+    };
+    net.connect(0, 1);
+    put(&mut net, 0, vault, doc(1), "x", 1);
+    for _ in 0..10 {
+        net.step(100);
+    }
+    net.faults = Faults::NONE;
+    settle(&mut net);
+    assert_eq!(get(&net, 1, vault, doc(1)), serde_json::json!({"x": 1}));
+}
+
+#[test]
+fn five_hundred_random_seeds_converge() {
+    let mut failures = Vec::new();
+    for seed in 0..500 {
+        if let Err(e) = run_seed(seed, Scenario::new()) {
+            failures.push(format!("seed {seed}: {e}"));
+        }
+    }
+    for (devices, seeds) in [(2usize, 0..60u64), (8, 0..60)] {
+        let scenario = Scenario {
+            devices,
+            ..Scenario::new()
+        };
+        for seed in seeds {
+            if let Err(e) = run_seed(seed, scenario) {
+                failures.push(format!("{devices} devices, seed {seed}: {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Message::decode(&bytes);
+    }
+
+    #[test]
+    fn mutated_real_messages_never_panic_a_node(
+        which in 0usize..6,
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let heads = vec![automerge::ChangeHash([3; 32])];
+        let messages = [
+            Message::Hello { vault: VaultId(nexus_core::Hash([1; 32])), membership_heads: vec![nexus_core::Hash([2; 32])], join: None },
+            Message::Reconcile { ranges: vec![] },
+            Message::DocHeads { doc: doc(1), heads: heads.clone(), reply: false },
+            Message::DocHave { doc: doc(1), heads: heads.clone(), bloom: vec![0; 16] },
+            Message::DocNeed { doc: doc(1), hashes: heads.clone() },
+            Message::Refuse { code: RefuseCode::NotMember, reason: "no".into() },
+        ];
+        let mut bytes = messages[which].encode();
+        for (index, value) in flips {
+            let i = index.index(bytes.len());
+            bytes[i] ^= value;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1));
+        let _ = Message::decode(&bytes);
+        let mut net = Network::new(2, 1, CONFIG);
+        let peer = net.id(1);
+        let id = net.devices[0].node.accept_session(peer);
+        let out = net.devices[0].node.handle_message(id, &bytes, 0);
+        prop_assert!(out.batch.is_empty());
+    }
+}
