@@ -749,6 +749,13 @@ impl Document {
         self.cut_pending
     }
 
+    /// After loading: if any stored change is by a device that is not a member, the
+    /// revocation's enforcement may still be waiting for changes (see
+    /// [`Document::cut_pending`]), so check again after the next batch.
+    pub fn recheck_after_load(&mut self, membership: &Membership) {
+        self.cut_pending = self.auth.values().any(|a| !membership.is_member(&a.author));
+    }
+
     /// Whether a change is applied here.
     pub fn has_change(&self, hash: &ChangeHash) -> bool {
         self.is_applied(hash)

@@ -188,7 +188,7 @@ enum Phase {
     Ready,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Session {
     peer: DeviceId,
     /// `None` until the peer's `Hello` names it (a responder that was offered a vault).
@@ -239,7 +239,7 @@ impl Session {
 }
 
 /// A device: its key, its vaults and its sessions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Node {
     key: DeviceKey,
     actor: ActorId,

@@ -261,8 +261,9 @@ impl Vault {
                 .into_iter()
                 .map(|(_, v)| v)
                 .collect();
-            let doc = Document::load(vault, id, actor.clone(), snapshot.as_deref(), &changes)
+            let mut doc = Document::load(vault, id, actor.clone(), snapshot.as_deref(), &changes)
                 .map_err(|source| VaultLoadError::Document { vault, source })?;
+            doc.recheck_after_load(log.membership());
             docs.insert(id, doc);
         }
         Ok(Self {
