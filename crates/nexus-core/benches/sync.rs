@@ -21,12 +21,21 @@ const DOC: DocId = DocId([1; 16]);
 fn prepared(n: usize) -> (MemoryStore, MemoryStore, VaultId) {
     let mut net = Network::new(2, 1, NodeConfig::new());
     let now = net.now_ms;
-    let (vault, out) = net.devices[0].node.create_vault("bench", [0; 16], now).expect("vault");
+    let (vault, out) = net.devices[0]
+        .node
+        .create_vault("bench", [0; 16], now)
+        .expect("vault");
     net.apply_output(0, out);
     let id = net.id(1);
-    let out = net.devices[0].node.add_device(vault, id, Role::Member, now).expect("add");
+    let out = net.devices[0]
+        .node
+        .add_device(vault, id, Role::Member, now)
+        .expect("add");
     net.apply_output(0, out);
-    let out = net.devices[0].node.create_document(vault, DOC, now).expect("doc");
+    let out = net.devices[0]
+        .node
+        .create_document(vault, DOC, now)
+        .expect("doc");
     net.apply_output(0, out);
     for i in 0..n {
         let out = net.devices[0]
@@ -40,7 +49,11 @@ fn prepared(n: usize) -> (MemoryStore, MemoryStore, VaultId) {
     let mut joiner = MemoryStore::new();
     let mut batch = nexus_core::Batch::new();
     use nexus_core::Storage;
-    for (k, v) in net.devices[0].store.scan(nexus_core::Table::Membership, &[]).expect("scan") {
+    for (k, v) in net.devices[0]
+        .store
+        .scan(nexus_core::Table::Membership, &[])
+        .expect("scan")
+    {
         batch.put(nexus_core::Table::Membership, k, v);
     }
     joiner.commit(batch).expect("commit");
@@ -102,7 +115,11 @@ fn sync(c: &mut Criterion) {
     let mut net = network(&source, &joiner);
     net.connect(0, 1);
     let rounds = net.run_until_quiescent(1_000);
-    let got = net.devices[1].node.vault(&vault).and_then(|v| v.document(&DOC)).map(|d| d.change_count());
+    let got = net.devices[1]
+        .node
+        .vault(&vault)
+        .and_then(|v| v.document(&DOC))
+        .map(|d| d.change_count());
     assert_eq!(got, Some(N));
     println!(
         "nexus: {N} signed changes in {rounds} rounds, {} bytes ({:.1} bytes/change)",
@@ -118,7 +135,9 @@ fn sync(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("sync_fresh_device");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(N as u64));
     group.bench_function(BenchmarkId::new("nexus_signed", N), |b| {
         b.iter_batched(

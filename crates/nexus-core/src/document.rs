@@ -77,11 +77,21 @@ impl SignedChange {
     /// Encodes the change as stored and sent.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
+        self.encode_into(&mut w);
+        w.finish()
+    }
+
+    /// Appends the encoded change to a writer.
+    pub(crate) fn encode_into(&self, w: &mut Writer) {
         w.varint(RECORD_VERSION)
             .bytes(&self.bytes)
             .raw(self.author.public_key())
             .raw(&self.signature.0);
-        w.finish()
+    }
+
+    /// Length of [`SignedChange::encode`]'s output.
+    pub(crate) fn encoded_len(&self) -> usize {
+        1 + varint_len(self.bytes.len() as u64) + self.bytes.len() + 32 + 64
     }
 
     /// Decodes a change record (the signature is checked later, by [`Document::apply`]).
@@ -112,6 +122,15 @@ impl SignedChange {
     }
 }
 
+fn varint_len(mut value: u64) -> usize {
+    let mut len = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        len += 1;
+    }
+    len
+}
+
 /// The message a device signs for a change.
 pub fn change_signing_message(vault: &VaultId, doc: &DocId, hash: &ChangeHash) -> [u8; 95] {
     let mut out = [0u8; 95];
@@ -124,8 +143,8 @@ pub fn change_signing_message(vault: &VaultId, doc: &DocId, hash: &ChangeHash) -
 
 /// Checks many signatures at once. Returns, for each item, whether it verified.
 ///
-/// A batch that verifies costs about half of checking one by one; a batch that fails is
-/// checked one by one to find the forgeries.
+/// A batch that verifies costs about a third of checking one by one (and is spread over
+/// the cores natively); a batch that fails is checked one by one to find the forgeries.
 pub fn verify_signatures(items: &[(&[u8], DeviceId, Signature)]) -> Vec<bool> {
     if items.is_empty() {
         return Vec::new();
@@ -138,7 +157,7 @@ pub fn verify_signatures(items: &[(&[u8], DeviceId, Signature)]) -> Vec<bool> {
         .iter()
         .map(|(_, d, _)| *key_cache.entry(*d).or_insert_with(|| d.verifying_key()))
         .collect();
-    if items.len() > 1 && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+    if items.len() > 1 && crate::arch::batch_verifies(&messages, &signatures, &keys) {
         return vec![true; items.len()];
     }
     messages

@@ -41,6 +41,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod arch;
 mod codec;
 pub mod document;
 mod hash;

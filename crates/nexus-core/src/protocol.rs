@@ -303,7 +303,8 @@ impl Message {
                 write_heads(&mut w, heads);
                 w.len(changes.len());
                 for change in changes {
-                    w.bytes(&change.encode());
+                    w.len(change.encoded_len());
+                    change.encode_into(&mut w);
                 }
             }
             Message::DocNeed { doc, hashes } => {

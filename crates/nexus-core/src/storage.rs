@@ -255,24 +255,26 @@ impl Storage for MemoryStore {
     }
 
     fn commit(&mut self, batch: Batch) -> Result<(), Self::Error> {
-        // Work on a copy so that a refused batch leaves the store untouched.
-        let mut records = self.records.clone();
+        // First compute the size the store would have, touching nothing, so that a
+        // refused batch leaves the store untouched; then apply.
+        let mut sizes: BTreeMap<(Table, &[u8]), Option<usize>> = BTreeMap::new();
         let mut used = self.used;
-        for op in batch.into_ops() {
-            match op {
+        for op in batch.ops() {
+            let (table, key, new) = match op {
                 Op::Put { table, key, value } => {
-                    let size = key.len() + value.len();
-                    if let Some(old) = records.insert((table, key.clone()), value) {
-                        used -= key.len() + old.len();
-                    }
-                    used += size;
+                    (*table, key.as_slice(), Some(key.len() + value.len()))
                 }
-                Op::Delete { table, key } => {
-                    if let Some(old) = records.remove(&(table, key.clone())) {
-                        used -= key.len() + old.len();
-                    }
-                }
-            }
+                Op::Delete { table, key } => (*table, key.as_slice(), None),
+            };
+            let old = match sizes.get(&(table, key)) {
+                Some(size) => *size,
+                None => self
+                    .records
+                    .get(&(table, key.to_vec()))
+                    .map(|v| key.len() + v.len()),
+            };
+            used = used - old.unwrap_or(0) + new.unwrap_or(0);
+            sizes.insert((table, key), new);
         }
         if let Some(capacity) = self.capacity
             && used > capacity
@@ -283,7 +285,16 @@ impl Storage for MemoryStore {
                 capacity,
             });
         }
-        self.records = records;
+        for op in batch.into_ops() {
+            match op {
+                Op::Put { table, key, value } => {
+                    self.records.insert((table, key), value);
+                }
+                Op::Delete { table, key } => {
+                    self.records.remove(&(table, key));
+                }
+            }
+        }
         self.used = used;
         self.commits += 1;
         Ok(())
