@@ -96,6 +96,15 @@ impl SignedChange {
 
     /// Decodes a change record (the signature is checked later, by [`Document::apply`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_with(bytes, &mut None)
+    }
+
+    /// [`SignedChange::decode`], remembering the last author checked: changes in one
+    /// message mostly share an author, and checking a key is a point decompression.
+    pub(crate) fn decode_with(
+        bytes: &[u8],
+        last_author: &mut Option<([u8; 32], DeviceId)>,
+    ) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.varint("change record version")?;
         if version != RECORD_VERSION {
@@ -106,12 +115,18 @@ impl SignedChange {
             });
         }
         let change = r.bytes(MAX_CHANGE_BYTES, "change bytes")?.to_vec();
-        let author = DeviceId::from_public_key(r.array("change author")?).map_err(|e| {
-            DecodeError::Invalid {
-                what: "change author",
-                reason: e.to_string(),
+        let key: [u8; 32] = r.array("change author")?;
+        let author = match last_author {
+            Some((k, id)) if *k == key => *id,
+            _ => {
+                let id = DeviceId::from_public_key(key).map_err(|e| DecodeError::Invalid {
+                    what: "change author",
+                    reason: e.to_string(),
+                })?;
+                *last_author = Some((key, id));
+                id
             }
-        })?;
+        };
         let signature = Signature(r.array("change signature")?);
         r.finish("change record")?;
         Ok(Self {
@@ -177,6 +192,12 @@ pub enum ApplyError {
     Malformed {
         /// The claimed author.
         author: DeviceId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A document snapshot sent by a peer does not decode or load.
+    #[error("malformed document snapshot: {reason}")]
+    MalformedSnapshot {
         /// What is wrong.
         reason: String,
     },
@@ -944,14 +965,28 @@ impl Document {
     /// Folds every applied change into one snapshot record and deletes their individual
     /// records, in one batch. The snapshot keeps each covered change's author and signature.
     pub fn compact(&mut self) -> Batch {
+        let (bytes, hashes) = self.snapshot_parts();
+        let mut batch = Batch::new();
+        batch.put(Table::Snapshots, keys::doc(&self.vault, &self.id), bytes);
+        for hash in &hashes {
+            if self.loose.remove(hash) {
+                batch.delete(Table::Changes, keys::change(&self.vault, &self.id, hash));
+            }
+        }
+        batch
+    }
+
+    /// The document as one snapshot record: heads, the compacted Automerge save, and the
+    /// author and signature of every applied change (in sorted hash order). The same bytes
+    /// are stored by [`Document::compact`] and sent to a device that has nothing yet.
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        self.snapshot_parts().0
+    }
+
+    fn snapshot_parts(&self) -> (Vec<u8>, Vec<ChangeHash>) {
         let save = self.doc.save();
         let heads = self.heads();
-        let mut hashes: Vec<ChangeHash> = self
-            .auth
-            .keys()
-            .filter(|h| !self.waiting.contains_key(h))
-            .copied()
-            .collect();
+        let mut hashes: Vec<ChangeHash> = self.applied_hashes().copied().collect();
         hashes.sort();
         let mut authors: Vec<DeviceId> = hashes
             .iter()
@@ -959,8 +994,11 @@ impl Document {
             .collect();
         authors.sort();
         authors.dedup();
-        let author_index: HashMap<DeviceId, usize> =
-            authors.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let author_index: HashMap<DeviceId, u64> = authors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (*a, i as u64))
+            .collect();
         let mut w = Writer::new();
         w.varint(SNAPSHOT_VERSION).len(heads.len());
         for head in &heads {
@@ -973,22 +1011,147 @@ impl Document {
         w.len(hashes.len());
         for hash in &hashes {
             if let Some(auth) = self.auth.get(hash) {
-                w.varint(author_index[&auth.author] as u64)
+                w.varint(author_index.get(&auth.author).copied().unwrap_or(0))
                     .raw(&auth.signature.0);
             }
         }
-        let mut batch = Batch::new();
-        batch.put(
-            Table::Snapshots,
-            keys::doc(&self.vault, &self.id),
-            w.finish(),
-        );
-        for hash in &hashes {
-            if self.loose.remove(hash) {
-                batch.delete(Table::Changes, keys::change(&self.vault, &self.id, hash));
-            }
+        (w.finish(), hashes)
+    }
+
+    /// Reads a snapshot record: the document and each change's author and signature.
+    fn parse_snapshot(
+        id: DocId,
+        bytes: &[u8],
+    ) -> Result<(Automerge, Vec<(ChangeHash, ChangeAuth)>), LoadError> {
+        let corrupt = |source| LoadError::Corrupt {
+            doc: id,
+            record: "snapshot",
+            source,
+        };
+        let mut r = Reader::new(bytes);
+        let version = r.varint("snapshot version").map_err(corrupt)?;
+        if version != SNAPSHOT_VERSION {
+            return Err(corrupt(DecodeError::UnsupportedVersion {
+                what: "snapshot",
+                version,
+                supported: SNAPSHOT_VERSION,
+            }));
         }
-        batch
+        let n = r.count(1 << 20, 32, "snapshot heads").map_err(corrupt)?;
+        for _ in 0..n {
+            r.array::<32>("snapshot head").map_err(corrupt)?;
+        }
+        let save = r
+            .bytes(MAX_SNAPSHOT_BYTES, "snapshot document")
+            .map_err(corrupt)?;
+        let n = r.count(1 << 20, 32, "snapshot authors").map_err(corrupt)?;
+        let mut authors = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = r.array("snapshot author").map_err(corrupt)?;
+            let author = DeviceId::from_public_key(key).map_err(|e| {
+                corrupt(DecodeError::Invalid {
+                    what: "snapshot author",
+                    reason: e.to_string(),
+                })
+            })?;
+            authors.push(author);
+        }
+        let doc = Automerge::load(save).map_err(|e| LoadError::Snapshot {
+            doc: id,
+            reason: e.to_string(),
+        })?;
+        let mut hashes: Vec<ChangeHash> =
+            doc.get_changes_meta(&[]).iter().map(|c| c.hash).collect();
+        hashes.sort();
+        let n = r
+            .count(1 << 24, 65, "snapshot signatures")
+            .map_err(corrupt)?;
+        if n != hashes.len() {
+            return Err(corrupt(DecodeError::Invalid {
+                what: "snapshot signatures",
+                reason: format!("{n} signatures for {} changes", hashes.len()),
+            }));
+        }
+        let mut auths = Vec::with_capacity(n);
+        for hash in hashes {
+            let index = r.varint("snapshot author index").map_err(corrupt)?;
+            let author = *authors.get(index as usize).ok_or_else(|| {
+                corrupt(DecodeError::Invalid {
+                    what: "snapshot author index",
+                    reason: format!("{index} is past the {} authors", authors.len()),
+                })
+            })?;
+            let signature = Signature(r.array("snapshot signature").map_err(corrupt)?);
+            auths.push((hash, ChangeAuth { author, signature }));
+        }
+        r.finish("snapshot").map_err(corrupt)?;
+        Ok((doc, auths))
+    }
+
+    /// Takes a peer's snapshot of this document (sent to a device that has nothing of it).
+    /// All or nothing: a malformed snapshot, a bad signature or a stranger's change refuses
+    /// the whole of it. An empty document adopts the snapshot as it is; otherwise, or when
+    /// a revoked device's changes need their cut checked, the snapshot's changes go through
+    /// [`Document::apply`].
+    pub fn apply_snapshot(&mut self, bytes: &[u8], membership: &Membership) -> Applied {
+        let mut applied = Applied::default();
+        let (loaded, auths) = match Self::parse_snapshot(self.id, bytes) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                applied.rejected.push(ApplyError::MalformedSnapshot {
+                    reason: e.to_string(),
+                });
+                applied.aborted = true;
+                return applied;
+            }
+        };
+        let messages: Vec<[u8; 95]> = auths
+            .iter()
+            .map(|(h, _)| change_signing_message(&self.vault, &self.id, h))
+            .collect();
+        let items: Vec<(&[u8], DeviceId, Signature)> = auths
+            .iter()
+            .zip(&messages)
+            .map(|((_, a), m)| (m.as_slice(), a.author, a.signature))
+            .collect();
+        let verified = verify_signatures(&items);
+        if let Some(((hash, auth), _)) = auths.iter().zip(&verified).find(|(_, ok)| !**ok) {
+            applied.rejected.push(ApplyError::BadSignature {
+                change: *hash,
+                author: auth.author,
+            });
+            applied.aborted = true;
+            return applied;
+        }
+        let all_members = auths.iter().all(|(_, a)| membership.is_member(&a.author));
+        if all_members && self.auth.is_empty() && self.pending.is_empty() {
+            let actor = self.doc.get_actor().clone();
+            self.doc = loaded.with_actor(actor);
+            for (hash, auth) in auths {
+                self.auth.insert(hash, auth);
+                applied.accepted.push(hash);
+            }
+            applied.batch.put(
+                Table::Snapshots,
+                keys::doc(&self.vault, &self.id),
+                bytes.to_vec(),
+            );
+            return applied;
+        }
+        let by_hash: HashMap<ChangeHash, ChangeAuth> = auths.into_iter().collect();
+        let changes: Vec<SignedChange> = loaded
+            .get_changes(&[])
+            .into_iter()
+            .filter_map(|c| {
+                let auth = by_hash.get(&c.hash())?;
+                Some(SignedChange {
+                    bytes: c.raw_bytes().to_vec(),
+                    author: auth.author,
+                    signature: auth.signature,
+                })
+            })
+            .collect();
+        self.apply_with(changes, membership, true)
     }
 
     /// Rebuilds a document from its stored snapshot (if any) and change records. Records
@@ -1002,68 +1165,8 @@ impl Document {
     ) -> Result<Self, LoadError> {
         let mut document = Self::new(vault, id, actor.clone());
         if let Some(bytes) = snapshot {
-            let corrupt = |source| LoadError::Corrupt {
-                doc: id,
-                record: "snapshot",
-                source,
-            };
-            let mut r = Reader::new(bytes);
-            let version = r.varint("snapshot version").map_err(corrupt)?;
-            if version != SNAPSHOT_VERSION {
-                return Err(corrupt(DecodeError::UnsupportedVersion {
-                    what: "snapshot",
-                    version,
-                    supported: SNAPSHOT_VERSION,
-                }));
-            }
-            let n = r.count(1 << 20, 32, "snapshot heads").map_err(corrupt)?;
-            for _ in 0..n {
-                r.array::<32>("snapshot head").map_err(corrupt)?;
-            }
-            let save = r
-                .bytes(MAX_SNAPSHOT_BYTES, "snapshot document")
-                .map_err(corrupt)?;
-            let n = r.count(1 << 20, 32, "snapshot authors").map_err(corrupt)?;
-            let mut authors = Vec::with_capacity(n);
-            for _ in 0..n {
-                let author =
-                    DeviceId::from_public_key(r.array("snapshot author").map_err(corrupt)?)
-                        .map_err(|e| {
-                            corrupt(DecodeError::Invalid {
-                                what: "snapshot author",
-                                reason: e.to_string(),
-                            })
-                        })?;
-                authors.push(author);
-            }
-            let doc = Automerge::load(save).map_err(|e| LoadError::Snapshot {
-                doc: id,
-                reason: e.to_string(),
-            })?;
-            let mut hashes: Vec<ChangeHash> =
-                doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
-            hashes.sort();
-            let n = r
-                .count(1 << 24, 65, "snapshot signatures")
-                .map_err(corrupt)?;
-            if n != hashes.len() {
-                return Err(corrupt(DecodeError::Invalid {
-                    what: "snapshot signatures",
-                    reason: format!("{n} signatures for {} changes", hashes.len()),
-                }));
-            }
-            for hash in hashes {
-                let index = r.varint("snapshot author index").map_err(corrupt)?;
-                let author = *authors.get(index as usize).ok_or_else(|| {
-                    corrupt(DecodeError::Invalid {
-                        what: "snapshot author index",
-                        reason: format!("{index} is past the {} authors", authors.len()),
-                    })
-                })?;
-                let signature = Signature(r.array("snapshot signature").map_err(corrupt)?);
-                document.auth.insert(hash, ChangeAuth { author, signature });
-            }
-            r.finish("snapshot").map_err(corrupt)?;
+            let (doc, auths) = Self::parse_snapshot(id, bytes)?;
+            document.auth.extend(auths);
             document.doc = doc.with_actor(actor);
         }
         let mut parsed = Vec::with_capacity(changes.len());

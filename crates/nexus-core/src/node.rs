@@ -41,8 +41,8 @@ use crate::identity::{DeviceId, DeviceKey};
 use crate::ids::{DocId, VaultId};
 use crate::membership::{Membership, Received, Role, SignedEntry};
 use crate::protocol::{
-    Bloom, CHANGES_CHUNK_BYTES, JoinRequest, MAX_ITEMS, MAX_RANGES, Message, Range, RangeBody,
-    RefuseCode,
+    Bloom, CHANGES_CHUNK_BYTES, JoinRequest, MAX_ITEMS, MAX_RANGES, MAX_SNAPSHOT_MESSAGE_BYTES,
+    Message, Range, RangeBody, RefuseCode, SNAPSHOT_MIN_CHANGES,
 };
 use crate::storage::{Batch, Storage};
 use crate::vault::{Vault, VaultError, VaultLoadError};
@@ -62,15 +62,26 @@ pub struct NodeConfig {
     pub reconcile_interval_ms: u64,
     /// How long a handshake step waits before it is sent again (milliseconds).
     pub retry_ms: u64,
+    /// A device with none of a document gets it as one snapshot when it has at least this
+    /// many changes (and the snapshot fits a message); smaller ones travel as changes.
+    pub snapshot_min_changes: usize,
 }
 
 impl NodeConfig {
-    /// Defaults: reconcile every 30 s, retry handshake steps after 5 s.
+    /// Defaults: reconcile every 30 s, retry handshake steps after 5 s, send documents of
+    /// 32 changes or more to an empty device as a snapshot.
     pub fn new() -> Self {
         Self {
             reconcile_interval_ms: 30_000,
             retry_ms: 5_000,
+            snapshot_min_changes: SNAPSHOT_MIN_CHANGES,
         }
+    }
+
+    /// Sets the snapshot threshold.
+    pub fn with_snapshot_min_changes(mut self, changes: usize) -> Self {
+        self.snapshot_min_changes = changes;
+        self
     }
 
     /// Sets the reconcile interval.
@@ -1038,6 +1049,11 @@ impl Node {
                 changes,
             } => self.on_doc_changes(id, doc, sorted(heads), changes, now_ms, out),
             Message::DocNeed { doc, hashes } => self.on_doc_need(id, doc, hashes, out),
+            Message::DocSnapshot {
+                doc,
+                heads,
+                snapshot,
+            } => self.on_doc_snapshot(id, doc, sorted(heads), &snapshot, now_ms, out),
             _ => {}
         }
     }
@@ -1200,6 +1216,39 @@ impl Node {
             return;
         };
         let applied = v.apply_changes_from_peer(doc, changes, now_ms);
+        self.after_apply(id, vault, doc, theirs, applied, out);
+    }
+
+    fn on_doc_snapshot(
+        &mut self,
+        id: SessionId,
+        doc: DocId,
+        theirs: Vec<ChangeHash>,
+        snapshot: &[u8],
+        now_ms: u64,
+        out: &mut Output,
+    ) {
+        let Some(vault) = self.sessions.get(&id).and_then(|s| s.vault) else {
+            return;
+        };
+        let Some(v) = self.vaults.get_mut(&vault) else {
+            return;
+        };
+        let applied = v.apply_snapshot_from_peer(doc, snapshot, now_ms);
+        self.after_apply(id, vault, doc, theirs, applied, out);
+    }
+
+    /// What follows applying a peer's changes: cut off a forger, store, tell the app,
+    /// forward to the other sessions, and answer what the peer lacks or ask what we lack.
+    fn after_apply(
+        &mut self,
+        id: SessionId,
+        vault: VaultId,
+        doc: DocId,
+        theirs: Vec<ChangeHash>,
+        applied: crate::document::Applied,
+        out: &mut Output,
+    ) {
         if applied.aborted {
             // Nothing of the message was applied or stored; the peer is cut off.
             let reason = match applied.rejected.first() {
@@ -1292,12 +1341,27 @@ impl Node {
         let Some(d) = self.vaults.get(&vault).and_then(|v| v.document(&doc)) else {
             return;
         };
-        let changes = d.changes_since(theirs);
         let heads = d.heads();
-        if changes.is_empty() {
-            return;
+        let snapshot = (theirs.is_empty() && d.change_count() >= self.config.snapshot_min_changes)
+            .then(|| d.snapshot_bytes())
+            .filter(|bytes| bytes.len() <= MAX_SNAPSHOT_MESSAGE_BYTES);
+        if let Some(snapshot) = snapshot {
+            // A device with nothing gets the compacted document and the signatures.
+            out.send(
+                id,
+                &Message::DocSnapshot {
+                    doc,
+                    heads: heads.clone(),
+                    snapshot,
+                },
+            );
+        } else {
+            let changes = d.changes_since(theirs);
+            if changes.is_empty() {
+                return;
+            }
+            send_chunked(out, id, doc, &heads, changes);
         }
-        send_chunked(out, id, doc, &heads, changes);
         if let Some(s) = self.sessions.get_mut(&id) {
             s.their_heads.insert(doc, heads);
         }

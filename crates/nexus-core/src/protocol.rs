@@ -19,6 +19,11 @@ pub const PROTOCOL_NAME: &str = "/nexus/sync/1";
 pub const PROTOCOL_VERSION: u64 = 1;
 /// Largest encoded message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// A document whose snapshot is at most this large is sent whole to a device that has
+/// none of it.
+pub const MAX_SNAPSHOT_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Documents with fewer changes than this are sent as changes even to an empty device.
+pub const SNAPSHOT_MIN_CHANGES: usize = 32;
 /// Changes are sent in messages of at most about this many bytes.
 pub const CHANGES_CHUNK_BYTES: usize = 1024 * 1024;
 /// Most membership entries in one message.
@@ -179,6 +184,16 @@ pub enum Message {
         /// The changes.
         changes: Vec<SignedChange>,
     },
+    /// The whole document as a snapshot record (compacted Automerge document plus every
+    /// change's author and signature), sent instead of changes to a device that has none.
+    DocSnapshot {
+        /// The document.
+        doc: DocId,
+        /// The sender's heads.
+        heads: Vec<ChangeHash>,
+        /// The snapshot ([`crate::Document::snapshot_bytes`]).
+        snapshot: Vec<u8>,
+    },
     /// Changes the sender needs by hash (dependencies it is missing).
     DocNeed {
         /// The document.
@@ -220,6 +235,7 @@ impl Message {
             Message::DocHave { .. } => "doc-have",
             Message::DocChanges { .. } => "doc-changes",
             Message::DocNeed { .. } => "doc-need",
+            Message::DocSnapshot { .. } => "doc-snapshot",
         }
     }
 
@@ -310,6 +326,15 @@ impl Message {
             Message::DocNeed { doc, hashes } => {
                 w.u8(7).raw(doc.as_bytes());
                 write_heads(&mut w, hashes);
+            }
+            Message::DocSnapshot {
+                doc,
+                heads,
+                snapshot,
+            } => {
+                w.u8(8).raw(doc.as_bytes());
+                write_heads(&mut w, heads);
+                w.bytes(snapshot);
             }
         }
         w.finish()
@@ -442,9 +467,10 @@ impl Message {
                 let heads = read_heads(&mut r, MAX_HEADS, "heads")?;
                 let n = r.count(MAX_CHANGES_PER_MESSAGE, 1, "changes")?;
                 let mut changes = Vec::with_capacity(n);
+                let mut last_author = None;
                 for _ in 0..n {
                     let bytes = r.bytes(crate::document::MAX_CHANGE_BYTES + 128, "change")?;
-                    changes.push(SignedChange::decode(bytes)?);
+                    changes.push(SignedChange::decode_with(bytes, &mut last_author)?);
                 }
                 Message::DocChanges {
                     doc,
@@ -455,6 +481,11 @@ impl Message {
             7 => Message::DocNeed {
                 doc: DocId(r.array("document")?),
                 hashes: read_heads(&mut r, MAX_HEADS * 16, "needed changes")?,
+            },
+            8 => Message::DocSnapshot {
+                doc: DocId(r.array("document")?),
+                heads: read_heads(&mut r, MAX_HEADS, "heads")?,
+                snapshot: r.bytes(MAX_MESSAGE_BYTES, "snapshot")?.to_vec(),
             },
             tag => {
                 return Err(DecodeError::UnknownTag {

@@ -474,6 +474,8 @@ const DOCS: [DocId; 3] = [DocId([1; 16]), DocId([2; 16]), DocId([3; 16])];
 const SIM_CONFIG: NodeConfig = NodeConfig {
     reconcile_interval_ms: 1_000,
     retry_ms: 500,
+    // Small, so that random scenarios exercise snapshots as well as changes.
+    snapshot_min_changes: 3,
 };
 
 /// Plays one random scenario from `seed` and checks, after the network heals, that every

@@ -492,12 +492,35 @@ impl Vault {
         self.apply_changes_with(doc, changes, now_ms, true)
     }
 
+    /// Takes a peer's snapshot of a document (see [`Document::apply_snapshot`]).
+    pub fn apply_snapshot_from_peer(
+        &mut self,
+        doc: DocId,
+        snapshot: &[u8],
+        now_ms: u64,
+    ) -> Applied {
+        self.apply_with(doc, now_ms, |document, membership| {
+            document.apply_snapshot(snapshot, membership)
+        })
+    }
+
     fn apply_changes_with(
         &mut self,
         doc: DocId,
         changes: Vec<SignedChange>,
         now_ms: u64,
         all_or_nothing: bool,
+    ) -> Applied {
+        self.apply_with(doc, now_ms, |document, membership| {
+            document.apply_with(changes, membership, all_or_nothing)
+        })
+    }
+
+    fn apply_with(
+        &mut self,
+        doc: DocId,
+        now_ms: u64,
+        apply: impl FnOnce(&mut Document, &Membership) -> Applied,
     ) -> Applied {
         let vault = self.id();
         let actor = self.actor.clone();
@@ -506,7 +529,7 @@ impl Vault {
             self.unsaved.insert(doc);
             Document::new(vault, doc, actor)
         });
-        let mut applied = document.apply_with(changes, self.log.membership(), all_or_nothing);
+        let mut applied = apply(document, self.log.membership());
         if document.cut_pending()
             && !applied.accepted.is_empty()
             && let Some((rewrite, _)) = document.enforce_revocations(self.log.membership())

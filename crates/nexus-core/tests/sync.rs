@@ -12,6 +12,7 @@ use proptest::prelude::*;
 const CONFIG: NodeConfig = NodeConfig {
     reconcile_interval_ms: 1_000,
     retry_ms: 500,
+    snapshot_min_changes: 32,
 };
 
 fn doc(n: u8) -> DocId {
@@ -400,6 +401,81 @@ fn garbage_and_forged_messages_close_the_session_and_touch_nothing() {
     assert_eq!(
         get(&net, 0, vault, doc(1)),
         serde_json::json!({"x": 1, "y": 2})
+    );
+}
+
+#[test]
+fn a_fresh_device_gets_a_large_document_as_one_snapshot_and_a_tampered_one_is_refused() {
+    let (mut net, vault) = vault_of(2, 9);
+    for k in 0..100 {
+        put(&mut net, 0, vault, doc(1), &format!("k{}", k % 7), k);
+    }
+    net.connect(0, 1);
+    // Watch what device 0 sends: the document goes as one snapshot.
+    net.traffic = Default::default();
+    settle(&mut net);
+    assert_eq!(get(&net, 1, vault, doc(1)), get(&net, 0, vault, doc(1)));
+    let stored =
+        nexus_core::Vault::load(&net.devices[1].store, vault, nexus_core::ActorId::random())
+            .unwrap();
+    let copy = stored.document(&doc(1)).unwrap();
+    assert_eq!(copy.change_count(), 100);
+    assert!(
+        copy.verify().is_empty(),
+        "every signature came along and verifies"
+    );
+    assert_eq!(net.devices[1].store.count(nexus_core::Table::Snapshots), 1);
+    assert!(net.traffic.bytes < 100 * 110, "{:?}", net.traffic);
+
+    // A snapshot with one signature altered is refused whole, and the sender cut off.
+    let mut snapshot = net.devices[0]
+        .node
+        .vault(&vault)
+        .unwrap()
+        .document(&doc(1))
+        .unwrap()
+        .snapshot_bytes();
+    let last = snapshot.len() - 1;
+    snapshot[last] ^= 1;
+    let peer = net.id(0);
+    let session = net.devices[1].node.accept_session(peer);
+    let (other_vault, out) = net.devices[1]
+        .node
+        .create_vault("other", [5; 16], 0)
+        .unwrap();
+    net.apply_output(1, out);
+    let _ = other_vault;
+    let hello = Message::Hello {
+        vault,
+        membership_heads: net.devices[1].node.vault(&vault).unwrap().log().heads(),
+        join: None,
+    };
+    let out = net.devices[1]
+        .node
+        .handle_message(session, &hello.encode(), net.now_ms);
+    assert!(out.closed.is_empty());
+    let before = net.devices[1].store.records().clone();
+    let message = Message::DocSnapshot {
+        doc: doc(2),
+        heads: vec![],
+        snapshot,
+    };
+    let out = net.devices[1]
+        .node
+        .handle_message(session, &message.encode(), net.now_ms);
+    assert!(out.batch.is_empty());
+    assert_eq!(
+        out.closed.first().map(|(_, r)| r.code),
+        Some(RefuseCode::ProtocolViolation)
+    );
+    assert_eq!(net.devices[1].store.records(), &before);
+    assert!(
+        net.devices[1]
+            .node
+            .vault(&vault)
+            .unwrap()
+            .document(&doc(2))
+            .is_none()
     );
 }
 
