@@ -60,8 +60,8 @@ fn prepared(n: usize) -> (MemoryStore, MemoryStore, VaultId) {
     (net.devices[0].store.clone(), joiner, vault)
 }
 
-fn network(source: &MemoryStore, joiner: &MemoryStore) -> Network {
-    let mut net = Network::new(2, 1, NodeConfig::new());
+fn network(source: &MemoryStore, joiner: &MemoryStore, config: NodeConfig) -> Network {
+    let mut net = Network::new(2, 1, config);
     net.devices[0].store = source.clone();
     net.devices[1].store = joiner.clone();
     net.restart(0);
@@ -112,7 +112,7 @@ fn automerge_sync(a: &mut Automerge) -> (Automerge, usize) {
 fn sync(c: &mut Criterion) {
     let (source, joiner, vault) = prepared(N);
     // One measured run for the byte counts.
-    let mut net = network(&source, &joiner);
+    let mut net = network(&source, &joiner, NodeConfig::new());
     net.connect(0, 1);
     let rounds = net.run_until_quiescent(1_000);
     let got = net.devices[1]
@@ -139,17 +139,31 @@ fn sync(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(N as u64));
-    group.bench_function(BenchmarkId::new("nexus_signed", N), |b| {
-        b.iter_batched(
-            || network(&source, &joiner),
-            |mut net| {
-                net.connect(0, 1);
-                net.run_until_quiescent(1_000);
-                black_box(net)
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    let as_changes = NodeConfig::new().with_snapshot_min_changes(usize::MAX);
+    let mut net = network(&source, &joiner, as_changes);
+    net.connect(0, 1);
+    net.run_until_quiescent(1_000);
+    println!(
+        "nexus, changes one by one (no snapshot): {} bytes ({:.1} bytes/change)",
+        net.traffic.bytes,
+        net.traffic.bytes as f64 / N as f64
+    );
+    for (name, config) in [
+        ("nexus_signed_changes", as_changes),
+        ("nexus_signed_snapshot", NodeConfig::new()),
+    ] {
+        group.bench_function(BenchmarkId::new(name, N), |b| {
+            b.iter_batched(
+                || network(&source, &joiner, config),
+                |mut net| {
+                    net.connect(0, 1);
+                    net.run_until_quiescent(1_000);
+                    black_box(net)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.bench_function(BenchmarkId::new("automerge_sync_unsigned", N), |b| {
         b.iter_batched(
             || plain.clone(),
