@@ -4,34 +4,39 @@
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
-/// Below this many signatures a batch is not worth splitting.
-#[cfg(not(target_arch = "wasm32"))]
-const PARALLEL_MIN: usize = 256;
-
 /// Whether every signature in the batch verifies.
 pub(crate) fn batch_verifies(
     messages: &[&[u8]],
     signatures: &[Signature],
     keys: &[VerifyingKey],
 ) -> bool {
-    imp::batch_verifies(messages, signatures, keys)
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(ok) = native::split_across_cores(messages, signatures, keys) {
+        return ok;
+    }
+    ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-mod imp {
+mod native {
     use super::*;
 
-    pub(super) fn batch_verifies(
+    /// Below this many signatures a batch is not worth splitting.
+    const PARALLEL_MIN: usize = 256;
+
+    /// Verifies one part of the batch per core; `None` when there is one core or the
+    /// batch is small.
+    pub(super) fn split_across_cores(
         messages: &[&[u8]],
         signatures: &[Signature],
         keys: &[VerifyingKey],
-    ) -> bool {
+    ) -> Option<bool> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         if threads < 2 || messages.len() < PARALLEL_MIN {
-            return ed25519_dalek::verify_batch(messages, signatures, keys).is_ok();
+            return None;
         }
         let chunk = messages.len().div_ceil(threads);
-        std::thread::scope(|scope| {
+        Some(std::thread::scope(|scope| {
             let handles: Vec<_> = messages
                 .chunks(chunk)
                 .zip(signatures.chunks(chunk))
@@ -42,19 +47,6 @@ mod imp {
                 .collect();
             // A thread that cannot report counts as a failed batch (checked one by one).
             handles.into_iter().all(|h| h.join().unwrap_or(false))
-        })
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-mod imp {
-    use super::*;
-
-    pub(super) fn batch_verifies(
-        messages: &[&[u8]],
-        signatures: &[Signature],
-        keys: &[VerifyingKey],
-    ) -> bool {
-        ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
+        }))
     }
 }

@@ -496,16 +496,7 @@ impl Document {
             ));
         }
         // 2. Signatures, all at once.
-        let messages: Vec<[u8; 95]> = fresh
-            .iter()
-            .map(|(c, _)| change_signing_message(&self.vault, &self.id, &c.hash()))
-            .collect();
-        let items: Vec<(&[u8], DeviceId, Signature)> = fresh
-            .iter()
-            .zip(&messages)
-            .map(|((_, a), m)| (m.as_slice(), a.author, a.signature))
-            .collect();
-        let verified = verify_signatures(&items);
+        let verified = self.verify_auths(fresh.iter().map(|(c, a)| (c.hash(), a)));
         let mut good = Vec::new();
         for ((change, auth), ok) in fresh.into_iter().zip(verified) {
             if ok {
@@ -609,6 +600,22 @@ impl Document {
                 applied.accepted.retain(|h| *h != hash);
             }
         }
+    }
+
+    /// Checks the signatures of (hash, author, signature) triples for this document.
+    fn verify_auths<'a>(
+        &self,
+        auths: impl Iterator<Item = (ChangeHash, &'a ChangeAuth)>,
+    ) -> Vec<bool> {
+        let (messages, auths): (Vec<[u8; 95]>, Vec<&ChangeAuth>) = auths
+            .map(|(h, a)| (change_signing_message(&self.vault, &self.id, &h), a))
+            .unzip();
+        let items: Vec<(&[u8], DeviceId, Signature)> = messages
+            .iter()
+            .zip(&auths)
+            .map(|(m, a)| (m.as_slice(), a.author, a.signature))
+            .collect();
+        verify_signatures(&items)
     }
 
     fn is_applied(&self, hash: &ChangeHash) -> bool {
@@ -1105,16 +1112,7 @@ impl Document {
                 return applied;
             }
         };
-        let messages: Vec<[u8; 95]> = auths
-            .iter()
-            .map(|(h, _)| change_signing_message(&self.vault, &self.id, h))
-            .collect();
-        let items: Vec<(&[u8], DeviceId, Signature)> = auths
-            .iter()
-            .zip(&messages)
-            .map(|((_, a), m)| (m.as_slice(), a.author, a.signature))
-            .collect();
-        let verified = verify_signatures(&items);
+        let verified = self.verify_auths(auths.iter().map(|(h, a)| (*h, a)));
         if let Some(((hash, auth), _)) = auths.iter().zip(&verified).find(|(_, ok)| !**ok) {
             applied.rejected.push(ApplyError::BadSignature {
                 change: *hash,
@@ -1218,16 +1216,8 @@ impl Document {
                 None => problems.push(Problem::Unsigned(hash)),
             }
         }
-        let messages: Vec<[u8; 95]> = signed
-            .iter()
-            .map(|(h, _)| change_signing_message(&self.vault, &self.id, h))
-            .collect();
-        let items: Vec<(&[u8], DeviceId, Signature)> = signed
-            .iter()
-            .zip(&messages)
-            .map(|((_, a), m)| (m.as_slice(), a.author, a.signature))
-            .collect();
-        for ((hash, _), ok) in signed.iter().zip(verify_signatures(&items)) {
+        let verified = self.verify_auths(signed.iter().map(|(h, a)| (*h, a)));
+        for ((hash, _), ok) in signed.iter().zip(verified) {
             if !ok {
                 problems.push(Problem::BadSignature(*hash));
             }

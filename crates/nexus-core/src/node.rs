@@ -1047,13 +1047,27 @@ impl Node {
                 doc,
                 heads,
                 changes,
-            } => self.on_doc_changes(id, doc, sorted(heads), changes, now_ms, out),
+            } => self.on_doc_data(
+                id,
+                doc,
+                sorted(heads),
+                DocData::Changes(changes),
+                now_ms,
+                out,
+            ),
             Message::DocNeed { doc, hashes } => self.on_doc_need(id, doc, hashes, out),
             Message::DocSnapshot {
                 doc,
                 heads,
                 snapshot,
-            } => self.on_doc_snapshot(id, doc, sorted(heads), &snapshot, now_ms, out),
+            } => self.on_doc_data(
+                id,
+                doc,
+                sorted(heads),
+                DocData::Snapshot(snapshot),
+                now_ms,
+                out,
+            ),
             _ => {}
         }
     }
@@ -1200,12 +1214,13 @@ impl Node {
         }
     }
 
-    fn on_doc_changes(
+    /// Changes (or a whole-document snapshot) from the peer.
+    fn on_doc_data(
         &mut self,
         id: SessionId,
         doc: DocId,
         theirs: Vec<ChangeHash>,
-        changes: Vec<SignedChange>,
+        data: DocData,
         now_ms: u64,
         out: &mut Output,
     ) {
@@ -1215,26 +1230,10 @@ impl Node {
         let Some(v) = self.vaults.get_mut(&vault) else {
             return;
         };
-        let applied = v.apply_changes_from_peer(doc, changes, now_ms);
-        self.after_apply(id, vault, doc, theirs, applied, out);
-    }
-
-    fn on_doc_snapshot(
-        &mut self,
-        id: SessionId,
-        doc: DocId,
-        theirs: Vec<ChangeHash>,
-        snapshot: &[u8],
-        now_ms: u64,
-        out: &mut Output,
-    ) {
-        let Some(vault) = self.sessions.get(&id).and_then(|s| s.vault) else {
-            return;
+        let applied = match data {
+            DocData::Changes(changes) => v.apply_changes_from_peer(doc, changes, now_ms),
+            DocData::Snapshot(bytes) => v.apply_snapshot_from_peer(doc, &bytes, now_ms),
         };
-        let Some(v) = self.vaults.get_mut(&vault) else {
-            return;
-        };
-        let applied = v.apply_snapshot_from_peer(doc, snapshot, now_ms);
         self.after_apply(id, vault, doc, theirs, applied, out);
     }
 
@@ -1433,6 +1432,12 @@ impl Node {
             }
         }
     }
+}
+
+/// What a peer sent for a document.
+enum DocData {
+    Changes(Vec<SignedChange>),
+    Snapshot(Vec<u8>),
 }
 
 fn sorted_hashes(mut hashes: Vec<Hash>) -> Vec<Hash> {
