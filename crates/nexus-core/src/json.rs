@@ -1,8 +1,62 @@
 //! Conversion of document values to JSON, for display, the CLI and the JS side.
 
-use automerge::ScalarValue;
 use automerge::hydrate::Value;
+use automerge::transaction::Transactable;
+use automerge::{AutomergeError, ObjId, ObjType, Prop, ScalarValue};
 use serde_json::{Map, Number, Value as Json};
+
+/// Writes a JSON value at `prop` of `obj`: objects become maps, arrays lists, strings
+/// strings, numbers integers when they are whole (floats otherwise), `null` null.
+pub fn put_json(
+    tx: &mut impl Transactable,
+    obj: &ObjId,
+    prop: impl Into<Prop>,
+    value: &Json,
+) -> Result<(), AutomergeError> {
+    let prop = prop.into();
+    match value {
+        Json::Object(map) => {
+            let child = match prop {
+                Prop::Map(key) => tx.put_object(obj, key, ObjType::Map)?,
+                Prop::Seq(index) => tx.insert_object(obj, index, ObjType::Map)?,
+            };
+            for (key, value) in map {
+                put_json(tx, &child, key.as_str(), value)?;
+            }
+        }
+        Json::Array(items) => {
+            let child = match prop {
+                Prop::Map(key) => tx.put_object(obj, key, ObjType::List)?,
+                Prop::Seq(index) => tx.insert_object(obj, index, ObjType::List)?,
+            };
+            for (index, value) in items.iter().enumerate() {
+                put_json(tx, &child, index, value)?;
+            }
+        }
+        scalar => {
+            let scalar = json_scalar(scalar);
+            match prop {
+                Prop::Map(key) => tx.put(obj, key, scalar)?,
+                Prop::Seq(index) => tx.insert(obj, index, scalar)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_scalar(value: &Json) -> ScalarValue {
+    match value {
+        Json::Bool(b) => ScalarValue::Boolean(*b),
+        Json::String(s) => ScalarValue::Str(s.as_str().into()),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => ScalarValue::Int(i),
+            (None, Some(u), _) => ScalarValue::Uint(u),
+            (_, _, Some(f)) => ScalarValue::F64(f),
+            _ => ScalarValue::Null,
+        },
+        _ => ScalarValue::Null,
+    }
+}
 
 /// Converts a hydrated Automerge value to JSON: maps become objects, lists arrays, text a
 /// string, counters and timestamps numbers, bytes an array of numbers.
@@ -37,6 +91,23 @@ mod tests {
     use super::*;
     use automerge::transaction::Transactable;
     use automerge::{Automerge, ObjType, ROOT, ReadDoc};
+
+    #[test]
+    fn json_written_reads_back_the_same() {
+        let value = serde_json::json!({
+            "title": "x", "n": -3, "big": 18446744073709551615u64, "pi": 3.5,
+            "tags": ["a", {"b": [true, null]}], "empty": {}
+        });
+        let mut doc = Automerge::new();
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            for (k, v) in value.as_object().unwrap() {
+                put_json(tx, &ROOT, k.as_str(), v)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(to_json(&doc.hydrate(None)), value);
+    }
 
     #[test]
     fn documents_convert_to_the_json_a_person_expects() {

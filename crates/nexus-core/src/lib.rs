@@ -47,6 +47,7 @@ pub mod document;
 mod hash;
 pub mod identity;
 mod ids;
+pub mod invite_code;
 pub mod json;
 pub mod membership;
 pub mod node;
@@ -63,6 +64,7 @@ pub use document::{
 pub use hash::Hash;
 pub use identity::{DeviceId, DeviceKey, KeyError, ParseDeviceIdError, Signature, random_bytes};
 pub use ids::{DocId, ParseIdError, VaultId};
+pub use invite_code::{InviteCode, InviteCodeError};
 pub use membership::{
     Action, DocHeads, Entry, EntryError, Invite, Member, Membership, MembershipError,
     MembershipLog, Received, Revocation, Role, RuleViolation, SignedEntry,

@@ -1,0 +1,601 @@
+//! The commands: parse, open the home, do the work through `nexus_core`, commit.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use nexus::{SqliteStore, load_or_create_key};
+use nexus_core::automerge::ROOT;
+use nexus_core::json::put_json;
+use nexus_core::node::{Node, NodeConfig, Output};
+use nexus_core::{
+    ActorId, DeviceId, DeviceKey, DocId, InviteCode, Role, Storage, Vault, VaultId, random_bytes,
+};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::output::Out;
+
+/// The `nexus` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus",
+    version,
+    about = "Nexus desktop peer: local-first, end-to-end signed sync"
+)]
+pub(crate) struct Cli {
+    /// The home directory (device key and database). Default: $NEXUS_HOME, else the
+    /// platform data directory.
+    #[arg(long, global = true, env = "NEXUS_HOME")]
+    home: Option<PathBuf>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create this device's identity (once); prints its DeviceId.
+    Init,
+    /// Print this device's DeviceId.
+    Id {
+        /// Also draw it as a QR code.
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Vaults: create and list.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+    /// Invites to a vault.
+    Invite {
+        #[command(subcommand)]
+        command: InviteCommand,
+    },
+    /// Devices of a vault: list, approve, revoke.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Documents of a vault.
+    Doc {
+        #[command(subcommand)]
+        command: DocCommand,
+    },
+    /// Verify every stored signature and hash; report problems.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultCommand {
+    /// Create a vault with this device as its first admin; prints its VaultId.
+    Create {
+        /// A name people see.
+        name: String,
+    },
+    /// List the vaults this device holds.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum InviteCommand {
+    /// Create a one-time invite code (admins only).
+    Create {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+        /// How long the code works: 30m, 1h, 2d…
+        #[arg(long, default_value = "1h")]
+        expires: String,
+        /// The role the new device gets.
+        #[arg(long, default_value = "member")]
+        role: Role,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevicesCommand {
+    /// List members and revoked devices.
+    List {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+    },
+    /// Approve a device by its DeviceId (admins only).
+    Approve {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+        /// The device to approve (12D3KooW…).
+        device: DeviceId,
+        /// Its role.
+        #[arg(long, default_value = "member")]
+        role: Role,
+    },
+    /// Revoke a device (admins only).
+    Revoke {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+        /// The device to revoke.
+        device: DeviceId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DocCommand {
+    /// Create a document, optionally from a JSON object in a file; prints its id.
+    Create {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+        /// A JSON object to start from.
+        #[arg(long)]
+        json_file: Option<PathBuf>,
+    },
+    /// List documents.
+    List {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+    },
+    /// Set KEY of a document's root to a JSON value.
+    Put {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+        /// The document id.
+        doc: DocId,
+        /// The key.
+        key: String,
+        /// The value, as JSON (`'"text"'`, `3`, `'{"a":1}'`).
+        value: String,
+    },
+    /// Print a document (or one key of it) as JSON.
+    Get {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+        /// The document id.
+        doc: DocId,
+        /// Only this key.
+        key: Option<String>,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, Error)]
+pub(crate) enum CliError {
+    #[error("no device in {0}: run `nexus init` first")]
+    NotInitialised(PathBuf),
+    #[error("cannot create the home directory {path}: {source}")]
+    Home {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    KeyFile(#[from] nexus::KeyFileError),
+    #[error(transparent)]
+    Storage(#[from] nexus::SqliteError),
+    #[error("loading the vaults: {0}")]
+    Load(String),
+    #[error(transparent)]
+    Vault(#[from] nexus_core::VaultError),
+    #[error("no vault `{0}` here (see `nexus vault list`)")]
+    UnknownVault(String),
+    #[error("`{0}` names more than one vault; use its id")]
+    AmbiguousVault(String),
+    #[error("vault {vault} has no document {doc} (see `nexus doc list --vault {vault}`)")]
+    UnknownDocument { vault: VaultId, doc: DocId },
+    #[error("`{0}` is not a duration: use a number with s, m, h or d (30m, 1h, 7d)")]
+    Duration(String),
+    #[error("`{value}` is not JSON: {source} (quote strings: '\"text\"')")]
+    Json {
+        value: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {reason}")]
+    JsonFile { path: PathBuf, reason: String },
+    #[error("no randomness: {0}")]
+    Random(#[from] nexus_core::KeyError),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The platform data directory for Nexus.
+fn default_home() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("nexus");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) if cfg!(target_os = "macos") => {
+            PathBuf::from(home).join("Library/Application Support/nexus")
+        }
+        Some(home) => PathBuf::from(home).join(".local/share/nexus"),
+        None => PathBuf::from(".nexus"),
+    }
+}
+
+/// An opened home: key, store, node.
+struct Home {
+    key: DeviceKey,
+    store: SqliteStore,
+    node: Node,
+}
+
+impl Home {
+    fn open(dir: &Path, create: bool) -> Result<(Self, bool), CliError> {
+        let key_path = dir.join("device.key");
+        if !create && !key_path.exists() {
+            return Err(CliError::NotInitialised(dir.to_owned()));
+        }
+        std::fs::create_dir_all(dir).map_err(|source| CliError::Home {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let (key, created) = load_or_create_key(&key_path)?;
+        let store = SqliteStore::open(&dir.join("nexus.db"))?;
+        let node = Node::load(&store, key.clone(), ActorId::random(), NodeConfig::new())
+            .map_err(|e| CliError::Load(e.to_string()))?;
+        Ok((Self { key, store, node }, created))
+    }
+
+    fn commit(&mut self, out: Output) -> Result<(), CliError> {
+        self.store.commit(out.batch)?;
+        Ok(())
+    }
+
+    fn vault_id(&self, name_or_id: &str) -> Result<VaultId, CliError> {
+        if let Ok(id) = name_or_id.parse::<VaultId>()
+            && self.node.vault(&id).is_some()
+        {
+            return Ok(id);
+        }
+        let matches: Vec<VaultId> = self
+            .node
+            .vaults()
+            .filter(|v| v.membership().name() == name_or_id)
+            .map(Vault::id)
+            .collect();
+        match matches.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(CliError::UnknownVault(name_or_id.to_owned())),
+            _ => Err(CliError::AmbiguousVault(name_or_id.to_owned())),
+        }
+    }
+
+    fn vault(&self, id: &VaultId) -> Result<&Vault, CliError> {
+        self.node
+            .vault(id)
+            .ok_or_else(|| CliError::UnknownVault(id.to_string()))
+    }
+}
+
+fn parse_duration_ms(text: &str) -> Result<u64, CliError> {
+    let bad = || CliError::Duration(text.to_owned());
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_ms).ok_or_else(bad)
+}
+
+fn parse_json(value: &str) -> Result<Value, CliError> {
+    serde_json::from_str(value).map_err(|source| CliError::Json {
+        value: value.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn run(cli: Cli) -> Result<Out, CliError> {
+    let dir = cli.home.unwrap_or_else(default_home);
+    if let Command::Init = cli.command {
+        let (home, created) = Home::open(&dir, true)?;
+        let id = home.key.device_id();
+        let human = if created {
+            format!("Created device {id}\nHome: {}", dir.display())
+        } else {
+            format!("Device {id} already exists in {}", dir.display())
+        };
+        return Ok(Out::new(
+            json!({ "device_id": id.to_string(), "created": created, "home": dir }),
+            human,
+        ));
+    }
+    let (mut home, _) = Home::open(&dir, false)?;
+    let now = now_ms();
+    match cli.command {
+        Command::Init => unreachable_init(),
+        Command::Id { qr } => {
+            let id = home.key.device_id().to_string();
+            let mut human = id.clone();
+            if qr && let Ok(code) = qrcode::QrCode::new(id.as_bytes()) {
+                let art = code
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .quiet_zone(true)
+                    .build();
+                human = format!("{art}\n{id}");
+            }
+            Ok(Out::new(json!({ "device_id": id }), human))
+        }
+        Command::Vault { command } => match command {
+            VaultCommand::Create { name } => {
+                let (id, out) = home.node.create_vault(&name, random_bytes()?, now)?;
+                home.commit(out)?;
+                Ok(Out::new(
+                    json!({ "vault_id": id.to_string(), "name": name }),
+                    id.to_string(),
+                ))
+            }
+            VaultCommand::List => {
+                let me = home.key.device_id();
+                let vaults: Vec<Value> = home
+                    .node
+                    .vaults()
+                    .map(|v| {
+                        json!({
+                            "vault_id": v.id().to_string(),
+                            "name": v.membership().name(),
+                            "role": v.membership().role(&me).map(|r| r.to_string()),
+                            "members": v.membership().members().len(),
+                            "documents": v.documents().count(),
+                        })
+                    })
+                    .collect();
+                let human = vaults
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{}  {}  ({}, {} members, {} documents)",
+                            v["vault_id"].as_str().unwrap_or(""),
+                            v["name"].as_str().unwrap_or(""),
+                            v["role"].as_str().unwrap_or("not a member"),
+                            v["members"],
+                            v["documents"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                Ok(Out::new(Value::Array(vaults), human))
+            }
+        },
+        Command::Invite { command } => match command {
+            InviteCommand::Create {
+                vault,
+                expires,
+                role,
+            } => {
+                let vault = home.vault_id(&vault)?;
+                let expires_at_ms = now.saturating_add(parse_duration_ms(&expires)?);
+                let secret: [u8; 32] = random_bytes()?;
+                let (invite, out) =
+                    home.node
+                        .create_invite(vault, &secret, role, expires_at_ms, now)?;
+                home.commit(out)?;
+                let code = InviteCode {
+                    vault,
+                    invite,
+                    secret,
+                    expires_at_ms,
+                    addresses: Vec::new(),
+                };
+                Ok(Out::new(
+                    json!({ "code": code.to_string(), "vault_id": vault.to_string(), "role": role.to_string(), "expires_at_ms": expires_at_ms }),
+                    code.to_string(),
+                ))
+            }
+        },
+        Command::Devices { command } => match command {
+            DevicesCommand::List { vault } => {
+                let vault = home.vault_id(&vault)?;
+                let v = home.vault(&vault)?;
+                let me = home.key.device_id();
+                let mut rows = Vec::new();
+                for (device, member) in v.membership().members() {
+                    rows.push(json!({ "device_id": device.to_string(), "role": member.role.to_string(), "status": "member", "this_device": *device == me }));
+                }
+                for device in v.membership().revoked().keys() {
+                    rows.push(json!({ "device_id": device.to_string(), "role": null, "status": "revoked", "this_device": *device == me }));
+                }
+                let human = rows
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}  {}{}",
+                            r["device_id"].as_str().unwrap_or(""),
+                            r["role"].as_str().unwrap_or("revoked"),
+                            if r["this_device"] == true {
+                                "  (this device)"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                Ok(Out::new(Value::Array(rows), human))
+            }
+            DevicesCommand::Approve {
+                vault,
+                device,
+                role,
+            } => {
+                let vault = home.vault_id(&vault)?;
+                let out = home.node.add_device(vault, device, role, now)?;
+                home.commit(out)?;
+                Ok(Out::new(
+                    json!({ "approved": device.to_string(), "role": role.to_string() }),
+                    format!("Approved {device} as {role}"),
+                ))
+            }
+            DevicesCommand::Revoke { vault, device } => {
+                let vault = home.vault_id(&vault)?;
+                let out = home.node.revoke_device(vault, device, now)?;
+                home.commit(out)?;
+                Ok(Out::new(
+                    json!({ "revoked": device.to_string() }),
+                    format!("Revoked {device}"),
+                ))
+            }
+        },
+        Command::Doc { command } => run_doc(&mut home, command, now),
+        Command::Check => check(&home),
+    }
+}
+
+fn unreachable_init() -> Result<Out, CliError> {
+    // `init` returned above; kept total without a panic.
+    Ok(Out::new(Value::Null, ""))
+}
+
+fn run_doc(home: &mut Home, command: DocCommand, now: u64) -> Result<Out, CliError> {
+    match command {
+        DocCommand::Create { vault, json_file } => {
+            let vault = home.vault_id(&vault)?;
+            let initial = match &json_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| CliError::JsonFile {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    let value: Value =
+                        serde_json::from_str(&text).map_err(|e| CliError::JsonFile {
+                            path: path.clone(),
+                            reason: format!("not JSON: {e}"),
+                        })?;
+                    match value {
+                        Value::Object(map) => Some(map),
+                        _ => {
+                            return Err(CliError::JsonFile {
+                                path: path.clone(),
+                                reason: "a document starts from a JSON object ({...})".into(),
+                            });
+                        }
+                    }
+                }
+                None => None,
+            };
+            let doc = DocId::random()?;
+            let mut out = home.node.create_document(vault, doc, now)?;
+            if let Some(map) = initial {
+                out.extend(home.node.change(vault, doc, |tx| {
+                    for (key, value) in &map {
+                        put_json(tx, &ROOT, key.as_str(), value)?;
+                    }
+                    Ok(())
+                })?);
+            }
+            home.commit(out)?;
+            Ok(Out::new(
+                json!({ "doc_id": doc.to_string() }),
+                doc.to_string(),
+            ))
+        }
+        DocCommand::List { vault } => {
+            let vault = home.vault_id(&vault)?;
+            let v = home.vault(&vault)?;
+            let docs: Vec<Value> = v
+                .documents()
+                .map(|d| json!({ "doc_id": d.id().to_string(), "changes": d.change_count(), "heads": d.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>() }))
+                .collect();
+            let human = v
+                .documents()
+                .map(|d| {
+                    let mut preview = d.to_json().to_string();
+                    if preview.len() > 60 {
+                        let cut = (0..=60)
+                            .rev()
+                            .find(|i| preview.is_char_boundary(*i))
+                            .unwrap_or(0);
+                        preview.truncate(cut);
+                        preview.push('…');
+                    }
+                    format!("{}  {preview}", d.id())
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(Out::new(Value::Array(docs), human))
+        }
+        DocCommand::Put {
+            vault,
+            doc,
+            key,
+            value,
+        } => {
+            let vault = home.vault_id(&vault)?;
+            let value = parse_json(&value)?;
+            if home.vault(&vault)?.document(&doc).is_none() {
+                return Err(CliError::UnknownDocument { vault, doc });
+            }
+            let out = home
+                .node
+                .change(vault, doc, |tx| put_json(tx, &ROOT, key.as_str(), &value))?;
+            home.commit(out)?;
+            Ok(Out::new(
+                json!({ "doc_id": doc.to_string(), "key": key, "value": value }),
+                "",
+            ))
+        }
+        DocCommand::Get { vault, doc, key } => {
+            let vault = home.vault_id(&vault)?;
+            let d = home
+                .vault(&vault)?
+                .document(&doc)
+                .ok_or(CliError::UnknownDocument { vault, doc })?;
+            let mut value = d.to_json();
+            if let Some(key) = key {
+                value = value.get(&key).cloned().unwrap_or(Value::Null);
+            }
+            let human = serde_json::to_string_pretty(&value).unwrap_or_default();
+            Ok(Out::new(value, human))
+        }
+    }
+}
+
+fn check(home: &Home) -> Result<Out, CliError> {
+    let mut problems = Vec::new();
+    let mut checked = 0usize;
+    for vault in home.node.vaults() {
+        for doc in vault.documents() {
+            checked += doc.change_count();
+            for problem in doc.verify() {
+                problems.push(json!({ "vault_id": vault.id().to_string(), "doc_id": doc.id().to_string(), "problem": format!("{problem:?}") }));
+            }
+        }
+    }
+    let human = if problems.is_empty() {
+        format!(
+            "OK: {checked} changes in {} vaults verified",
+            home.node.vaults().count()
+        )
+    } else {
+        format!(
+            "{} problems:\n{}",
+            problems.len(),
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    let ok = problems.is_empty();
+    let mut out = Out::new(
+        json!({ "ok": ok, "changes_checked": checked, "problems": problems }),
+        human,
+    );
+    out.exit_code = if ok { 0 } else { 2 };
+    Ok(out)
+}

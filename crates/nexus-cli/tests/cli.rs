@@ -1,0 +1,242 @@
+//! The `nexus` binary, run as a person or a script would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use nexus_core::{DeviceKey, InviteCode, VaultId};
+use serde_json::Value;
+
+fn nexus(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("NEXUS_HOME")
+        .output()
+        .expect("run nexus")
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let out = nexus(home, args);
+    assert!(
+        out.status.success(),
+        "nexus {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn json(home: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(home, &all)).expect("JSON output")
+}
+
+fn fails(home: &Path, args: &[&str]) -> String {
+    let out = nexus(home, args);
+    assert!(!out.status.success(), "nexus {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_person_creates_a_vault_and_edits_a_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    assert!(fails(home, &["id"]).contains("nexus init"));
+    let init = json(home, &["init"]);
+    let device = init["device_id"].as_str().unwrap().to_string();
+    assert!(device.starts_with("12D3KooW"));
+    assert_eq!(ok(home, &["id"]), device);
+    // `--json` works after the subcommand too.
+    assert_eq!(json(home, &["init"])["created"], false);
+    let vault = ok(home, &["vault", "create", "Groceries"]);
+    vault.parse::<VaultId>().unwrap();
+    let list = ok(home, &["vault", "list", "--json"]);
+    assert!(list.contains("Groceries"));
+    let doc = ok(home, &["doc", "create", "--vault", "Groceries"]);
+    ok(home, &["doc", "put", "--vault", &vault, &doc, "milk", "2"]);
+    ok(
+        home,
+        &[
+            "doc",
+            "put",
+            "--vault",
+            "Groceries",
+            &doc,
+            "note",
+            r#"{"by":"me","tags":["x"]}"#,
+        ],
+    );
+    let value = json(home, &["doc", "get", "--vault", "Groceries", &doc]);
+    assert_eq!(
+        value,
+        serde_json::json!({"milk": 2, "note": {"by": "me", "tags": ["x"]}})
+    );
+    assert_eq!(
+        json(home, &["doc", "get", "--vault", "Groceries", &doc, "milk"]),
+        2
+    );
+    // From a file.
+    let file = home.join("start.json");
+    std::fs::write(&file, r#"{"title":"week 47","done":false}"#).unwrap();
+    let doc2 = ok(
+        home,
+        &[
+            "doc",
+            "create",
+            "--vault",
+            "Groceries",
+            "--json-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        json(
+            home,
+            &["doc", "get", "--vault", "Groceries", &doc2, "title"]
+        ),
+        "week 47"
+    );
+    assert_eq!(
+        json(home, &["doc", "list", "--vault", "Groceries"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(json(home, &["check"])["ok"], true);
+    // Clear errors.
+    assert!(fails(home, &["doc", "get", "--vault", "Nope", &doc]).contains("no vault `Nope`"));
+    assert!(
+        fails(
+            home,
+            &["doc", "put", "--vault", "Groceries", &doc, "k", "not json"]
+        )
+        .contains("not JSON")
+    );
+    assert!(
+        fails(
+            home,
+            &["devices", "approve", "--vault", "Groceries", "12D3KooWnope"]
+        )
+        .contains("device id")
+    );
+}
+
+#[test]
+fn an_admin_invites_approves_and_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init"]);
+    let vault = ok(home, &["vault", "create", "Team"]);
+    let code: InviteCode = ok(
+        home,
+        &[
+            "invite",
+            "create",
+            "--vault",
+            "Team",
+            "--expires",
+            "2h",
+            "--role",
+            "admin",
+        ],
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(code.vault.to_string(), vault);
+    assert!(
+        fails(
+            home,
+            &["invite", "create", "--vault", "Team", "--expires", "soon"]
+        )
+        .contains("not a duration")
+    );
+    let other = DeviceKey::from_secret_bytes(&[9; 32])
+        .device_id()
+        .to_string();
+    ok(home, &["devices", "approve", "--vault", "Team", &other]);
+    let devices = json(home, &["devices", "list", "--vault", "Team"]);
+    assert!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["device_id"] == other.as_str() && d["status"] == "member")
+    );
+    ok(home, &["devices", "revoke", "--vault", "Team", &other]);
+    let devices = json(home, &["devices", "list", "--vault", "Team"]);
+    assert!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["device_id"] == other.as_str() && d["status"] == "revoked")
+    );
+}
+
+#[test]
+fn two_processes_writing_to_one_home_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    ok(&home, &["init"]);
+    ok(&home, &["vault", "create", "Shared"]);
+    let doc = ok(&home, &["doc", "create", "--vault", "Shared"]);
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let home = home.clone();
+            let doc = doc.clone();
+            std::thread::spawn(move || {
+                for i in 0..8 {
+                    ok(
+                        &home,
+                        &[
+                            "doc",
+                            "put",
+                            "--vault",
+                            "Shared",
+                            &doc,
+                            &format!("w{w}k{i}"),
+                            &i.to_string(),
+                        ],
+                    );
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let value = json(&home, &["doc", "get", "--vault", "Shared", &doc]);
+    assert_eq!(value.as_object().unwrap().len(), 16, "{value}");
+    assert_eq!(json(&home, &["check"])["ok"], true);
+}
+
+#[test]
+fn check_reports_a_tampered_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init"]);
+    ok(home, &["vault", "create", "V"]);
+    let doc = ok(home, &["doc", "create", "--vault", "V"]);
+    ok(home, &["doc", "put", "--vault", "V", &doc, "k", "1"]);
+    let db = rusqlite::Connection::open(home.join("nexus.db")).unwrap();
+    let (key, mut value): (Vec<u8>, Vec<u8>) = db
+        .query_row("SELECT key, value FROM changes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let last = value.len() - 1;
+    value[last] ^= 1; // the signature's last byte
+    db.execute(
+        "UPDATE changes SET value = ?1 WHERE key = ?2",
+        rusqlite::params![value, key],
+    )
+    .unwrap();
+    drop(db);
+    let out = nexus(home, &["--json", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 1);
+}
