@@ -51,6 +51,7 @@ pub mod invite_code;
 pub mod json;
 pub mod membership;
 pub mod node;
+pub mod peers;
 pub mod protocol;
 pub mod sim;
 pub mod storage;
