@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     let mut seeds = 0..100u64;
     let mut scenario = Scenario::new();
     let mut verbose = false;
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args();
+    args.next(); // the program name
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seeds" => {

@@ -422,7 +422,7 @@ impl Node {
         let batch = self
             .vault_mut(&vault)?
             .add_device(&key, device, role, now_ms)?;
-        Ok(self.after_membership_change(vault, batch, None))
+        Ok(self.after_membership_change(vault, batch, None, now_ms))
     }
 
     /// An admin creates an invite. Returns the invite's entry hash.
@@ -438,7 +438,10 @@ impl Node {
         let (hash, batch) =
             self.vault_mut(&vault)?
                 .create_invite(&key, secret, role, expires_at_ms, now_ms)?;
-        Ok((hash, self.after_membership_change(vault, batch, None)))
+        Ok((
+            hash,
+            self.after_membership_change(vault, batch, None, now_ms),
+        ))
     }
 
     /// An admin revokes a device; its sessions here are closed.
@@ -452,7 +455,7 @@ impl Node {
         let batch = self
             .vault_mut(&vault)?
             .revoke_device(&key, device, now_ms)?;
-        Ok(self.after_membership_change(vault, batch, None))
+        Ok(self.after_membership_change(vault, batch, None, now_ms))
     }
 
     /// Compacts a document's storage.
@@ -471,6 +474,7 @@ impl Node {
         vault: VaultId,
         batch: Batch,
         except: Option<SessionId>,
+        now_ms: u64,
     ) -> Output {
         let mut out = Output {
             batch,
@@ -507,7 +511,7 @@ impl Node {
                     );
                 }
                 if Some(id) != except {
-                    self.check_ready(id, 0, &mut out);
+                    self.check_ready(id, now_ms, &mut out);
                 }
             } else if session.phase == Phase::Ready || session.got_entries {
                 self.refuse(id, &membership, &mut out);
@@ -876,7 +880,8 @@ impl Node {
             out.events.push(Event::DocChanged { vault, doc });
         }
         if changed && v.log().heads() != before {
-            let other = self.after_membership_change(vault, std::mem::take(&mut batch), Some(id));
+            let other =
+                self.after_membership_change(vault, std::mem::take(&mut batch), Some(id), now_ms);
             out.extend(other);
             if !self.sessions.contains_key(&id) {
                 return;
