@@ -56,7 +56,15 @@ fn main() -> ExitCode {
         }
     }
     let (mut passed, mut failed) = (0u64, 0u64);
+    let started = std::time::Instant::now();
     for seed in seeds {
+        if seed % 10_000 == 0 && passed + failed > 0 {
+            // Progress for long soaks, on stderr so stdout stays one line per failure.
+            eprintln!(
+                "… seed {seed}: {passed} passed, {failed} failed, {:.0?} so far",
+                started.elapsed()
+            );
+        }
         match run_seed(seed, scenario) {
             Ok(report) => {
                 passed += 1;
