@@ -819,7 +819,8 @@ impl Document {
             .waiting
             .values()
             .flat_map(|c| c.deps().iter().copied())
-            .filter(|d| !self.auth.contains_key(d))
+            // Held changes of revoked devices wait for proof, not for a resend.
+            .filter(|d| !self.auth.contains_key(d) && !self.pending.contains_key(d))
             .collect();
         missing.sort();
         missing.dedup();

@@ -1288,7 +1288,13 @@ impl Node {
             }
         } else {
             let missing = d.missing_deps();
-            if !missing.is_empty() {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                return;
+            };
+            // Ask once per reconciliation cycle: the same request again would get the
+            // same answer.
+            if !missing.is_empty() && s.need_sent.get(&doc) != Some(&missing) {
+                s.need_sent.insert(doc, missing.clone());
                 out.send(
                     id,
                     &Message::DocNeed {
