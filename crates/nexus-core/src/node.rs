@@ -1155,12 +1155,9 @@ impl Node {
         reply: bool,
         out: &mut Output,
     ) {
-        let Some((vault, ours, known)) = self.doc_view(id, &doc, &theirs) else {
+        let Some((vault, ours, known)) = self.learn_their_heads(id, &doc, &theirs) else {
             return;
         };
-        if let Some(s) = self.sessions.get_mut(&id) {
-            s.their_heads.insert(doc, theirs.clone());
-        }
         if theirs == ours {
             return;
         }
@@ -1188,12 +1185,9 @@ impl Node {
         bloom: Bloom,
         out: &mut Output,
     ) {
-        let Some((vault, _, known)) = self.doc_view(id, &doc, &theirs) else {
+        let Some((vault, _, known)) = self.learn_their_heads(id, &doc, &theirs) else {
             return;
         };
-        if let Some(s) = self.sessions.get_mut(&id) {
-            s.their_heads.insert(doc, theirs.clone());
-        }
         let Some(d) = self.vaults.get(&vault).and_then(|v| v.document(&doc)) else {
             return;
         };
@@ -1325,14 +1319,17 @@ impl Node {
         send_chunked(out, id, doc, &heads, changes);
     }
 
-    /// This device's heads for `doc`, and whether it knows all of `theirs`.
-    fn doc_view(
-        &self,
+    /// Records the peer's heads for `doc`; returns this device's heads and whether it
+    /// knows all of the peer's.
+    fn learn_their_heads(
+        &mut self,
         id: SessionId,
         doc: &DocId,
         theirs: &[ChangeHash],
     ) -> Option<(VaultId, Vec<ChangeHash>, bool)> {
-        let vault = self.sessions.get(&id)?.vault?;
+        let session = self.sessions.get_mut(&id)?;
+        session.their_heads.insert(*doc, theirs.to_vec());
+        let vault = session.vault?;
         let v = self.vaults.get(&vault)?;
         Some(match v.document(doc) {
             Some(d) => (vault, d.heads(), theirs.iter().all(|h| d.has_change(h))),
