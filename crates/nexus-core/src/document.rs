@@ -6,8 +6,10 @@
 //! persists it. Remote changes go through [`Document::apply`], which checks, in order:
 //!
 //! 1. the bytes are a well-formed Automerge change;
-//! 2. the author is a current member of the vault, or a revoked device whose change is in
-//!    the causal past of the document heads recorded by its revocation;
+//! 2. the author is a current member of the vault, or a revoked device whose change the
+//!    revoking admin had seen: its actor's sequence number is at or below the one its
+//!    revocation recorded (see [`crate::WorkSeen`]). This is judged from the change alone,
+//!    so every device decides the same without waiting for other changes;
 //! 3. the signatures verify (all at once with batch verification, falling back to one by
 //!    one to find the forgeries when a batch fails).
 //!
@@ -52,9 +54,6 @@ use crate::storage::{Batch, Table, keys};
 pub const MAX_CHANGE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest snapshot accepted, in bytes.
 pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
-/// Most changes by revoked devices held in memory while waiting for the changes that
-/// prove they lie inside their revocation's cut.
-pub const MAX_PENDING: usize = 1024;
 /// Most refused change hashes remembered per document.
 const MAX_REFUSED: usize = 65_536;
 
@@ -237,16 +236,6 @@ pub enum ApplyError {
         /// Automerge's reason.
         reason: String,
     },
-    /// Too many changes by revoked devices are waiting for proof.
-    #[error(
-        "change {change} by revoked device {author} dropped: {MAX_PENDING} such changes already wait for proof"
-    )]
-    PendingFull {
-        /// The change.
-        change: ChangeHash,
-        /// Its author.
-        author: DeviceId,
-    },
 }
 
 /// What [`Document::apply`] did.
@@ -260,8 +249,6 @@ pub struct Applied {
     pub accepted: Vec<ChangeHash>,
     /// Changes refused, with why.
     pub rejected: Vec<ApplyError>,
-    /// Changes by revoked devices held until the changes proving them valid arrive.
-    pub pending: usize,
     /// Whether the whole batch was refused because of a forgery (all-or-nothing mode).
     pub aborted: bool,
 }
@@ -337,14 +324,9 @@ pub struct Document {
     loose: HashSet<ChangeHash>,
     /// Valid changes stored but not applied yet because their dependencies are missing.
     waiting: HashMap<ChangeHash, Change>,
-    /// Changes by revoked devices, not stored, until a batch proves them inside the cut.
-    pending: HashMap<ChangeHash, (Change, ChangeAuth)>,
     /// Changes refused because their revoked author made them after its cut. Changes that
     /// build on them can never apply and are dropped too.
     refused: HashSet<ChangeHash>,
-    /// A revocation's cut names changes this device lacks, so its enforcement waits for
-    /// them (see [`Document::enforce_revocations`]).
-    cut_pending: bool,
 }
 
 impl Document {
@@ -357,9 +339,7 @@ impl Document {
             auth: HashMap::new(),
             loose: HashSet::new(),
             waiting: HashMap::new(),
-            pending: HashMap::new(),
             refused: HashSet::new(),
-            cut_pending: false,
         }
     }
 
@@ -527,38 +507,20 @@ impl Document {
             applied.aborted = true;
             return applied;
         }
-        by_revoked.extend(std::mem::take(&mut self.pending).into_values());
-        if !by_revoked.is_empty() {
-            let mut graph: HashMap<ChangeHash, Vec<ChangeHash>> = by_members
-                .iter()
-                .chain(&by_revoked)
-                .map(|(c, _)| (c.hash(), c.deps().to_vec()))
-                .collect();
-            graph.extend(self.waiting.iter().map(|(h, c)| (*h, c.deps().to_vec())));
-            for (change, auth) in by_revoked {
+        for (change, auth) in by_revoked {
+            if self.seen_by_revoker(&change, &auth.author, membership) {
+                by_members.push((change, auth));
+            } else {
                 let hash = change.hash();
-                match self.inside_cut(&hash, &auth.author, membership, &graph) {
-                    Cut::Inside => by_members.push((change, auth)),
-                    Cut::Outside => {
-                        if self.refused.len() < MAX_REFUSED {
-                            self.refused.insert(hash);
-                        }
-                        applied.rejected.push(ApplyError::Revoked {
-                            change: hash,
-                            author: auth.author,
-                        })
-                    }
-                    Cut::Unknown if self.pending.len() < MAX_PENDING => {
-                        self.pending.insert(hash, (change, auth));
-                    }
-                    Cut::Unknown => applied.rejected.push(ApplyError::PendingFull {
-                        change: hash,
-                        author: auth.author,
-                    }),
+                if self.refused.len() < MAX_REFUSED {
+                    self.refused.insert(hash);
                 }
+                applied.rejected.push(ApplyError::Revoked {
+                    change: hash,
+                    author: auth.author,
+                });
             }
         }
-        applied.pending = self.pending.len();
         // 4. Record and apply.
         for (change, auth) in by_members {
             let hash = change.hash();
@@ -587,16 +549,7 @@ impl Document {
                 return;
             }
             for hash in orphans {
-                self.waiting.remove(&hash);
-                self.auth.remove(&hash);
-                if self.refused.len() < MAX_REFUSED {
-                    self.refused.insert(hash);
-                }
-                if self.loose.remove(&hash) {
-                    applied
-                        .batch
-                        .delete(Table::Changes, keys::change(&self.vault, &self.id, &hash));
-                }
+                self.forget(hash, &mut applied.batch);
                 applied.accepted.retain(|h| *h != hash);
             }
         }
@@ -708,45 +661,28 @@ impl Document {
         }
     }
 
-    /// Whether `hash`, by a revoked `author`, is in the causal past of the heads its
-    /// revocation recorded. The search walks only changes that are not applied yet: an
-    /// applied change's ancestors are all applied, so a path from a recorded head down to
-    /// an unapplied change never passes through an applied one.
-    fn inside_cut(
-        &self,
-        hash: &ChangeHash,
-        author: &DeviceId,
-        membership: &Membership,
-        graph: &HashMap<ChangeHash, Vec<ChangeHash>>,
-    ) -> Cut {
-        let Some(revocation) = membership.revocation(author) else {
-            return Cut::Outside;
-        };
-        let heads = revocation
-            .doc_heads
-            .get(&self.id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let mut unknown = false;
-        let mut stack: Vec<ChangeHash> = heads
-            .iter()
-            .filter(|h| !self.is_applied(h))
-            .copied()
-            .collect();
-        let mut visited = HashSet::new();
-        while let Some(h) = stack.pop() {
-            if !visited.insert(h) {
-                continue;
-            }
-            if h == *hash {
-                return Cut::Inside;
-            }
-            match graph.get(&h) {
-                Some(deps) => stack.extend(deps.iter().filter(|d| !self.is_applied(d))),
-                None => unknown = true,
+    /// Whether `change`, by a revoked `author`, is work its revoking admins had seen.
+    fn seen_by_revoker(&self, change: &Change, author: &DeviceId, membership: &Membership) -> bool {
+        membership
+            .revocation(author)
+            .and_then(|r| r.seen.get(&self.id))
+            .and_then(|actors| actors.get(change.actor_id().to_bytes()))
+            .is_some_and(|max| change.seq() <= *max)
+    }
+
+    /// How much of `device`'s work this document holds: per actor, the highest sequence
+    /// number among its applied changes. An admin records this when revoking `device`.
+    pub fn work_seen(&self, device: &DeviceId) -> BTreeMap<Vec<u8>, u64> {
+        let mut seen: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for change in self.doc.get_changes(&[]) {
+            if self.auth.get(&change.hash()).map(|a| &a.author) == Some(device) {
+                let max = seen
+                    .entry(change.actor_id().to_bytes().to_vec())
+                    .or_default();
+                *max = (*max).max(change.seq());
             }
         }
-        if unknown { Cut::Unknown } else { Cut::Outside }
+        seen
     }
 
     /// A one-line summary of internal state, for simulator failure reports.
@@ -778,29 +714,15 @@ impl Document {
             .collect();
         waiting.sort();
         format!(
-            "heads={:?} known={} waiting={:?} pending={} refused={}",
+            "heads={:?} known={} waiting={:?} refused={}",
             self.heads()
                 .iter()
                 .map(|h| h.to_string()[..6].to_string())
                 .collect::<Vec<_>>(),
             self.auth.len(),
             waiting,
-            self.pending.len(),
             self.refused.len()
         )
-    }
-
-    /// Whether a revocation's enforcement waits for changes this device lacks; the vault
-    /// enforces again after each batch until it no longer does.
-    pub fn cut_pending(&self) -> bool {
-        self.cut_pending
-    }
-
-    /// After loading: if any stored change is by a device that is not a member, the
-    /// revocation's enforcement may still be waiting for changes (see
-    /// [`Document::cut_pending`]), so check again after the next batch.
-    pub fn recheck_after_load(&mut self, membership: &Membership) {
-        self.cut_pending = self.auth.values().any(|a| !membership.is_member(&a.author));
     }
 
     /// Whether a change is applied here.
@@ -819,8 +741,7 @@ impl Document {
             .waiting
             .values()
             .flat_map(|c| c.deps().iter().copied())
-            // Held changes of revoked devices wait for proof, not for a resend.
-            .filter(|d| !self.auth.contains_key(d) && !self.pending.contains_key(d))
+            .filter(|d| !self.auth.contains_key(d))
             .collect();
         missing.sort();
         missing.dedup();
@@ -883,42 +804,37 @@ impl Document {
         if revoked_here.is_empty() {
             return None;
         }
-        let all = self.doc.get_changes(&[]);
-        let mut dropped: HashSet<ChangeHash> = HashSet::new();
-        self.cut_pending = false;
-        for author in &revoked_here {
-            let heads = membership
-                .revocation(author)
-                .and_then(|r| r.doc_heads.get(&self.id))
-                .cloned()
-                .unwrap_or_default();
-            let known_heads: Vec<ChangeHash> = heads
-                .iter()
-                .filter(|h| self.is_applied(h))
-                .copied()
-                .collect();
-            if known_heads.len() != heads.len() {
-                // The revoking admin saw changes this device lacks; wait for them.
-                self.cut_pending = true;
-                continue;
-            }
-            let outside: HashSet<ChangeHash> = self
-                .doc
-                .get_changes(&known_heads)
-                .iter()
-                .map(|c| c.hash())
-                .collect();
-            for change in &all {
-                let hash = change.hash();
-                if outside.contains(&hash)
-                    && self.auth.get(&hash).map(|a| a.author) == Some(*author)
-                {
-                    dropped.insert(hash);
-                }
-            }
+        let unseen = |doc: &Self, change: &Change| {
+            doc.auth.get(&change.hash()).is_some_and(|auth| {
+                revoked_here.contains(&auth.author)
+                    && !doc.seen_by_revoker(change, &auth.author, membership)
+            })
+        };
+        let mut batch = Batch::new();
+        // Stored changes still waiting for dependencies go the same way, with whatever
+        // waits on them.
+        let unseen_waiting: Vec<ChangeHash> = self
+            .waiting
+            .iter()
+            .filter(|(_, c)| unseen(self, c))
+            .map(|(h, _)| *h)
+            .collect();
+        let mut dropped_waiting = Vec::new();
+        for hash in unseen_waiting {
+            self.forget(hash, &mut batch);
+            dropped_waiting.push(hash);
         }
+        let mut orphans = Applied::default();
+        self.drop_orphans(&mut orphans);
+        batch.extend(orphans.batch);
+        let all = self.doc.get_changes(&[]);
+        let mut dropped: HashSet<ChangeHash> = all
+            .iter()
+            .filter(|c| unseen(self, c))
+            .map(|c| c.hash())
+            .collect();
         if dropped.is_empty() {
-            return None;
+            return (!dropped_waiting.is_empty()).then_some((batch, dropped_waiting));
         }
         // `get_changes` lists parents before children, so one pass finds descendants.
         let mut kept = Vec::new();
@@ -953,21 +869,29 @@ impl Document {
         }
         self.doc = rebuilt;
         for hash in &dropped {
-            self.auth.remove(hash);
-            if self.refused.len() < MAX_REFUSED {
-                self.refused.insert(*hash);
-            }
+            self.forget(*hash, &mut batch);
         }
-        let mut batch = Batch::new();
-        for hash in &dropped {
-            if self.loose.remove(hash) {
-                batch.delete(Table::Changes, keys::change(&self.vault, &self.id, hash));
-            }
-        }
+        // Waiting changes built on what was just dropped can never apply either.
+        let mut orphans = Applied::default();
+        self.drop_orphans(&mut orphans);
+        batch.extend(orphans.batch);
         batch.extend(self.compact());
-        let mut dropped: Vec<ChangeHash> = dropped.into_iter().collect();
+        let mut dropped: Vec<ChangeHash> = dropped.into_iter().chain(dropped_waiting).collect();
         dropped.sort();
         Some((batch, dropped))
+    }
+
+    /// Forgets a change for good: not applied, not waiting, refused if it comes again, and
+    /// its own record deleted.
+    fn forget(&mut self, hash: ChangeHash, batch: &mut Batch) {
+        self.waiting.remove(&hash);
+        self.auth.remove(&hash);
+        if self.refused.len() < MAX_REFUSED {
+            self.refused.insert(hash);
+        }
+        if self.loose.remove(&hash) {
+            batch.delete(Table::Changes, keys::change(&self.vault, &self.id, &hash));
+        }
     }
 
     /// Folds every applied change into one snapshot record and deletes their individual
@@ -1123,7 +1047,7 @@ impl Document {
             return applied;
         }
         let all_members = auths.iter().all(|(_, a)| membership.is_member(&a.author));
-        if all_members && self.auth.is_empty() && self.pending.is_empty() {
+        if all_members && self.auth.is_empty() {
             let actor = self.doc.get_actor().clone();
             self.doc = loaded.with_actor(actor);
             for (hash, auth) in auths {
@@ -1253,18 +1177,4 @@ impl Document {
             .flatten()
             .map(|(v, _)| v)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cut {
-    Inside,
-    Outside,
-    Unknown,
-}
-
-/// Heads of many documents, keyed by id (what a revocation records).
-pub fn doc_heads<'a>(
-    docs: impl IntoIterator<Item = &'a Document>,
-) -> BTreeMap<DocId, Vec<ChangeHash>> {
-    docs.into_iter().map(|d| (d.id(), d.heads())).collect()
 }

@@ -67,8 +67,8 @@ pub use identity::{DeviceId, DeviceKey, KeyError, ParseDeviceIdError, Signature,
 pub use ids::{DocId, ParseIdError, VaultId};
 pub use invite_code::{InviteCode, InviteCodeError};
 pub use membership::{
-    Action, DocHeads, Entry, EntryError, Invite, Member, Membership, MembershipError,
-    MembershipLog, Received, Revocation, Role, RuleViolation, SignedEntry,
+    Action, Entry, EntryError, Invite, Member, Membership, MembershipError, MembershipLog,
+    Received, Revocation, Role, RuleViolation, SignedEntry, WorkSeen,
 };
 pub use node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
 pub use protocol::{JoinRequest, Message, RefuseCode};

@@ -39,9 +39,15 @@
 //!    one admitted earlier in the canonical order; the vault's creator is the most
 //!    senior), and the junior admin's revocation is void. Longer cycles of concurrent
 //!    revocations resolve by the canonical order and rule 6.
-//! 8. A revocation records the document heads its author had seen. The revoked device's
-//!    document changes inside the causal past of those heads stay valid; its other changes
-//!    are rejected everywhere (see [`crate::Document`]).
+//! 8. A revocation records, per document, how much of the revoked device's work its author
+//!    had seen: for each Automerge actor the device wrote with, the highest sequence number
+//!    (a [`WorkSeen`]). Automerge numbers an actor's changes 1, 2, 3… and each builds on the
+//!    one before, so this is exactly the set of the device's changes in the causal past of
+//!    the heads the admin had, yet it can be judged from a change alone, without the rest
+//!    of the graph (which may never arrive: a head the admin saw can later be dropped by
+//!    another revocation). Changes at or below the recorded numbers stay valid; the
+//!    device's other changes are rejected everywhere (see [`crate::Document`]). Several
+//!    revocations of one device keep the highest number per actor.
 //!
 //! ```
 //! use nexus_core::{DeviceKey, MembershipLog, Role};
@@ -59,7 +65,6 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 
-use automerge::ChangeHash;
 use thiserror::Error;
 
 use crate::codec::{DecodeError, Reader, Writer};
@@ -76,10 +81,12 @@ pub const MAX_PARENTS: usize = 64;
 pub const MAX_ENTRIES: usize = 10_000;
 /// Longest vault name, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
-/// Most documents a revocation may record heads for.
+/// Most documents a revocation may record work for.
 pub const MAX_REVOKED_DOCS: usize = 100_000;
-/// Most heads recorded per document in a revocation.
-pub const MAX_HEADS_PER_DOC: usize = 64;
+/// Most Automerge actors recorded per document in a revocation.
+pub const MAX_ACTORS_PER_DOC: usize = 64;
+/// Longest Automerge actor id, in bytes.
+pub const MAX_ACTOR_LEN: usize = 64;
 
 const ENTRY_VERSION: u64 = 1;
 const SIGNING_DOMAIN: &[u8] = b"nexus/membership-entry/v1";
@@ -135,8 +142,9 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// Document heads per document, as recorded by a revocation.
-pub type DocHeads = BTreeMap<DocId, Vec<ChangeHash>>;
+/// How much of a device's work an admin had seen when revoking it: per document, per
+/// Automerge actor id the device wrote with, the highest sequence number seen.
+pub type WorkSeen = BTreeMap<DocId, BTreeMap<Vec<u8>, u64>>;
 
 /// What a membership entry does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,8 +184,8 @@ pub enum Action {
     RevokeDevice {
         /// The revoked device.
         device: DeviceId,
-        /// The document heads the admin had seen: the revoked device's work up to here stays.
-        doc_heads: DocHeads,
+        /// The revoked device's work the admin had seen: it stays; later work does not.
+        seen: WorkSeen,
     },
 }
 
@@ -250,12 +258,12 @@ impl Entry {
             Action::RedeemInvite { invite, secret } => {
                 w.raw(invite.as_bytes()).raw(secret);
             }
-            Action::RevokeDevice { device, doc_heads } => {
-                w.raw(device.public_key()).len(doc_heads.len());
-                for (doc, heads) in doc_heads {
-                    w.raw(doc.as_bytes()).len(heads.len());
-                    for head in heads {
-                        w.raw(&head.0);
+            Action::RevokeDevice { device, seen } => {
+                w.raw(device.public_key()).len(seen.len());
+                for (doc, actors) in seen {
+                    w.raw(doc.as_bytes()).len(actors.len());
+                    for (actor, seq) in actors {
+                        w.bytes(actor).varint(*seq);
                     }
                 }
             }
@@ -307,17 +315,35 @@ impl Entry {
             4 => {
                 let device = read_device(&mut r, "revoked device")?;
                 let docs = r.count(MAX_REVOKED_DOCS, 17, "revocation documents")?;
-                let mut doc_heads = DocHeads::new();
+                let mut seen = WorkSeen::new();
                 for _ in 0..docs {
                     let doc = DocId(r.array("revocation document")?);
-                    let count = r.count(MAX_HEADS_PER_DOC, 32, "revocation heads")?;
-                    let mut heads = Vec::with_capacity(count);
-                    for _ in 0..count {
-                        heads.push(ChangeHash(r.array("revocation head")?));
+                    if seen.last_key_value().is_some_and(|(last, _)| *last >= doc) {
+                        return Err(DecodeError::Invalid {
+                            what: "revocation",
+                            reason: "documents not in strictly increasing order".into(),
+                        });
                     }
-                    doc_heads.insert(doc, heads);
+                    let count = r.count(MAX_ACTORS_PER_DOC, 2, "revocation actors")?;
+                    let mut actors = BTreeMap::new();
+                    for _ in 0..count {
+                        let actor = r.bytes(MAX_ACTOR_LEN, "revocation actor")?.to_vec();
+                        let seq = r.varint("revocation sequence number")?;
+                        if actors
+                            .last_key_value()
+                            .is_some_and(|(last, _)| *last >= actor)
+                        {
+                            // One encoding per entry: actors sorted, each once.
+                            return Err(DecodeError::Invalid {
+                                what: "revocation",
+                                reason: "actors not in strictly increasing order".into(),
+                            });
+                        }
+                        actors.insert(actor, seq);
+                    }
+                    seen.insert(doc, actors);
                 }
-                Action::RevokeDevice { device, doc_heads }
+                Action::RevokeDevice { device, seen }
             }
             tag => {
                 return Err(DecodeError::UnknownTag {
@@ -590,9 +616,9 @@ pub struct Member {
 pub struct Revocation {
     /// The revocation entries (more than one if it was revoked several times).
     pub entries: Vec<Hash>,
-    /// Document heads seen by the revoking admins: the device's changes in their causal
-    /// past stay valid.
-    pub doc_heads: DocHeads,
+    /// The device's work seen by the revoking admins (highest per actor over all its
+    /// revocations): changes at or below it stay valid.
+    pub seen: WorkSeen,
 }
 
 /// An invite and its state.
@@ -976,17 +1002,16 @@ impl<'a> Replay<'a> {
             } else if !state.revocations.is_empty() {
                 let mut revocation = Revocation {
                     entries: Vec::new(),
-                    doc_heads: DocHeads::new(),
+                    seen: WorkSeen::new(),
                 };
                 for &r in &state.revocations {
                     revocation.entries.push(self.order[r].hash);
-                    if let Action::RevokeDevice { doc_heads, .. } = &self.order[r].entry.action {
-                        for (doc, heads) in doc_heads {
-                            let merged = revocation.doc_heads.entry(*doc).or_default();
-                            for head in heads {
-                                if !merged.contains(head) {
-                                    merged.push(*head);
-                                }
+                    if let Action::RevokeDevice { seen, .. } = &self.order[r].entry.action {
+                        for (doc, actors) in seen {
+                            let merged = revocation.seen.entry(*doc).or_default();
+                            for (actor, seq) in actors {
+                                let max = merged.entry(actor.clone()).or_default();
+                                *max = (*max).max(*seq);
                             }
                         }
                     }
@@ -1327,14 +1352,14 @@ impl MembershipLog {
         self.author(newcomer, Action::RedeemInvite { invite, secret }, now_ms)
     }
 
-    /// An admin revokes `device`, recording the document heads it has seen.
+    /// An admin revokes `device`, recording how much of its work the admin has seen.
     pub fn revoke_device(
         &mut self,
         admin: &DeviceKey,
         device: DeviceId,
-        doc_heads: DocHeads,
+        seen: WorkSeen,
         now_ms: u64,
     ) -> Result<SignedEntry, MembershipError> {
-        self.author(admin, Action::RevokeDevice { device, doc_heads }, now_ms)
+        self.author(admin, Action::RevokeDevice { device, seen }, now_ms)
     }
 }

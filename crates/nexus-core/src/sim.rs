@@ -733,23 +733,20 @@ fn check(net: &Network, vault: VaultId, report: &mut Report) -> Result<(), Strin
                         change.author
                     ));
                 };
-                let cut = revocation
-                    .doc_heads
-                    .get(&doc.id())
-                    .cloned()
-                    .unwrap_or_default();
-                if cut.iter().all(|h| doc.has_change(h)) {
-                    let outside = doc.changes_since(&cut);
-                    if outside.iter().any(|c| c.author == change.author) {
-                        if net.trace {
-                            eprintln!("device {i}: {}", doc.debug_state());
-                        }
-                        return Err(format!(
-                            "device {i} stores work of revoked {} made after its revocation in {}",
-                            change.author,
-                            doc.id()
-                        ));
+                let seen = revocation.seen.get(&doc.id());
+                let inside = automerge::Change::from_bytes(change.bytes.clone())
+                    .ok()
+                    .and_then(|c| Some(c.seq() <= *seen?.get(c.actor_id().to_bytes())?))
+                    .unwrap_or(false);
+                if !inside {
+                    if net.trace {
+                        eprintln!("device {i}: {}", doc.debug_state());
                     }
+                    return Err(format!(
+                        "device {i} stores work of revoked {} made after its revocation in {}",
+                        change.author,
+                        doc.id()
+                    ));
                 }
             }
         }

@@ -36,7 +36,7 @@ use crate::hash::Hash;
 use crate::identity::{DeviceId, DeviceKey};
 use crate::ids::{DocId, VaultId};
 use crate::membership::{
-    DocHeads, EntryError, Membership, MembershipError, MembershipLog, Received, Role, SignedEntry,
+    EntryError, Membership, MembershipError, MembershipLog, Received, Role, SignedEntry, WorkSeen,
 };
 use crate::storage::{Batch, Storage, Table, keys};
 
@@ -261,9 +261,8 @@ impl Vault {
                 .into_iter()
                 .map(|(_, v)| v)
                 .collect();
-            let mut doc = Document::load(vault, id, actor.clone(), snapshot.as_deref(), &changes)
+            let doc = Document::load(vault, id, actor.clone(), snapshot.as_deref(), &changes)
                 .map_err(|source| VaultLoadError::Document { vault, source })?;
-            doc.recheck_after_load(log.membership());
             docs.insert(id, doc);
         }
         Ok(Self {
@@ -346,17 +345,22 @@ impl Vault {
         Ok((entry, batch))
     }
 
-    /// An admin revokes a device. The entry records the heads of every document this
-    /// device has, and this device's documents drop the revoked device's changes outside
-    /// them (there are none yet, unless they were waiting for dependencies).
+    /// An admin revokes a device. The entry records how much of the device's work each
+    /// document here holds ([`crate::WorkSeen`]); the device's later changes, wherever
+    /// they turn up, are refused.
     pub fn revoke_device(
         &mut self,
         admin: &DeviceKey,
         device: DeviceId,
         now_ms: u64,
     ) -> Result<Batch, VaultError> {
-        let doc_heads: DocHeads = self.docs.values().map(|d| (d.id(), d.heads())).collect();
-        let entry = self.log.revoke_device(admin, device, doc_heads, now_ms)?;
+        let seen: WorkSeen = self
+            .docs
+            .values()
+            .map(|d| (d.id(), d.work_seen(&device)))
+            .filter(|(_, actors)| !actors.is_empty())
+            .collect();
+        let entry = self.log.revoke_device(admin, device, seen, now_ms)?;
         let mut batch = self.record_entry(&entry);
         let (rewrites, _) = self.enforce_revocations();
         batch.extend(rewrites);
@@ -530,19 +534,13 @@ impl Vault {
             Document::new(vault, doc, actor)
         });
         let mut applied = apply(document, self.log.membership());
-        if document.cut_pending()
-            && !applied.accepted.is_empty()
-            && let Some((rewrite, _)) = document.enforce_revocations(self.log.membership())
-        {
-            applied.batch.extend(rewrite);
-        }
         if self.unsaved.contains(&doc) {
             if !applied.accepted.is_empty() {
                 self.unsaved.remove(&doc);
                 let mut batch = document.meta_record(now_ms);
                 batch.extend(std::mem::take(&mut applied.batch));
                 applied.batch = batch;
-            } else if applied.pending == 0 {
+            } else {
                 self.docs.remove(&doc);
                 self.unsaved.remove(&doc);
             }
