@@ -4,7 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use nexus::{SqliteStore, load_or_create_key};
+use nexus::libp2p::Multiaddr;
+use nexus::libp2p::multiaddr::Protocol;
+use nexus::{
+    NativePeer, PeerConfig, PeerEvent, SqliteStore, control_request, daemon_running,
+    load_or_create_key,
+};
+use nexus_core::peers::PeerRecord;
 use nexus_core::automerge::ROOT;
 use nexus_core::json::put_json;
 use nexus_core::node::{Node, NodeConfig, Output};
@@ -67,6 +73,40 @@ enum Command {
     },
     /// Verify every stored signature and hash; report problems.
     Check,
+    /// Run the daemon: listen, find peers, keep every vault in sync. Stops on Ctrl-C.
+    Serve {
+        /// Address to listen on (repeatable). Default: TCP, QUIC and WebSocket on every
+        /// interface, on ports the system picks.
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+        /// A peer to dial at start (repeatable), e.g. /ip4/192.168.1.7/tcp/4001/p2p/12D3KooW…
+        #[arg(long = "peer", value_name = "MULTIADDR")]
+        peers: Vec<Multiaddr>,
+        /// Do not look for peers on the local network.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Show the daemon's peers and the sync state of each vault.
+    Status,
+    /// Known peers.
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
+    /// Join a vault with an invite code from one of its admins.
+    Join {
+        /// The code (nexus1…).
+        code: InviteCode,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PeerCommand {
+    /// Remember a peer and connect to it (now, if the daemon runs).
+    Add {
+        /// Its address, ending in /p2p/<DeviceId>.
+        address: Multiaddr,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +241,18 @@ pub(crate) enum CliError {
     JsonFile { path: PathBuf, reason: String },
     #[error("no randomness: {0}")]
     Random(#[from] nexus_core::KeyError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Peer(#[from] nexus::PeerError),
+    #[error(transparent)]
+    Control(#[from] nexus::ControlError),
+    #[error("the daemon refused: {0}")]
+    Daemon(String),
+    #[error("`{0}` does not end in /p2p/<DeviceId>; a peer address must name the device")]
+    AddressWithoutPeer(Multiaddr),
+    #[error("{0}")]
+    Join(String),
 }
 
 fn now_ms() -> u64 {
@@ -384,12 +436,22 @@ pub(crate) fn run(cli: Cli) -> Result<Out, CliError> {
                     home.node
                         .create_invite(vault, &secret, role, expires_at_ms, now)?;
                 home.commit(out)?;
+                let addresses: Vec<String> = match ask_daemon(&dir, &json!({ "op": "status" })) {
+                    Ok(Some(status)) => status["listening"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(str::to_owned))
+                        .take(nexus_core::invite_code::MAX_ADDRESSES)
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let code = InviteCode {
                     vault,
                     invite,
                     secret,
                     expires_at_ms,
-                    addresses: Vec::new(),
+                    addresses,
                 };
                 Ok(Out::new(
                     json!({ "code": code.to_string(), "vault_id": vault.to_string(), "role": role.to_string(), "expires_at_ms": expires_at_ms }),
@@ -452,7 +514,286 @@ pub(crate) fn run(cli: Cli) -> Result<Out, CliError> {
         },
         Command::Doc { command } => run_doc(&mut home, command, now),
         Command::Check => check(&home),
+        Command::Serve {
+            listen,
+            peers,
+            no_mdns,
+        } => serve(home, &dir, listen, peers, !no_mdns),
+        Command::Status => status(&home, &dir),
+        Command::Peer {
+            command: PeerCommand::Add { address },
+        } => peer_add(&mut home, &dir, address),
+        Command::Join { code } => join(home, &dir, code),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)
+}
+
+/// Asks the daemon on `dir`, if one runs.
+fn ask_daemon(dir: &Path, request: &Value) -> Result<Option<Value>, CliError> {
+    if !daemon_running(dir) {
+        return Ok(None);
+    }
+    let reply = runtime()?.block_on(control_request(dir, request))?;
+    if reply["ok"] == false {
+        let error = reply["error"].as_str().unwrap_or("unknown error").to_owned();
+        return Err(CliError::Daemon(error));
+    }
+    Ok(Some(reply))
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0/ws"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+fn log_line(json: bool, event: &PeerEvent) {
+    let now = now_ms();
+    let (kind, text) = match event {
+        PeerEvent::Listening(address) => ("listening", format!("listening on {address}")),
+        PeerEvent::Connected(device) => ("connected", format!("connected to {device}")),
+        PeerEvent::Disconnected(device) => ("disconnected", format!("disconnected from {device}")),
+        PeerEvent::SessionReady { vault, peer } => {
+            ("syncing", format!("syncing vault {vault} with {peer}"))
+        }
+        PeerEvent::SessionRefused { peer, reason } => (
+            "refused",
+            format!(
+                "session with {peer} ended ({} {}): {}",
+                if reason.by_us { "we refused" } else { "they refused" },
+                format!("{:?}", reason.code).to_lowercase(),
+                reason.reason
+            ),
+        ),
+        PeerEvent::DocChanged { vault, doc } => {
+            ("doc_changed", format!("document {doc} in vault {vault} changed"))
+        }
+        PeerEvent::MembershipChanged(vault) => {
+            ("membership", format!("membership of vault {vault} changed"))
+        }
+        PeerEvent::VaultJoined(vault) => ("joined", format!("now holding vault {vault}")),
+        PeerEvent::Rejected { peer, error } => {
+            ("rejected", format!("rejected from {peer}: {error}"))
+        }
+        PeerEvent::Problem(text) => ("problem", text.clone()),
+        _ => ("event", format!("{event:?}")),
+    };
+    if json {
+        eprintln!("{}", json!({ "at_ms": now, "event": kind, "message": text }));
+    } else {
+        eprintln!("{text}");
+    }
+}
+
+fn serve(
+    home: Home,
+    dir: &Path,
+    listen: Vec<Multiaddr>,
+    peers: Vec<Multiaddr>,
+    mdns: bool,
+) -> Result<Out, CliError> {
+    let json_logs = std::env::args().any(|a| a == "--json");
+    let key = home.key.clone();
+    drop(home);
+    let config = PeerConfig {
+        listen: if listen.is_empty() {
+            default_listen()
+        } else {
+            listen
+        },
+        dial: peers,
+        mdns,
+        ..PeerConfig::default()
+    };
+    runtime()?.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let peer = NativePeer::start(dir, key, config, Some(tx)).await?;
+        let device = peer.device_id();
+        if json_logs {
+            println!("{}", json!({ "device_id": device.to_string() }));
+        } else {
+            println!("Device {device}");
+        }
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let PeerEvent::Listening(address) = &event {
+                    // Addresses go to stdout (one per line) so scripts can read them.
+                    if json_logs {
+                        println!("{}", json!({ "listening": address.to_string() }));
+                    } else {
+                        println!("Listening on {address}");
+                    }
+                }
+                log_line(json_logs, &event);
+            }
+        });
+        peer.run(shutdown_signal()).await?;
+        Ok::<(), CliError>(())
+    })?;
+    Ok(Out::new(json!({ "stopped": true }), "Stopped"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+fn status(home: &Home, dir: &Path) -> Result<Out, CliError> {
+    let value = match ask_daemon(dir, &json!({ "op": "status" }))? {
+        Some(value) => value,
+        None => {
+            // No daemon: what the store knows.
+            let (records, _) = PeerRecord::load_all(&home.store)?;
+            let vaults: Vec<Value> = home
+                .node
+                .vaults()
+                .map(|v| {
+                    let last = records
+                        .iter()
+                        .filter_map(|r| r.last_synced.get(&v.id()).map(|(at, _)| *at))
+                        .max();
+                    json!({ "vault_id": v.id().to_string(), "name": v.membership().name(), "documents": v.documents().count(), "members": v.membership().members().len(), "sessions": [], "last_sync_ms": last })
+                })
+                .collect();
+            let peers: Vec<Value> = records
+                .iter()
+                .map(|r| json!({ "device_id": r.device.to_string(), "connected": false, "addresses": r.addresses, "last_seen_ms": r.last_seen_ms, "failures": r.failures }))
+                .collect();
+            json!({ "running": false, "device_id": home.key.device_id().to_string(), "listening": [], "connected": [], "vaults": vaults, "peers": peers })
+        }
+    };
+    let mut lines = vec![format!(
+        "Device {} — daemon {}",
+        value["device_id"].as_str().unwrap_or(""),
+        if value["running"] == true { "running" } else { "not running (start it with `nexus serve`)" }
+    )];
+    for address in value["listening"].as_array().into_iter().flatten() {
+        lines.push(format!("  listening on {}", address.as_str().unwrap_or("")));
+    }
+    let now = now_ms();
+    let ago = |ms: &Value| match ms.as_u64() {
+        Some(at) if at > 0 => format!("{}s ago", now.saturating_sub(at) / 1000),
+        _ => "never".to_owned(),
+    };
+    for vault in value["vaults"].as_array().into_iter().flatten() {
+        let sessions = vault["sessions"].as_array().map_or(0, Vec::len);
+        lines.push(format!(
+            "Vault {} {}: {} documents, {} members, {} live sessions, last sync {}",
+            vault["vault_id"].as_str().unwrap_or(""),
+            vault["name"],
+            vault["documents"],
+            vault["members"],
+            sessions,
+            ago(&vault["last_sync_ms"])
+        ));
+    }
+    for peer in value["peers"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "Peer {} {} (last seen {}, {} failed attempts)",
+            peer["device_id"].as_str().unwrap_or(""),
+            if peer["connected"] == true { "connected" } else { "not connected" },
+            ago(&peer["last_seen_ms"]),
+            peer["failures"]
+        ));
+    }
+    Ok(Out::new(value, lines.join("\n")))
+}
+
+fn peer_add(home: &mut Home, dir: &Path, address: Multiaddr) -> Result<Out, CliError> {
+    let device = match address.iter().last() {
+        Some(Protocol::P2p(peer)) => nexus::device_of(&peer),
+        _ => None,
+    }
+    .ok_or_else(|| CliError::AddressWithoutPeer(address.clone()))?;
+    let mut bare = address.clone();
+    bare.pop();
+    let (records, _) = PeerRecord::load_all(&home.store)?;
+    let mut record = records
+        .into_iter()
+        .find(|r| r.device == device)
+        .unwrap_or_else(|| PeerRecord::new(device));
+    record.add_address(&bare.to_string());
+    home.store.commit(record.to_batch())?;
+    let live = ask_daemon(dir, &json!({ "op": "dial", "address": address.to_string() }))?.is_some();
+    let human = if live {
+        format!("Added {device}; the daemon is connecting")
+    } else {
+        format!("Added {device}; `nexus serve` will connect to it")
+    };
+    Ok(Out::new(
+        json!({ "device_id": device.to_string(), "address": bare.to_string(), "daemon": live }),
+        human,
+    ))
+}
+
+fn join(home: Home, dir: &Path, code: InviteCode) -> Result<Out, CliError> {
+    let vault = code.vault;
+    if home.node.vault(&vault).is_some() {
+        return Ok(Out::new(
+            json!({ "vault_id": vault.to_string(), "already_member": true }),
+            format!("Already holding vault {vault}"),
+        ));
+    }
+    if code.addresses.is_empty() && !daemon_running(dir) {
+        return Err(CliError::Join(
+            "the invite carries no address: start `nexus serve` here, or ask for a code made while the inviter's daemon runs".into(),
+        ));
+    }
+    let reply = if daemon_running(dir) {
+        runtime()?.block_on(control_request(dir, &json!({ "op": "join", "code": code.to_string() })))?
+    } else {
+        // No daemon: run a short-lived peer until the vault arrives.
+        let key = home.key.clone();
+        drop(home);
+        let config = PeerConfig {
+            listen: Vec::new(),
+            mdns: false,
+            control_socket: false,
+            ..PeerConfig::default()
+        };
+        runtime()?.block_on(async move {
+            let mut peer = NativePeer::start(dir, key, config, None).await?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            peer.join(code, Some(tx));
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let run = tokio::spawn(peer.run(async move {
+                let _ = stop_rx.await;
+            }));
+            let reply = rx.await.unwrap_or_else(|_| json!({ "ok": false, "error": "the peer stopped" }));
+            if reply["ok"] == true {
+                // Give the first documents a moment to arrive.
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            let _ = stop_tx.send(());
+            let _ = run.await;
+            Ok::<Value, CliError>(reply)
+        })?
+    };
+    if reply["ok"] != true {
+        return Err(CliError::Join(
+            reply["error"].as_str().unwrap_or("joining failed").to_owned(),
+        ));
+    }
+    Ok(Out::new(
+        json!({ "vault_id": vault.to_string(), "joined": true }),
+        format!("Joined vault {vault}"),
+    ))
 }
 
 fn unreachable_init() -> Result<Out, CliError> {

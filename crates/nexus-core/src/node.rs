@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use automerge::{AutomergeError, ChangeHash};
 
-use crate::document::{ApplyError, SignedChange};
+use crate::document::{ApplyError, Document, SignedChange};
 use crate::hash::Hash;
 use crate::identity::{DeviceId, DeviceKey};
 use crate::ids::{DocId, VaultId};
@@ -456,6 +456,37 @@ impl Node {
             .vault_mut(&vault)?
             .revoke_device(&key, device, now_ms)?;
         Ok(self.after_membership_change(vault, batch, None, now_ms))
+    }
+
+    /// Takes in a vault as another process left it in the shared store (loaded with
+    /// [`Vault::load`]), keeping this node's sessions: new membership entries and document
+    /// changes are offered to the peers at once, as if made here. A vault this node did not
+    /// hold is added and its sessions can then be opened.
+    pub fn refresh_vault(&mut self, fresh: Vault, now_ms: u64) -> Output {
+        let id = fresh.id();
+        let mut out = Output::default();
+        let Some(old) = self.vaults.get(&id) else {
+            self.vaults.insert(id, fresh);
+            out.events.push(Event::VaultJoined { vault: id });
+            return out;
+        };
+        let membership_changed = old.log().heads() != fresh.log().heads();
+        let changed_docs: Vec<DocId> = fresh
+            .documents()
+            .filter(|d| old.document(&d.id()).map(Document::heads) != Some(d.heads()))
+            .map(Document::id)
+            .collect();
+        if !membership_changed && changed_docs.is_empty() {
+            return out;
+        }
+        self.vaults.insert(id, fresh);
+        if membership_changed {
+            out.extend(self.after_membership_change(id, Batch::new(), None, now_ms));
+        }
+        for doc in changed_docs {
+            self.offer(id, doc, None, &mut out);
+        }
+        out
     }
 
     /// Compacts a document's storage.

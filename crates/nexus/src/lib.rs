@@ -1,8 +1,10 @@
 //! The Nexus engine: what runs around the sans-IO [`nexus_core`] on each target.
 //!
-//! This crate holds the storage backends and (in later steps) the transports and the node
-//! runtime. Platform differences live in one module per side: `native` (SQLite, the key
-//! file) and, later, `wasm` (IndexedDB).
+//! This crate holds the storage backends, the transports and the node runtime. Platform
+//! differences live in one module per side: `native` (SQLite, the key file, a libp2p
+//! swarm on tokio with TCP, QUIC and WebSocket, and [`NativePeer`], the runtime behind
+//! `nexus serve`) and, later, `wasm` (IndexedDB). [`frames`] is shared: how sync messages
+//! are framed on a stream.
 //!
 //! Native storage, end to end:
 //!
@@ -23,6 +25,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod frames;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 
@@ -30,3 +33,13 @@ mod native;
 pub use native::key_file::{KeyFileError, load_or_create_key};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::daemon::{
+    CONTROL_SOCKET, ControlError, JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError,
+    PeerEvent, control_request, daemon_running,
+};
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::swarm::{PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm, device_of, keypair, peer_of};
+/// Re-exported so that users of the engine name the same libp2p types.
+#[cfg(not(target_arch = "wasm32"))]
+pub use libp2p;

@@ -1,4 +1,7 @@
-//! The native side of the engine: SQLite storage and the device key file.
+//! The native side of the engine: SQLite storage, the device key file, the libp2p swarm
+//! and the peer runtime that drives a node with it.
 
+pub(crate) mod daemon;
 pub(crate) mod key_file;
 pub(crate) mod sqlite;
+pub(crate) mod swarm;

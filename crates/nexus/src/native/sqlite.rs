@@ -186,6 +186,14 @@ impl SqliteStore {
             .map_err(|e| self.error(e))
     }
 
+    /// A number that changes whenever another connection (another process, such as a
+    /// `nexus` command next to a running daemon) commits to the database. Cheap to poll.
+    pub fn data_version(&self) -> Result<i64, SqliteError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(|e| self.error(e))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,0 +1,1152 @@
+//! The native peer runtime: one [`nexus_core::Node`] on a SQLite store, driven by a
+//! libp2p swarm on tokio.
+//!
+//! Every `/nexus/sync/1` stream is one session of the node (one vault with one peer).
+//! Frames read from streams go to the node; what the node returns is carried out in its
+//! order: commit the batch, then send, then close, then report events. Sessions open for
+//! every vault this device shares with a connected peer, and for pending invites. Known
+//! peers are redialled with capped exponential backoff and jitter. Writes made to the same
+//! database by another process (a `nexus` command next to the daemon) are noticed through
+//! SQLite's `data_version` within [`POLL_INTERVAL`] and offered to peers like local ones.
+//!
+//! A local control socket (`nexus.sock` in the home) answers `status`, `dial` and `join`
+//! requests from the command line, one JSON object per line.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
+use nexus_core::node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
+use nexus_core::peers::{Backoff, PeerRecord};
+use nexus_core::protocol::{Message, RefuseCode};
+use nexus_core::{ActorId, DeviceId, DeviceKey, InviteCode, Storage, Vault, VaultId};
+use serde_json::{Value, json};
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite::{SqliteError, SqliteStore};
+use super::swarm::{PeerBehaviour, PeerBehaviourEvent, SYNC_PROTOCOL, SwarmError, build_swarm, device_of};
+use crate::frames::{read_frame, write_frame};
+
+/// How often the node ticks and the database is checked for other processes' writes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a session refused by a peer (or by us) waits before it is tried again.
+const REFUSED_COOLDOWN_MS: u64 = 30_000;
+/// How long a peer that broke the protocol is kept away.
+const BAN_MS: u64 = 60_000;
+/// How long an invite is tried before `join` gives up.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The control socket's file name in the home.
+pub const CONTROL_SOCKET: &str = "nexus.sock";
+
+/// How the peer runs.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses to dial at start (and remember).
+    pub dial: Vec<Multiaddr>,
+    /// Whether to find peers on the local network.
+    pub mdns: bool,
+    /// The node's timing.
+    pub node: NodeConfig,
+    /// Whether to serve the control socket (one daemon per home).
+    pub control_socket: bool,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            dial: Vec::new(),
+            mdns: true,
+            node: NodeConfig::new(),
+            control_socket: true,
+        }
+    }
+}
+
+/// What the runtime reports as it goes (the daemon logs these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerEvent {
+    /// Listening on an address (with `/p2p/<DeviceId>` appended).
+    Listening(Multiaddr),
+    /// A connection to a device came up.
+    Connected(DeviceId),
+    /// The last connection to a device went down.
+    Disconnected(DeviceId),
+    /// A vault session finished its handshake.
+    SessionReady {
+        /// The vault.
+        vault: VaultId,
+        /// The peer.
+        peer: DeviceId,
+    },
+    /// A session ended with a refusal (either side).
+    SessionRefused {
+        /// The peer.
+        peer: DeviceId,
+        /// The reason.
+        reason: CloseReason,
+    },
+    /// A document changed because of a peer.
+    DocChanged {
+        /// The vault.
+        vault: VaultId,
+        /// The document.
+        doc: nexus_core::DocId,
+    },
+    /// The vault's membership changed.
+    MembershipChanged(VaultId),
+    /// This device now holds a vault it did not have.
+    VaultJoined(VaultId),
+    /// A peer's changes were rejected.
+    Rejected {
+        /// The peer.
+        peer: DeviceId,
+        /// Why.
+        error: String,
+    },
+    /// Something went wrong that the runtime recovered from.
+    Problem(String),
+}
+
+/// Why the runtime could not start or had to stop.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// The swarm could not be built.
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] SqliteError),
+    /// The vaults could not be loaded.
+    #[error("loading the vaults: {0}")]
+    Load(String),
+    /// An address could not be listened on.
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// Another daemon already serves this home.
+    #[error("a daemon is already running on this home (control socket {0})")]
+    AlreadyRunning(PathBuf),
+    /// The control socket could not be set up.
+    #[error("control socket {path}: {source}")]
+    Control {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+enum Internal {
+    Frame(SessionId, Vec<u8>),
+    Closed(SessionId),
+    Opened {
+        peer: PeerId,
+        vault: VaultId,
+        join: Option<InviteCode>,
+        stream: libp2p::Stream,
+    },
+    OpenFailed {
+        peer: PeerId,
+        vault: VaultId,
+        error: String,
+    },
+}
+
+struct Link {
+    peer: PeerId,
+    device: DeviceId,
+    vault: Option<VaultId>,
+    joining: bool,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+struct PendingJoin {
+    code: InviteCode,
+    deadline_ms: u64,
+    last_error: Option<String>,
+    reply: Option<oneshot::Sender<Value>>,
+}
+
+type ControlRequest = (Value, oneshot::Sender<Value>);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn jitter() -> u64 {
+    nexus_core::random_bytes::<8>().map_or(0, u64::from_le_bytes)
+}
+
+/// The address without a trailing `/p2p/…`, and the peer it names.
+fn split_peer(address: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut address = address.clone();
+    match address.pop() {
+        Some(Protocol::P2p(peer)) => (address, Some(peer)),
+        Some(other) => {
+            address.push(other);
+            (address, None)
+        }
+        None => (address, None),
+    }
+}
+
+/// A running native peer. Build with [`NativePeer::start`], then drive with
+/// [`NativePeer::run`].
+pub struct NativePeer {
+    home: PathBuf,
+    node: Node,
+    store: SqliteStore,
+    swarm: Swarm<PeerBehaviour>,
+    control: libp2p_stream::Control,
+    incoming: libp2p_stream::IncomingStreams,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    links: HashMap<SessionId, Link>,
+    by_pair: HashMap<(PeerId, VaultId), SessionId>,
+    opening: HashSet<(PeerId, VaultId)>,
+    cooldown: HashMap<(PeerId, VaultId), u64>,
+    banned: HashMap<PeerId, u64>,
+    disconnect_at: Vec<(PeerId, u64)>,
+    connected: HashSet<PeerId>,
+    identified: HashMap<PeerId, Vec<Multiaddr>>,
+    peers: BTreeMap<DeviceId, PeerRecord>,
+    next_dial: HashMap<PeerId, u64>,
+    listening: Vec<Multiaddr>,
+    joins: Vec<PendingJoin>,
+    data_version: i64,
+    backoff: Backoff,
+    control_path: Option<PathBuf>,
+}
+
+impl NativePeer {
+    /// Opens the store in `home`, builds the swarm and starts listening. Call inside a
+    /// tokio runtime. `events`, if given, receives what happens.
+    pub async fn start(
+        home: &Path,
+        key: DeviceKey,
+        config: PeerConfig,
+        events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    ) -> Result<Self, PeerError> {
+        let store = SqliteStore::open(&home.join("nexus.db"))?;
+        let node = Node::load(&store, key.clone(), ActorId::random(), config.node)
+            .map_err(|e| PeerError::Load(e.to_string()))?;
+        let mut swarm = build_swarm(&key, config.mdns).await?;
+        let mut control = swarm.behaviour().stream.new_control();
+        let incoming = control
+            .accept(SYNC_PROTOCOL)
+            .map_err(|_| PeerError::Load("the sync protocol was registered twice".into()))?;
+        for address in &config.listen {
+            swarm
+                .listen_on(address.clone())
+                .map_err(|e| PeerError::Listen {
+                    address: address.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let (records, unreadable) = PeerRecord::load_all(&store)?;
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let data_version = store.data_version()?;
+        let mut peer = Self {
+            home: home.to_owned(),
+            node,
+            store,
+            swarm,
+            control,
+            incoming,
+            internal_tx,
+            internal_rx,
+            events,
+            links: HashMap::new(),
+            by_pair: HashMap::new(),
+            opening: HashSet::new(),
+            cooldown: HashMap::new(),
+            banned: HashMap::new(),
+            disconnect_at: Vec::new(),
+            connected: HashSet::new(),
+            identified: HashMap::new(),
+            peers: records.into_iter().map(|r| (r.device, r)).collect(),
+            next_dial: HashMap::new(),
+            listening: Vec::new(),
+            joins: Vec::new(),
+            data_version,
+            backoff: Backoff::new(),
+            control_path: None,
+        };
+        if unreadable > 0 {
+            peer.emit(PeerEvent::Problem(format!(
+                "{unreadable} unreadable peer records skipped"
+            )));
+        }
+        for address in &config.dial {
+            peer.dial_address(address.clone());
+        }
+        if config.control_socket {
+            peer.control_path = Some(home.join(CONTROL_SOCKET));
+        }
+        Ok(peer)
+    }
+
+    /// This device.
+    pub fn device_id(&self) -> DeviceId {
+        self.node.device_id()
+    }
+
+    /// The node (vaults, documents, sessions).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Tries an invite: dials its addresses and presents it to members until this device
+    /// holds the vault or [`JOIN_TIMEOUT`] passes. `reply` hears the outcome.
+    pub fn join(&mut self, code: InviteCode, reply: Option<oneshot::Sender<Value>>) {
+        if self.node.vault(&code.vault).is_some() {
+            if let Some(reply) = reply {
+                let _ = reply.send(json!({ "ok": true, "vault_id": code.vault.to_string(), "already_member": true }));
+            }
+            return;
+        }
+        for address in &code.addresses {
+            match address.parse::<Multiaddr>() {
+                Ok(address) => self.dial_address(address),
+                Err(e) => self.emit(PeerEvent::Problem(format!(
+                    "invite address `{address}` is not a multiaddr: {e}"
+                ))),
+            }
+        }
+        self.joins.push(PendingJoin {
+            code,
+            deadline_ms: now_ms() + JOIN_TIMEOUT.as_millis() as u64,
+            last_error: None,
+            reply,
+        });
+        self.ensure_sessions();
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), PeerError> {
+        let (control_tx, mut control_rx) = mpsc::unbounded_channel::<ControlRequest>();
+        let listener = match self.control_path.clone() {
+            Some(path) => Some(bind_control(&path)?),
+            None => None,
+        };
+        if let Some(listener) = listener {
+            tokio::spawn(serve_control(listener, control_tx));
+        }
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_ensure = 0u64;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
+                Some((peer, stream)) = self.incoming.next() => self.on_inbound(peer, stream),
+                Some((request, reply)) = control_rx.recv() => self.on_control(request, reply),
+                _ = ticker.tick() => {
+                    let now = now_ms();
+                    self.poll_store(now);
+                    let out = self.node.tick(now);
+                    self.carry_out(out);
+                    self.redial(now);
+                    self.finish_joins(now);
+                    self.disconnect_due(now);
+                    if now.saturating_sub(last_ensure) >= 1_000 {
+                        last_ensure = now;
+                        self.ensure_sessions();
+                    }
+                }
+            }
+        }
+        if let Some(path) = &self.control_path {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
+    }
+
+    fn emit(&self, event: PeerEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    // ---- the swarm ----------------------------------------------------------------------
+
+    fn dial_address(&mut self, address: Multiaddr) {
+        let (bare, peer) = split_peer(&address);
+        if let Some(peer) = peer {
+            if peer == *self.swarm.local_peer_id() {
+                return;
+            }
+            if let Some(device) = device_of(&peer) {
+                let record = self
+                    .peers
+                    .entry(device)
+                    .or_insert_with(|| PeerRecord::new(device));
+                record.add_address(&bare.to_string());
+                let batch = record.to_batch();
+                self.commit_quietly(batch);
+            }
+            self.swarm.add_peer_address(peer, bare);
+        }
+        if let Err(e) = self.swarm.dial(address.clone()) {
+            self.emit(PeerEvent::Problem(format!("dialing {address}: {e}")));
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<PeerBehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .clone()
+                    .with(Protocol::P2p(*self.swarm.local_peer_id()));
+                self.listening.push(address);
+                self.emit(PeerEvent::Listening(full));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listening.retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                if self.banned.get(&peer_id).is_some_and(|until| *until > now_ms()) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                let Some(device) = device_of(&peer_id) else {
+                    // Not an Ed25519 peer, so not a Nexus device.
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                };
+                self.next_dial.remove(&peer_id);
+                if let Some(record) = self.peers.get_mut(&device) {
+                    record.failures = 0;
+                    record.last_seen_ms = now_ms();
+                    if endpoint.is_dialer() {
+                        let (bare, _) = split_peer(endpoint.get_remote_address());
+                        record.add_address(&bare.to_string());
+                    }
+                    let batch = record.to_batch();
+                    self.commit_quietly(batch);
+                }
+                if self.connected.insert(peer_id) {
+                    self.emit(PeerEvent::Connected(device));
+                }
+                self.ensure_sessions();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 && self.connected.remove(&peer_id) {
+                    if let Some(device) = device_of(&peer_id) {
+                        self.emit(PeerEvent::Disconnected(device));
+                    }
+                    self.schedule_redial(peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                if let Some(device) = device_of(&peer_id)
+                    && let Some(record) = self.peers.get_mut(&device)
+                {
+                    record.failures = record.failures.saturating_add(1);
+                    let batch = record.to_batch();
+                    self.commit_quietly(batch);
+                }
+                self.emit(PeerEvent::Problem(format!(
+                    "cannot reach {peer_id}: {error}"
+                )));
+                self.schedule_redial(peer_id);
+            }
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let addresses: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)))
+                    .take(nexus_core::peers::MAX_ADDRESSES)
+                    .collect();
+                for address in &addresses {
+                    self.swarm.add_peer_address(peer_id, address.clone());
+                }
+                self.identified.insert(peer_id, addresses);
+            }
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, address) in found {
+                    if peer == *self.swarm.local_peer_id() {
+                        continue;
+                    }
+                    self.swarm.add_peer_address(peer, address.clone());
+                    if !self.connected.contains(&peer) {
+                        let _ = self.swarm.dial(address.with(Protocol::P2p(peer)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn schedule_redial(&mut self, peer: PeerId) {
+        let Some(device) = device_of(&peer) else {
+            return;
+        };
+        let Some(record) = self.peers.get(&device) else {
+            return;
+        };
+        if record.addresses.is_empty() {
+            return;
+        }
+        let delay = self.backoff.delay_ms(record.failures.max(1), jitter());
+        self.next_dial.insert(peer, now_ms() + delay);
+    }
+
+    fn redial(&mut self, now: u64) {
+        let due: Vec<PeerId> = self
+            .next_dial
+            .iter()
+            .filter(|(peer, at)| **at <= now && !self.connected.contains(peer))
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.next_dial.remove(&peer);
+            let Some(record) = device_of(&peer).and_then(|d| self.peers.get(&d)) else {
+                continue;
+            };
+            let addresses: Vec<Multiaddr> = record
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect();
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .build();
+            if self.swarm.dial(opts).is_err() {
+                self.schedule_redial(peer);
+            }
+        }
+    }
+
+    fn disconnect_due(&mut self, now: u64) {
+        let due: Vec<PeerId> = self
+            .disconnect_at
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        self.disconnect_at.retain(|(_, at)| *at > now);
+        for peer in due {
+            let still_used = self.links.values().any(|l| l.peer == peer);
+            if !still_used {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
+    // ---- sessions -----------------------------------------------------------------------
+
+    /// Opens the sessions that should exist and do not: each vault shared with each
+    /// connected peer, and each pending invite with each connected peer.
+    fn ensure_sessions(&mut self) {
+        let now = now_ms();
+        self.cooldown.retain(|_, until| *until > now);
+        let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+        for peer in peers {
+            let Some(device) = device_of(&peer) else {
+                continue;
+            };
+            let mut wanted: Vec<(VaultId, Option<InviteCode>)> = self
+                .node
+                .shared_vaults(&device)
+                .into_iter()
+                .map(|v| (v, None))
+                .collect();
+            for join in &self.joins {
+                if self.node.vault(&join.code.vault).is_none() {
+                    wanted.push((join.code.vault, Some(join.code.clone())));
+                }
+            }
+            for (vault, join) in wanted {
+                let pair = (peer, vault);
+                if self.by_pair.contains_key(&pair)
+                    || self.opening.contains(&pair)
+                    || self.cooldown.contains_key(&pair)
+                {
+                    continue;
+                }
+                self.opening.insert(pair);
+                let mut control = self.control.clone();
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    let message = match control.open_stream(peer, SYNC_PROTOCOL).await {
+                        Ok(stream) => Internal::Opened {
+                            peer,
+                            vault,
+                            join,
+                            stream,
+                        },
+                        Err(e) => Internal::OpenFailed {
+                            peer,
+                            vault,
+                            error: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(message);
+                });
+            }
+        }
+    }
+
+    fn on_internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Frame(session, bytes) => self.on_frame(session, bytes),
+            Internal::Closed(session) => {
+                if self.drop_link(session) {
+                    self.node.session_closed(session);
+                }
+            }
+            Internal::Opened {
+                peer,
+                vault,
+                join,
+                stream,
+            } => {
+                self.opening.remove(&(peer, vault));
+                let Some(device) = device_of(&peer) else {
+                    return;
+                };
+                if self.by_pair.contains_key(&(peer, vault)) {
+                    return; // the peer's own session got there first
+                }
+                let joining = join.is_some();
+                let (session, out) = self.node.open_session(
+                    device,
+                    vault,
+                    true,
+                    join.map(|c| c.join_request()),
+                    now_ms(),
+                );
+                self.attach(session, peer, device, Some(vault), joining, stream);
+                self.by_pair.insert((peer, vault), session);
+                self.carry_out(out);
+            }
+            Internal::OpenFailed { peer, vault, error } => {
+                self.opening.remove(&(peer, vault));
+                self.cooldown
+                    .insert((peer, vault), now_ms() + REFUSED_COOLDOWN_MS / 10);
+                self.emit(PeerEvent::Problem(format!(
+                    "opening a sync stream to {peer}: {error}"
+                )));
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        let banned = self.banned.get(&peer).is_some_and(|until| *until > now_ms());
+        let Some(device) = device_of(&peer).filter(|_| !banned) else {
+            drop(stream);
+            return;
+        };
+        let session = self.node.accept_session(device);
+        self.attach(session, peer, device, None, false, stream);
+    }
+
+    fn attach(
+        &mut self,
+        session: SessionId,
+        peer: PeerId,
+        device: DeviceId,
+        vault: Option<VaultId>,
+        joining: bool,
+        stream: libp2p::Stream,
+    ) {
+        let (mut read, mut write) = stream.split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let internal = self.internal_tx.clone();
+        let reader = tokio::spawn(async move {
+            loop {
+                match read_frame(&mut read).await {
+                    Ok(Some(bytes)) => {
+                        if internal.send(Internal::Frame(session, bytes)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        let _ = internal.send(Internal::Closed(session));
+                        return;
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if write_frame(&mut write, &bytes).await.is_err() {
+                    return;
+                }
+            }
+            let _ = write.close().await;
+        });
+        self.links.insert(
+            session,
+            Link {
+                peer,
+                device,
+                vault,
+                joining,
+                tx,
+                reader,
+            },
+        );
+    }
+
+    /// Forgets a session's link (its stream closes once queued frames are written).
+    /// Returns whether it existed.
+    fn drop_link(&mut self, session: SessionId) -> bool {
+        let Some(link) = self.links.remove(&session) else {
+            return false;
+        };
+        if let Some(vault) = link.vault
+            && self.by_pair.get(&(link.peer, vault)) == Some(&session)
+        {
+            self.by_pair.remove(&(link.peer, vault));
+        }
+        true
+    }
+
+    fn on_frame(&mut self, session: SessionId, bytes: Vec<u8>) {
+        let Some(link) = self.links.get(&session) else {
+            return;
+        };
+        if link.vault.is_none() {
+            // An inbound session: its first message names the vault. If both sides opened
+            // a session for it at once, keep the one opened by the smaller device id.
+            let peer = link.peer;
+            if let Ok(Message::Hello { vault, .. }) = Message::decode(&bytes) {
+                if let Some(&other) = self.by_pair.get(&(peer, vault))
+                    && other != session
+                {
+                    let we_open = self.node.device_id() < link.device;
+                    if we_open {
+                        self.drop_link(session);
+                        self.node.session_closed(session);
+                        return;
+                    }
+                    self.drop_link(other);
+                    self.node.session_closed(other);
+                }
+                if let Some(link) = self.links.get_mut(&session) {
+                    link.vault = Some(vault);
+                }
+                self.by_pair.insert((peer, vault), session);
+            }
+        }
+        let out = self.node.handle_message(session, &bytes, now_ms());
+        self.carry_out(out);
+    }
+
+    /// Carries out a node output, in order: commit, send, close, report.
+    fn carry_out(&mut self, out: Output) {
+        if !out.batch.is_empty()
+            && let Err(e) = self.store.commit(out.batch)
+        {
+            // Nothing of this output may reach a peer: it was not stored. Start over from
+            // what the store holds; peers resync on their next sessions.
+            self.emit(PeerEvent::Problem(format!(
+                "storage failed ({e}); dropping sessions and reloading from disk"
+            )));
+            self.reload_from_store();
+            return;
+        }
+        for (session, bytes) in out.transmits {
+            if let Some(link) = self.links.get(&session) {
+                let _ = link.tx.send(bytes);
+            }
+        }
+        let mut membership_changed = false;
+        for (session, reason) in out.closed {
+            let Some(link) = self.links.get(&session) else {
+                continue;
+            };
+            let (peer, device, vault, joining) = (link.peer, link.device, link.vault, link.joining);
+            self.drop_link(session);
+            if let Some(vault) = vault {
+                self.cooldown
+                    .insert((peer, vault), now_ms() + REFUSED_COOLDOWN_MS);
+                if joining {
+                    for join in self.joins.iter_mut().filter(|j| j.code.vault == vault) {
+                        join.last_error = Some(reason.reason.clone());
+                    }
+                }
+            }
+            if reason.by_us {
+                if reason.code == RefuseCode::ProtocolViolation {
+                    self.banned.insert(peer, now_ms() + BAN_MS);
+                }
+                // Let the refusal reach the peer, then hang up if nothing else is shared.
+                self.disconnect_at.push((peer, now_ms() + 500));
+            }
+            self.emit(PeerEvent::SessionRefused {
+                peer: device,
+                reason,
+            });
+        }
+        for event in out.events {
+            match event {
+                Event::DocChanged { vault, doc } => self.emit(PeerEvent::DocChanged { vault, doc }),
+                Event::MembershipChanged { vault } => {
+                    membership_changed = true;
+                    self.emit(PeerEvent::MembershipChanged(vault));
+                }
+                Event::VaultJoined { vault } => {
+                    membership_changed = true;
+                    self.emit(PeerEvent::VaultJoined(vault));
+                    for join in self.joins.iter_mut().filter(|j| j.code.vault == vault) {
+                        if let Some(reply) = join.reply.take() {
+                            let _ = reply.send(json!({ "ok": true, "vault_id": vault.to_string() }));
+                        }
+                    }
+                    self.joins.retain(|j| j.code.vault != vault);
+                }
+                Event::SessionReady { vault, peer, .. } => {
+                    self.record_sync(peer, vault);
+                    self.emit(PeerEvent::SessionReady { vault, peer });
+                }
+                Event::Rejected { session, error } => {
+                    let peer = self.links.get(&session).map(|l| l.device);
+                    if let Some(peer) = peer {
+                        self.emit(PeerEvent::Rejected {
+                            peer,
+                            error: error.to_string(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if membership_changed {
+            self.ensure_sessions();
+        }
+    }
+
+    /// Remembers a peer we synced with: its addresses and when.
+    fn record_sync(&mut self, device: DeviceId, vault: VaultId) {
+        let now = now_ms();
+        let record = self
+            .peers
+            .entry(device)
+            .or_insert_with(|| PeerRecord::new(device));
+        record.last_seen_ms = now;
+        record.last_synced.insert(vault, (now, [0; 16]));
+        if let Some(peer) = super::swarm::peer_of(&device)
+            && let Some(addresses) = self.identified.get(&peer)
+        {
+            for address in addresses.iter().rev() {
+                record.add_address(&address.to_string());
+            }
+        }
+        let batch = record.to_batch();
+        self.commit_quietly(batch);
+    }
+
+    fn commit_quietly(&mut self, batch: nexus_core::Batch) {
+        if let Err(e) = self.store.commit(batch) {
+            self.emit(PeerEvent::Problem(format!("saving the peer table: {e}")));
+        }
+    }
+
+    fn reload_from_store(&mut self) {
+        let sessions: Vec<SessionId> = self.links.keys().copied().collect();
+        for session in sessions {
+            self.drop_link(session);
+            self.node.session_closed(session);
+        }
+        let vaults = match Vault::list(&self.store) {
+            Ok(vaults) => vaults,
+            Err(e) => {
+                self.emit(PeerEvent::Problem(format!("listing vaults: {e}")));
+                return;
+            }
+        };
+        let now = now_ms();
+        for id in vaults {
+            match Vault::load(&self.store, id, ActorId::random()) {
+                Ok(vault) => {
+                    let out = self.node.refresh_vault(vault, now);
+                    // Sessions are gone, so this only updates the node.
+                    drop(out.transmits);
+                }
+                Err(e) => self.emit(PeerEvent::Problem(format!("reloading vault {id}: {e}"))),
+            }
+        }
+    }
+
+    /// Takes in what other processes wrote to the database. (SQLite's `data_version`
+    /// moves only for other connections' commits, never for ours.)
+    fn poll_store(&mut self, now: u64) {
+        let version = match self.store.data_version() {
+            Ok(version) => version,
+            Err(e) => {
+                self.emit(PeerEvent::Problem(format!("reading the database: {e}")));
+                return;
+            }
+        };
+        if version == self.data_version {
+            return;
+        }
+        self.data_version = version;
+        let vaults = match Vault::list(&self.store) {
+            Ok(vaults) => vaults,
+            Err(e) => {
+                self.emit(PeerEvent::Problem(format!("listing vaults: {e}")));
+                return;
+            }
+        };
+        for id in vaults {
+            match Vault::load(&self.store, id, ActorId::random()) {
+                Ok(vault) => {
+                    let out = self.node.refresh_vault(vault, now);
+                    self.carry_out(out);
+                }
+                Err(e) => self.emit(PeerEvent::Problem(format!("reloading vault {id}: {e}"))),
+            }
+        }
+        // Peers added by `nexus peer add`.
+        if let Ok((records, _)) = PeerRecord::load_all(&self.store) {
+            for record in records {
+                let known = self.peers.contains_key(&record.device);
+                if !known && let Some(peer) = super::swarm::peer_of(&record.device) {
+                    self.peers.insert(record.device, record);
+                    self.next_dial.insert(peer, now);
+                }
+            }
+        }
+    }
+
+    fn finish_joins(&mut self, now: u64) {
+        for join in &mut self.joins {
+            if join.deadline_ms <= now
+                && let Some(reply) = join.reply.take()
+            {
+                let reason = join
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "no member of the vault could be reached".into());
+                let _ = reply.send(json!({ "ok": false, "error": format!("joining vault {} failed: {reason}", join.code.vault) }));
+            }
+        }
+        self.joins.retain(|j| j.deadline_ms > now);
+    }
+
+    // ---- the control socket -------------------------------------------------------------
+
+    fn on_control(&mut self, request: Value, reply: oneshot::Sender<Value>) {
+        match request.get("op").and_then(Value::as_str) {
+            Some("status") => {
+                let _ = reply.send(self.status());
+            }
+            Some("dial") => {
+                let Some(address) = request.get("address").and_then(Value::as_str) else {
+                    let _ = reply.send(json!({ "ok": false, "error": "dial needs an address" }));
+                    return;
+                };
+                match address.parse::<Multiaddr>() {
+                    Ok(address) => {
+                        self.dial_address(address);
+                        let _ = reply.send(json!({ "ok": true }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(json!({ "ok": false, "error": format!("`{address}` is not a multiaddr: {e}") }));
+                    }
+                }
+            }
+            Some("join") => {
+                let code = request.get("code").and_then(Value::as_str).unwrap_or("");
+                match code.parse::<InviteCode>() {
+                    Ok(code) => self.join(code, Some(reply)),
+                    Err(e) => {
+                        let _ = reply.send(json!({ "ok": false, "error": e.to_string() }));
+                    }
+                }
+            }
+            _ => {
+                let _ = reply.send(json!({ "ok": false, "error": "unknown request" }));
+            }
+        }
+    }
+
+    /// What `nexus status` shows.
+    pub fn status(&self) -> Value {
+        let me = self.node.device_id();
+        let local = *self.swarm.local_peer_id();
+        let sessions: Vec<(SessionId, DeviceId, Option<VaultId>, bool)> = self.node.sessions().collect();
+        let vaults: Vec<Value> = self
+            .node
+            .vaults()
+            .map(|v| {
+                let id = v.id();
+                let peers: Vec<Value> = sessions
+                    .iter()
+                    .filter(|(_, _, vault, _)| *vault == Some(id))
+                    .map(|(_, peer, _, ready)| json!({ "device_id": peer.to_string(), "syncing": ready }))
+                    .collect();
+                let last_sync = self
+                    .peers
+                    .values()
+                    .filter_map(|r| r.last_synced.get(&id).map(|(at, _)| *at))
+                    .max();
+                json!({
+                    "vault_id": id.to_string(),
+                    "name": v.membership().name(),
+                    "member": v.membership().is_member(&me),
+                    "documents": v.documents().count(),
+                    "members": v.membership().members().len(),
+                    "sessions": peers,
+                    "last_sync_ms": last_sync,
+                })
+            })
+            .collect();
+        let known: Vec<Value> = self
+            .peers
+            .values()
+            .map(|r| {
+                let connected = super::swarm::peer_of(&r.device).is_some_and(|p| self.connected.contains(&p));
+                json!({
+                    "device_id": r.device.to_string(),
+                    "connected": connected,
+                    "addresses": r.addresses,
+                    "last_seen_ms": r.last_seen_ms,
+                    "failures": r.failures,
+                })
+            })
+            .collect();
+        let connected: Vec<String> = self
+            .connected
+            .iter()
+            .filter_map(device_of)
+            .map(|d| d.to_string())
+            .collect();
+        json!({
+            "ok": true,
+            "running": true,
+            "device_id": me.to_string(),
+            "home": self.home,
+            "listening": self.listening.iter().map(|a| a.clone().with(Protocol::P2p(local)).to_string()).collect::<Vec<_>>(),
+            "connected": connected,
+            "vaults": vaults,
+            "peers": known,
+        })
+    }
+}
+
+fn bind_control(path: &Path) -> Result<UnixListener, PeerError> {
+    if path.exists() {
+        // A live daemon answers; a stale socket from a killed one does not.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(PeerError::AlreadyRunning(path.to_owned()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    UnixListener::bind(path).map_err(|source| PeerError::Control {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+async fn serve_control(listener: UnixListener, requests: mpsc::UnboundedSender<ControlRequest>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let response = match serde_json::from_str::<Value>(&line) {
+                    Ok(request) => {
+                        let (tx, rx) = oneshot::channel();
+                        if requests.send((request, tx)).is_err() {
+                            return;
+                        }
+                        rx.await.unwrap_or_else(|_| json!({ "ok": false, "error": "the daemon is stopping" }))
+                    }
+                    Err(e) => json!({ "ok": false, "error": format!("not JSON: {e}") }),
+                };
+                let mut text = response.to_string();
+                text.push('\n');
+                if write.write_all(text.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Why a control request failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No daemon runs on this home.
+    #[error("no daemon is running on {0}")]
+    NotRunning(PathBuf),
+    /// The daemon did not answer properly.
+    #[error("talking to the daemon: {0}")]
+    Io(#[from] std::io::Error),
+    /// The daemon answered something that is not JSON.
+    #[error("the daemon answered something unreadable: {0}")]
+    BadReply(String),
+}
+
+/// Sends one request to the daemon running on `home` and returns its answer.
+pub async fn control_request(home: &Path, request: &Value) -> Result<Value, ControlError> {
+    let path = home.join(CONTROL_SOCKET);
+    let stream = UnixStream::connect(&path)
+        .await
+        .map_err(|_| ControlError::NotRunning(home.to_owned()))?;
+    let (read, mut write) = stream.into_split();
+    let mut text = request.to_string();
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut lines = BufReader::new(read).lines();
+    let line = lines
+        .next_line()
+        .await?
+        .ok_or_else(|| ControlError::BadReply("the connection closed".into()))?;
+    serde_json::from_str(&line).map_err(|e| ControlError::BadReply(e.to_string()))
+}
+
+/// Whether a daemon answers on `home`'s control socket.
+pub fn daemon_running(home: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(home.join(CONTROL_SOCKET)).is_ok()
+}
