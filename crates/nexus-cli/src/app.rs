@@ -10,10 +10,10 @@ use nexus::{
     NativePeer, PeerConfig, PeerEvent, SqliteStore, control_request, daemon_running,
     load_or_create_key,
 };
-use nexus_core::peers::PeerRecord;
 use nexus_core::automerge::ROOT;
 use nexus_core::json::put_json;
 use nexus_core::node::{Node, NodeConfig, Output};
+use nexus_core::peers::PeerRecord;
 use nexus_core::{
     ActorId, DeviceId, DeviceKey, DocId, InviteCode, Role, Storage, Vault, VaultId, random_bytes,
 };
@@ -518,7 +518,7 @@ pub(crate) fn run(cli: Cli) -> Result<Out, CliError> {
             listen,
             peers,
             no_mdns,
-        } => serve(home, &dir, listen, peers, !no_mdns),
+        } => serve(home, &dir, listen, peers, !no_mdns, cli.json),
         Command::Status => status(&home, &dir),
         Command::Peer {
             command: PeerCommand::Add { address },
@@ -541,17 +541,24 @@ fn ask_daemon(dir: &Path, request: &Value) -> Result<Option<Value>, CliError> {
     }
     let reply = runtime()?.block_on(control_request(dir, request))?;
     if reply["ok"] == false {
-        let error = reply["error"].as_str().unwrap_or("unknown error").to_owned();
+        let error = reply["error"]
+            .as_str()
+            .unwrap_or("unknown error")
+            .to_owned();
         return Err(CliError::Daemon(error));
     }
     Ok(Some(reply))
 }
 
 fn default_listen() -> Vec<Multiaddr> {
-    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1", "/ip4/0.0.0.0/tcp/0/ws"]
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect()
+    [
+        "/ip4/0.0.0.0/tcp/0",
+        "/ip4/0.0.0.0/udp/0/quic-v1",
+        "/ip4/0.0.0.0/tcp/0/ws",
+    ]
+    .iter()
+    .filter_map(|a| a.parse().ok())
+    .collect()
 }
 
 fn log_line(json: bool, event: &PeerEvent) {
@@ -567,14 +574,19 @@ fn log_line(json: bool, event: &PeerEvent) {
             "refused",
             format!(
                 "session with {peer} ended ({} {}): {}",
-                if reason.by_us { "we refused" } else { "they refused" },
+                if reason.by_us {
+                    "we refused"
+                } else {
+                    "they refused"
+                },
                 format!("{:?}", reason.code).to_lowercase(),
                 reason.reason
             ),
         ),
-        PeerEvent::DocChanged { vault, doc } => {
-            ("doc_changed", format!("document {doc} in vault {vault} changed"))
-        }
+        PeerEvent::DocChanged { vault, doc } => (
+            "doc_changed",
+            format!("document {doc} in vault {vault} changed"),
+        ),
         PeerEvent::MembershipChanged(vault) => {
             ("membership", format!("membership of vault {vault} changed"))
         }
@@ -586,7 +598,10 @@ fn log_line(json: bool, event: &PeerEvent) {
         _ => ("event", format!("{event:?}")),
     };
     if json {
-        eprintln!("{}", json!({ "at_ms": now, "event": kind, "message": text }));
+        eprintln!(
+            "{}",
+            json!({ "at_ms": now, "event": kind, "message": text })
+        );
     } else {
         eprintln!("{text}");
     }
@@ -598,8 +613,8 @@ fn serve(
     listen: Vec<Multiaddr>,
     peers: Vec<Multiaddr>,
     mdns: bool,
+    json_logs: bool,
 ) -> Result<Out, CliError> {
-    let json_logs = std::env::args().any(|a| a == "--json");
     let key = home.key.clone();
     drop(home);
     let config = PeerConfig {
@@ -681,7 +696,11 @@ fn status(home: &Home, dir: &Path) -> Result<Out, CliError> {
     let mut lines = vec![format!(
         "Device {} — daemon {}",
         value["device_id"].as_str().unwrap_or(""),
-        if value["running"] == true { "running" } else { "not running (start it with `nexus serve`)" }
+        if value["running"] == true {
+            "running"
+        } else {
+            "not running (start it with `nexus serve`)"
+        }
     )];
     for address in value["listening"].as_array().into_iter().flatten() {
         lines.push(format!("  listening on {}", address.as_str().unwrap_or("")));
@@ -707,7 +726,11 @@ fn status(home: &Home, dir: &Path) -> Result<Out, CliError> {
         lines.push(format!(
             "Peer {} {} (last seen {}, {} failed attempts)",
             peer["device_id"].as_str().unwrap_or(""),
-            if peer["connected"] == true { "connected" } else { "not connected" },
+            if peer["connected"] == true {
+                "connected"
+            } else {
+                "not connected"
+            },
             ago(&peer["last_seen_ms"]),
             peer["failures"]
         ));
@@ -730,7 +753,11 @@ fn peer_add(home: &mut Home, dir: &Path, address: Multiaddr) -> Result<Out, CliE
         .unwrap_or_else(|| PeerRecord::new(device));
     record.add_address(&bare.to_string());
     home.store.commit(record.to_batch())?;
-    let live = ask_daemon(dir, &json!({ "op": "dial", "address": address.to_string() }))?.is_some();
+    let live = ask_daemon(
+        dir,
+        &json!({ "op": "dial", "address": address.to_string() }),
+    )?
+    .is_some();
     let human = if live {
         format!("Added {device}; the daemon is connecting")
     } else {
@@ -756,7 +783,10 @@ fn join(home: Home, dir: &Path, code: InviteCode) -> Result<Out, CliError> {
         ));
     }
     let reply = if daemon_running(dir) {
-        runtime()?.block_on(control_request(dir, &json!({ "op": "join", "code": code.to_string() })))?
+        runtime()?.block_on(control_request(
+            dir,
+            &json!({ "op": "join", "code": code.to_string() }),
+        ))?
     } else {
         // No daemon: run a short-lived peer until the vault arrives.
         let key = home.key.clone();
@@ -775,7 +805,9 @@ fn join(home: Home, dir: &Path, code: InviteCode) -> Result<Out, CliError> {
             let run = tokio::spawn(peer.run(async move {
                 let _ = stop_rx.await;
             }));
-            let reply = rx.await.unwrap_or_else(|_| json!({ "ok": false, "error": "the peer stopped" }));
+            let reply = rx
+                .await
+                .unwrap_or_else(|_| json!({ "ok": false, "error": "the peer stopped" }));
             if reply["ok"] == true {
                 // Give the first documents a moment to arrive.
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -787,7 +819,10 @@ fn join(home: Home, dir: &Path, code: InviteCode) -> Result<Out, CliError> {
     };
     if reply["ok"] != true {
         return Err(CliError::Join(
-            reply["error"].as_str().unwrap_or("joining failed").to_owned(),
+            reply["error"]
+                .as_str()
+                .unwrap_or("joining failed")
+                .to_owned(),
         ));
     }
     Ok(Out::new(

@@ -23,7 +23,9 @@ pub enum FrameError {
 }
 
 /// Reads one frame. `Ok(None)` when the stream ended cleanly between frames.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Vec<u8>>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Vec<u8>>, FrameError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < len.len() {
@@ -46,7 +48,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<V
 }
 
 /// Writes one frame and flushes it.
-pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, body: &[u8]) -> Result<(), FrameError> {
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    body: &[u8],
+) -> Result<(), FrameError> {
     if body.len() > MAX_MESSAGE_BYTES {
         return Err(FrameError::TooLong { len: body.len() });
     }
@@ -69,7 +74,10 @@ mod tests {
         block_on(write_frame(&mut buf, b"hello")).unwrap();
         block_on(write_frame(&mut buf, b"")).unwrap();
         let mut reader = Cursor::new(buf.into_inner());
-        assert_eq!(block_on(read_frame(&mut reader)).unwrap(), Some(b"hello".to_vec()));
+        assert_eq!(
+            block_on(read_frame(&mut reader)).unwrap(),
+            Some(b"hello".to_vec())
+        );
         assert_eq!(block_on(read_frame(&mut reader)).unwrap(), Some(Vec::new()));
         assert_eq!(block_on(read_frame(&mut reader)).unwrap(), None);
     }
@@ -82,8 +90,14 @@ mod tests {
             Err(FrameError::TooLong { .. })
         ));
         let mut cut = Cursor::new(vec![0, 0, 0, 9, 1, 2]);
-        assert!(matches!(block_on(read_frame(&mut cut)), Err(FrameError::Io(_))));
+        assert!(matches!(
+            block_on(read_frame(&mut cut)),
+            Err(FrameError::Io(_))
+        ));
         let mut half_length = Cursor::new(vec![0, 0]);
-        assert!(matches!(block_on(read_frame(&mut half_length)), Err(FrameError::Io(_))));
+        assert!(matches!(
+            block_on(read_frame(&mut half_length)),
+            Err(FrameError::Io(_))
+        ));
     }
 }

@@ -29,17 +29,19 @@ pub mod frames;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 
+/// Re-exported so that users of the engine name the same libp2p types.
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::key_file::{KeyFileError, load_or_create_key};
-#[cfg(not(target_arch = "wasm32"))]
-pub use native::sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
+pub use libp2p;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::daemon::{
     CONTROL_SOCKET, ControlError, JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError,
     PeerEvent, control_request, daemon_running,
 };
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::swarm::{PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm, device_of, keypair, peer_of};
-/// Re-exported so that users of the engine name the same libp2p types.
+pub use native::key_file::{KeyFileError, load_or_create_key};
 #[cfg(not(target_arch = "wasm32"))]
-pub use libp2p;
+pub use native::sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::swarm::{
+    PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm, device_of, keypair, peer_of,
+};

@@ -31,7 +31,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite::{SqliteError, SqliteStore};
-use super::swarm::{PeerBehaviour, PeerBehaviourEvent, SYNC_PROTOCOL, SwarmError, build_swarm, device_of};
+use super::swarm::{
+    PeerBehaviour, PeerBehaviourEvent, SYNC_PROTOCOL, SwarmError, build_swarm, device_of,
+};
 use crate::frames::{read_frame, write_frame};
 
 /// How often the node ticks and the database is checked for other processes' writes.
@@ -350,7 +352,10 @@ impl NativePeer {
     }
 
     /// Runs until `shutdown` resolves.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), PeerError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), PeerError> {
         let (control_tx, mut control_rx) = mpsc::unbounded_channel::<ControlRequest>();
         let listener = match self.control_path.clone() {
             Some(path) => Some(bind_control(&path)?),
@@ -436,7 +441,11 @@ impl NativePeer {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
-                if self.banned.get(&peer_id).is_some_and(|until| *until > now_ms()) {
+                if self
+                    .banned
+                    .get(&peer_id)
+                    .is_some_and(|until| *until > now_ms())
+                {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -676,11 +685,17 @@ impl NativePeer {
     }
 
     fn on_inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
-        let banned = self.banned.get(&peer).is_some_and(|until| *until > now_ms());
+        let banned = self
+            .banned
+            .get(&peer)
+            .is_some_and(|until| *until > now_ms());
         let Some(device) = device_of(&peer).filter(|_| !banned) else {
             drop(stream);
             return;
         };
+        // The peer may be answering something another process just wrote (an invite made
+        // with `nexus invite create`): take that in first.
+        self.poll_store(now_ms());
         let session = self.node.accept_session(device);
         self.attach(session, peer, device, None, false, stream);
     }
@@ -809,6 +824,10 @@ impl NativePeer {
                 if joining {
                     for join in self.joins.iter_mut().filter(|j| j.code.vault == vault) {
                         join.last_error = Some(reason.reason.clone());
+                        if reason.code == RefuseCode::BadInvite {
+                            // A member judged the invite itself: no use asking others.
+                            join.deadline_ms = 0;
+                        }
                     }
                 }
             }
@@ -836,7 +855,8 @@ impl NativePeer {
                     self.emit(PeerEvent::VaultJoined(vault));
                     for join in self.joins.iter_mut().filter(|j| j.code.vault == vault) {
                         if let Some(reply) = join.reply.take() {
-                            let _ = reply.send(json!({ "ok": true, "vault_id": vault.to_string() }));
+                            let _ =
+                                reply.send(json!({ "ok": true, "vault_id": vault.to_string() }));
                         }
                     }
                     self.joins.retain(|j| j.code.vault != vault);
@@ -1012,7 +1032,8 @@ impl NativePeer {
     pub fn status(&self) -> Value {
         let me = self.node.device_id();
         let local = *self.swarm.local_peer_id();
-        let sessions: Vec<(SessionId, DeviceId, Option<VaultId>, bool)> = self.node.sessions().collect();
+        let sessions: Vec<(SessionId, DeviceId, Option<VaultId>, bool)> =
+            self.node.sessions().collect();
         let vaults: Vec<Value> = self
             .node
             .vaults()
@@ -1043,7 +1064,8 @@ impl NativePeer {
             .peers
             .values()
             .map(|r| {
-                let connected = super::swarm::peer_of(&r.device).is_some_and(|p| self.connected.contains(&p));
+                let connected =
+                    super::swarm::peer_of(&r.device).is_some_and(|p| self.connected.contains(&p));
                 json!({
                     "device_id": r.device.to_string(),
                     "connected": connected,
@@ -1099,7 +1121,9 @@ async fn serve_control(listener: UnixListener, requests: mpsc::UnboundedSender<C
                         if requests.send((request, tx)).is_err() {
                             return;
                         }
-                        rx.await.unwrap_or_else(|_| json!({ "ok": false, "error": "the daemon is stopping" }))
+                        rx.await.unwrap_or_else(
+                            |_| json!({ "ok": false, "error": "the daemon is stopping" }),
+                        )
                     }
                     Err(e) => json!({ "ok": false, "error": format!("not JSON: {e}") }),
                 };
