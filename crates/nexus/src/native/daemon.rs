@@ -34,7 +34,7 @@ use super::sqlite::{SqliteError, SqliteStore};
 use super::swarm::{
     PeerBehaviour, PeerBehaviourEvent, SYNC_PROTOCOL, SwarmError, build_swarm, device_of,
 };
-use crate::frames::{read_frame, write_frame};
+use crate::frames::{FrameError, read_frame, write_frame};
 
 /// How often the node ticks and the database is checked for other processes' writes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -61,6 +61,10 @@ pub struct PeerConfig {
     pub node: NodeConfig,
     /// Whether to serve the control socket (one daemon per home).
     pub control_socket: bool,
+    /// How long a session may take to finish its handshake before it is closed. A
+    /// stranger's session waits for membership entries that may prove it a member; one
+    /// that never sends them is cut off after this.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for PeerConfig {
@@ -71,6 +75,7 @@ impl Default for PeerConfig {
             mdns: true,
             node: NodeConfig::new(),
             control_socket: true,
+            handshake_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -158,6 +163,8 @@ pub enum PeerError {
 enum Internal {
     Frame(SessionId, Vec<u8>),
     Closed(SessionId),
+    /// The peer sent something that is not a frame (an oversized length).
+    BadFrame(SessionId, String),
     Opened {
         peer: PeerId,
         vault: VaultId,
@@ -176,6 +183,7 @@ struct Link {
     device: DeviceId,
     vault: Option<VaultId>,
     joining: bool,
+    opened_ms: u64,
     tx: mpsc::UnboundedSender<Vec<u8>>,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -245,6 +253,7 @@ pub struct NativePeer {
     data_version: i64,
     backoff: Backoff,
     control_path: Option<PathBuf>,
+    handshake_timeout_ms: u64,
 }
 
 impl NativePeer {
@@ -300,6 +309,7 @@ impl NativePeer {
             data_version,
             backoff: Backoff::new(),
             control_path: None,
+            handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
         };
         if unreadable > 0 {
             peer.emit(PeerEvent::Problem(format!(
@@ -383,6 +393,7 @@ impl NativePeer {
                     self.redial(now);
                     self.finish_joins(now);
                     self.disconnect_due(now);
+                    self.close_stalled_handshakes(now);
                     if now.saturating_sub(last_ensure) >= 1_000 {
                         last_ensure = now;
                         self.ensure_sessions();
@@ -570,6 +581,54 @@ impl NativePeer {
         }
     }
 
+    fn close_stalled_handshakes(&mut self, now: u64) {
+        let ready: HashSet<SessionId> = self
+            .node
+            .sessions()
+            .filter(|(_, _, _, ready)| *ready)
+            .map(|(id, ..)| id)
+            .collect();
+        let stalled: Vec<SessionId> = self
+            .links
+            .iter()
+            .filter(|(id, link)| {
+                !ready.contains(id)
+                    && now.saturating_sub(link.opened_ms) > self.handshake_timeout_ms
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for session in stalled {
+            let Some(link) = self.links.get(&session) else {
+                continue;
+            };
+            let (peer, device, vault) = (link.peer, link.device, link.vault);
+            let reason = format!(
+                "the handshake did not finish within {} s",
+                self.handshake_timeout_ms / 1000
+            );
+            let refuse = Message::Refuse {
+                code: RefuseCode::NotMember,
+                reason: reason.clone(),
+            };
+            let _ = link.tx.send(refuse.encode());
+            self.drop_link(session);
+            self.node.session_closed(session);
+            if let Some(vault) = vault {
+                self.cooldown
+                    .insert((peer, vault), now + REFUSED_COOLDOWN_MS);
+            }
+            self.disconnect_at.push((peer, now + 500));
+            self.emit(PeerEvent::SessionRefused {
+                peer: device,
+                reason: CloseReason {
+                    code: RefuseCode::NotMember,
+                    reason,
+                    by_us: true,
+                },
+            });
+        }
+    }
+
     fn disconnect_due(&mut self, now: u64) {
         let due: Vec<PeerId> = self
             .disconnect_at
@@ -648,6 +707,24 @@ impl NativePeer {
                     self.node.session_closed(session);
                 }
             }
+            Internal::BadFrame(session, error) => {
+                let Some(link) = self.links.get(&session) else {
+                    return;
+                };
+                let (peer, device) = (link.peer, link.device);
+                self.drop_link(session);
+                self.node.session_closed(session);
+                self.banned.insert(peer, now_ms() + BAN_MS);
+                let _ = self.swarm.disconnect_peer_id(peer);
+                self.emit(PeerEvent::SessionRefused {
+                    peer: device,
+                    reason: CloseReason {
+                        code: RefuseCode::ProtocolViolation,
+                        reason: error,
+                        by_us: true,
+                    },
+                });
+            }
             Internal::Opened {
                 peer,
                 vault,
@@ -720,6 +797,10 @@ impl NativePeer {
                             return;
                         }
                     }
+                    Err(e @ FrameError::TooLong { .. }) => {
+                        let _ = internal.send(Internal::BadFrame(session, e.to_string()));
+                        return;
+                    }
                     Ok(None) | Err(_) => {
                         let _ = internal.send(Internal::Closed(session));
                         return;
@@ -742,6 +823,7 @@ impl NativePeer {
                 device,
                 vault,
                 joining,
+                opened_ms: now_ms(),
                 tx,
                 reader,
             },

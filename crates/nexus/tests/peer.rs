@@ -1,0 +1,205 @@
+//! The native peer runtime in-process, on 127.0.0.1: an honest member keeps syncing while a
+//! hostile client speaks `/nexus/sync/1` with garbage, an oversized frame, a stranger's
+//! handshake and a replayed one.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use nexus::frames::{read_frame, write_frame};
+use nexus::libp2p::swarm::SwarmEvent;
+use nexus::libp2p::{Multiaddr, PeerId};
+use nexus::{NativePeer, PeerConfig, PeerEvent, SYNC_PROTOCOL, SqliteStore, build_swarm, peer_of};
+use nexus_core::automerge::ROOT;
+use nexus_core::automerge::transaction::Transactable;
+use nexus_core::node::{Node, NodeConfig};
+use nexus_core::protocol::{Message, RefuseCode};
+use nexus_core::{ActorId, DeviceKey, DocId, Role, Storage, VaultId};
+use tokio::sync::mpsc;
+
+const DOC: DocId = DocId([3; 16]);
+
+/// Opens `home`'s store as another process would, edits, commits.
+fn edit(home: &Path, key: &DeviceKey, vault: VaultId, field: &str, value: i64) {
+    let mut store = SqliteStore::open(&home.join("nexus.db")).unwrap();
+    let mut node = Node::load(&store, key.clone(), ActorId::random(), NodeConfig::new()).unwrap();
+    let out = node
+        .change(vault, DOC, |tx| tx.put(ROOT, field, value).map(|_| ()))
+        .unwrap();
+    store.commit(out.batch).unwrap();
+}
+
+fn read_field(home: &Path, key: &DeviceKey, vault: VaultId, field: &str) -> Option<i64> {
+    let store = SqliteStore::open(&home.join("nexus.db")).ok()?;
+    let node = Node::load(&store, key.clone(), ActorId::random(), NodeConfig::new()).ok()?;
+    let value = node.vault(&vault)?.document(&DOC)?.to_json();
+    value.get(field)?.as_i64()
+}
+
+async fn start(home: &Path, key: &DeviceKey, dial: Vec<Multiaddr>) -> Multiaddr {
+    let config = PeerConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        dial,
+        mdns: false,
+        control_socket: false,
+        handshake_timeout: Duration::from_secs(2),
+        ..PeerConfig::default()
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let peer = NativePeer::start(home, key.clone(), config, Some(tx))
+        .await
+        .unwrap();
+    tokio::spawn(peer.run(std::future::pending()));
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(PeerEvent::Listening(address))) => return address,
+            Ok(Some(_)) => {}
+            _ => panic!("the peer did not start listening"),
+        }
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A bare libp2p client with its own key, able to open raw sync streams.
+async fn hostile_client(target: &Multiaddr) -> (libp2p_stream::Control, PeerId) {
+    let key = DeviceKey::generate().unwrap();
+    let mut swarm = build_swarm(&key, false).await.unwrap();
+    let control = swarm.behaviour().stream.new_control();
+    let (_, peer) = split(target);
+    swarm.dial(target.clone()).unwrap();
+    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut connected_tx = Some(connected_tx);
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await
+                && let Some(tx) = connected_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), connected_rx)
+        .await
+        .expect("connected in time")
+        .unwrap();
+    (control, peer)
+}
+
+fn split(address: &Multiaddr) -> (Multiaddr, PeerId) {
+    let mut address = address.clone();
+    match address.pop() {
+        Some(nexus::libp2p::multiaddr::Protocol::P2p(peer)) => (address, peer),
+        _ => panic!("listen addresses end in /p2p"),
+    }
+}
+
+/// Reads frames until the stream ends; returns the Refuse code if one came.
+async fn refusal(stream: &mut libp2p::Stream) -> Option<RefuseCode> {
+    let mut code = None;
+    for _ in 0..100 {
+        match tokio::time::timeout(Duration::from_secs(10), read_frame(stream)).await {
+            Ok(Ok(Some(bytes))) => match Message::decode(&bytes) {
+                Ok(Message::Refuse { code: c, .. }) => code = Some(c),
+                other => eprintln!("hostile client got {other:?}"),
+            },
+            Ok(Ok(None) | Err(_)) => return code,
+            Err(_) => panic!("the stream stayed open (refusal so far: {code:?})"),
+        }
+    }
+    panic!("the peer kept talking");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_is_cut_off_while_members_keep_syncing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&home_a).unwrap();
+    std::fs::create_dir_all(&home_b).unwrap();
+    let (alice, bob) = (
+        DeviceKey::generate().unwrap(),
+        DeviceKey::generate().unwrap(),
+    );
+    let vault = {
+        let mut store = SqliteStore::open(&home_a.join("nexus.db")).unwrap();
+        let mut node = Node::new(alice.clone(), ActorId::random(), NodeConfig::new());
+        let (vault, out) = node.create_vault("Home", [1; 16], 1_000).unwrap();
+        store.commit(out.batch).unwrap();
+        let out = node
+            .add_device(vault, bob.device_id(), Role::Member, 1_001)
+            .unwrap();
+        store.commit(out.batch).unwrap();
+        store
+            .commit(node.create_document(vault, DOC, 1_002).unwrap().batch)
+            .unwrap();
+        vault
+    };
+    edit(&home_a, &alice, vault, "a", 1);
+    let address_a = start(&home_a, &alice, Vec::new()).await;
+    start(&home_b, &bob, vec![address_a.clone()]).await;
+    eventually("Bob to get Alice's edit", || {
+        read_field(&home_b, &bob, vault, "a") == Some(1)
+    })
+    .await;
+
+    // Garbage that is not a message: refused as a protocol violation, then banned.
+    let (mut control, a) = hostile_client(&address_a).await;
+    assert_eq!(peer_of(&alice.device_id()), Some(a));
+    let mut stream = control.open_stream(a, SYNC_PROTOCOL).await.unwrap();
+    write_frame(&mut stream, &[0xff; 64]).await.unwrap();
+    assert_eq!(
+        refusal(&mut stream).await,
+        Some(RefuseCode::ProtocolViolation)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = control.open_stream(a, SYNC_PROTOCOL).await;
+    if let Ok(mut stream) = again {
+        // The connection may be re-established, but the banned peer gets no session.
+        let _ = write_frame(&mut stream, &[0xff; 8]).await;
+        assert_eq!(refusal(&mut stream).await, None);
+    }
+
+    // An oversized frame header: the stream is dropped before anything is allocated.
+    let (mut control, a) = hostile_client(&address_a).await;
+    let mut stream = control.open_stream(a, SYNC_PROTOCOL).await.unwrap();
+    use futures::AsyncWriteExt;
+    stream.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    assert_eq!(refusal(&mut stream).await, None);
+
+    // A stranger's well-formed handshake, sent twice (a replay): refused as not a member.
+    let (mut control, a) = hostile_client(&address_a).await;
+    let mut stream = control.open_stream(a, SYNC_PROTOCOL).await.unwrap();
+    let hello = Message::Hello {
+        vault,
+        membership_heads: Vec::new(),
+        join: None,
+    }
+    .encode();
+    write_frame(&mut stream, &hello).await.unwrap();
+    write_frame(&mut stream, &hello).await.unwrap();
+    let code = refusal(&mut stream).await;
+    assert!(
+        matches!(
+            code,
+            Some(RefuseCode::NotMember | RefuseCode::ProtocolViolation)
+        ),
+        "{code:?}"
+    );
+
+    // Through all of it, Alice kept serving Bob: a new edit of his reaches her.
+    edit(&home_b, &bob, vault, "b", 2);
+    eventually("Alice to get Bob's edit", || {
+        read_field(&home_a, &alice, vault, "b") == Some(2)
+    })
+    .await;
+}
