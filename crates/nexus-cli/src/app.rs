@@ -583,7 +583,7 @@ fn log_line(json: bool, event: &PeerEvent) {
                 reason.reason
             ),
         ),
-        PeerEvent::DocChanged { vault, doc } => (
+        PeerEvent::DocChanged { vault, doc, .. } => (
             "doc_changed",
             format!("document {doc} in vault {vault} changed"),
         ),

@@ -110,6 +110,8 @@ pub enum PeerEvent {
         vault: VaultId,
         /// The document.
         doc: nexus_core::DocId,
+        /// Its heads now.
+        heads: Vec<nexus_core::ChangeHash>,
     },
     /// The vault's membership changed.
     MembershipChanged(VaultId),
@@ -168,7 +170,7 @@ enum Internal {
     Opened {
         peer: PeerId,
         vault: VaultId,
-        join: Option<InviteCode>,
+        join: Option<Box<InviteCode>>,
         stream: libp2p::Stream,
     },
     OpenFailed {
@@ -483,15 +485,13 @@ impl NativePeer {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
-            } => {
-                if num_established == 0 && self.connected.remove(&peer_id) {
-                    if let Some(device) = device_of(&peer_id) {
-                        self.emit(PeerEvent::Disconnected(device));
-                    }
-                    self.schedule_redial(peer_id);
+            } if self.connected.remove(&peer_id) => {
+                if let Some(device) = device_of(&peer_id) {
+                    self.emit(PeerEvent::Disconnected(device));
                 }
+                self.schedule_redial(peer_id);
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer_id),
@@ -684,7 +684,7 @@ impl NativePeer {
                         Ok(stream) => Internal::Opened {
                             peer,
                             vault,
-                            join,
+                            join: join.map(Box::new),
                             stream,
                         },
                         Err(e) => Internal::OpenFailed {
@@ -927,7 +927,15 @@ impl NativePeer {
         }
         for event in out.events {
             match event {
-                Event::DocChanged { vault, doc } => self.emit(PeerEvent::DocChanged { vault, doc }),
+                Event::DocChanged { vault, doc } => {
+                    let heads = self
+                        .node
+                        .vault(&vault)
+                        .and_then(|v| v.document(&doc))
+                        .map(|d| d.heads())
+                        .unwrap_or_default();
+                    self.emit(PeerEvent::DocChanged { vault, doc, heads });
+                }
                 Event::MembershipChanged { vault } => {
                     membership_changed = true;
                     self.emit(PeerEvent::MembershipChanged(vault));

@@ -1,0 +1,145 @@
+//! 100,000 signed changes from device A to device B over loopback, through the real
+//! runtime (SQLite stores, libp2p, `/nexus/sync/1`), over TCP and over QUIC; both for a
+//! fresh device that receives the document as one snapshot and with snapshots off, so
+//! that every change travels and is verified on its own. Bytes on the wire are read from
+//! the loopback interface's counters (`/proc/net/dev`), so they include Noise, Yamux or
+//! QUIC framing, acknowledgements and the handshake.
+//!
+//! Run: `cargo bench -p nexus --bench loopback` (`NEXUS_BENCH_CHANGES=N` for another size).
+//! One run per configuration: the figure is seconds long, so there is no point in
+//! criterion's repetitions.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nexus::libp2p::Multiaddr;
+use nexus::{NativePeer, PeerConfig, PeerEvent, SqliteStore};
+use nexus_core::automerge::ROOT;
+use nexus_core::automerge::transaction::Transactable;
+use nexus_core::node::{Node, NodeConfig};
+use nexus_core::{ActorId, Batch, DeviceKey, DocId, Role, Storage, VaultId};
+use tokio::sync::mpsc;
+
+const DOC: DocId = DocId([9; 16]);
+
+fn loopback_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+    text.lines()
+        .find(|l| l.trim_start().starts_with("lo:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|rx| rx.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A's home: a vault with B approved and one document of `changes` signed changes.
+fn prepare(home: &Path, alice: &DeviceKey, bob: &DeviceKey, changes: usize) -> (VaultId, Vec<nexus_core::ChangeHash>) {
+    std::fs::create_dir_all(home).unwrap();
+    let mut store = SqliteStore::open(&home.join("nexus.db")).unwrap();
+    let mut node = Node::new(alice.clone(), ActorId::random(), NodeConfig::new());
+    let (vault, out) = node.create_vault("Bench", [2; 16], 1_000).unwrap();
+    store.commit(out.batch).unwrap();
+    store
+        .commit(node.add_device(vault, bob.device_id(), Role::Member, 1_001).unwrap().batch)
+        .unwrap();
+    store.commit(node.create_document(vault, DOC, 1_002).unwrap().batch).unwrap();
+    let mut batch = Batch::new();
+    for i in 0..changes {
+        let out = node
+            .change(vault, DOC, |tx| {
+                tx.put(ROOT, format!("k{}", i % 100), i as i64).map(|_| ())
+            })
+            .unwrap();
+        batch.extend(out.batch);
+        if i % 10_000 == 9_999 {
+            store.commit(std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    store.commit(batch).unwrap();
+    let heads = node.vault(&vault).unwrap().document(&DOC).unwrap().heads();
+    (vault, heads)
+}
+
+async fn transfer(
+    source: &Path,
+    alice: &DeviceKey,
+    bob: &DeviceKey,
+    listen: &str,
+    heads: &[nexus_core::ChangeHash],
+    snapshots: bool,
+) -> (Duration, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&home_a).unwrap();
+    std::fs::create_dir_all(&home_b).unwrap();
+    std::fs::copy(source.join("nexus.db"), home_a.join("nexus.db")).unwrap();
+    let node = if snapshots {
+        NodeConfig::new()
+    } else {
+        NodeConfig::new().with_snapshot_min_changes(usize::MAX)
+    };
+    let config = |dial: Vec<Multiaddr>, listen: Vec<Multiaddr>| PeerConfig {
+        listen,
+        dial,
+        mdns: false,
+        control_socket: false,
+        node,
+        ..PeerConfig::default()
+    };
+    let (tx, mut events_a) = mpsc::unbounded_channel();
+    let a = NativePeer::start(&home_a, alice.clone(), config(Vec::new(), vec![listen.parse().unwrap()]), Some(tx))
+        .await
+        .unwrap();
+    tokio::spawn(a.run(std::future::pending()));
+    let address = loop {
+        if let Some(PeerEvent::Listening(address)) = events_a.recv().await {
+            break address;
+        }
+    };
+    let before = loopback_bytes();
+    let start = Instant::now();
+    let (tx, mut events_b) = mpsc::unbounded_channel();
+    let b = NativePeer::start(&home_b, bob.clone(), config(vec![address], Vec::new()), Some(tx))
+        .await
+        .unwrap();
+    tokio::spawn(b.run(std::future::pending()));
+    let deadline = Duration::from_secs(600);
+    loop {
+        match tokio::time::timeout(deadline.saturating_sub(start.elapsed()), events_b.recv()).await {
+            Ok(Some(PeerEvent::DocChanged { heads: now, .. })) if now == heads => break,
+            Ok(Some(_)) => {}
+            _ => panic!("B did not receive everything within {deadline:?}"),
+        }
+    }
+    (start.elapsed(), loopback_bytes().saturating_sub(before))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let changes: usize = std::env::var("NEXUS_BENCH_CHANGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    let (alice, bob) = (DeviceKey::generate().unwrap(), DeviceKey::generate().unwrap());
+    let started = Instant::now();
+    let (_vault, heads) = prepare(&source, &alice, &bob, changes);
+    eprintln!(
+        "prepared {changes} signed changes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("| transport | path | changes | seconds | changes/s | bytes on loopback | bytes/change |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, listen) in [("TCP", "/ip4/127.0.0.1/tcp/0"), ("QUIC", "/ip4/127.0.0.1/udp/0/quic-v1")] {
+        for (path, snapshots) in [("snapshot (fresh device)", true), ("every change", false)] {
+            let (took, bytes) = transfer(&source, &alice, &bob, listen, &heads, snapshots).await;
+            println!(
+                "| {name} | {path} | {changes} | {:.2} | {:.0} | {bytes} | {:.1} |",
+                took.as_secs_f64(),
+                changes as f64 / took.as_secs_f64(),
+                bytes as f64 / changes as f64
+            );
+        }
+    }
+}
