@@ -33,16 +33,27 @@ fn loopback_bytes() -> u64 {
 }
 
 /// A's home: a vault with B approved and one document of `changes` signed changes.
-fn prepare(home: &Path, alice: &DeviceKey, bob: &DeviceKey, changes: usize) -> (VaultId, Vec<nexus_core::ChangeHash>) {
+fn prepare(
+    home: &Path,
+    alice: &DeviceKey,
+    bob: &DeviceKey,
+    changes: usize,
+) -> (VaultId, Vec<nexus_core::ChangeHash>) {
     std::fs::create_dir_all(home).unwrap();
     let mut store = SqliteStore::open(&home.join("nexus.db")).unwrap();
     let mut node = Node::new(alice.clone(), ActorId::random(), NodeConfig::new());
     let (vault, out) = node.create_vault("Bench", [2; 16], 1_000).unwrap();
     store.commit(out.batch).unwrap();
     store
-        .commit(node.add_device(vault, bob.device_id(), Role::Member, 1_001).unwrap().batch)
+        .commit(
+            node.add_device(vault, bob.device_id(), Role::Member, 1_001)
+                .unwrap()
+                .batch,
+        )
         .unwrap();
-    store.commit(node.create_document(vault, DOC, 1_002).unwrap().batch).unwrap();
+    store
+        .commit(node.create_document(vault, DOC, 1_002).unwrap().batch)
+        .unwrap();
     let mut batch = Batch::new();
     for i in 0..changes {
         let out = node
@@ -87,9 +98,14 @@ async fn transfer(
         ..PeerConfig::default()
     };
     let (tx, mut events_a) = mpsc::unbounded_channel();
-    let a = NativePeer::start(&home_a, alice.clone(), config(Vec::new(), vec![listen.parse().unwrap()]), Some(tx))
-        .await
-        .unwrap();
+    let a = NativePeer::start(
+        &home_a,
+        alice.clone(),
+        config(Vec::new(), vec![listen.parse().unwrap()]),
+        Some(tx),
+    )
+    .await
+    .unwrap();
     tokio::spawn(a.run(std::future::pending()));
     let address = loop {
         if let Some(PeerEvent::Listening(address)) = events_a.recv().await {
@@ -99,13 +115,19 @@ async fn transfer(
     let before = loopback_bytes();
     let start = Instant::now();
     let (tx, mut events_b) = mpsc::unbounded_channel();
-    let b = NativePeer::start(&home_b, bob.clone(), config(vec![address], Vec::new()), Some(tx))
-        .await
-        .unwrap();
+    let b = NativePeer::start(
+        &home_b,
+        bob.clone(),
+        config(vec![address], Vec::new()),
+        Some(tx),
+    )
+    .await
+    .unwrap();
     tokio::spawn(b.run(std::future::pending()));
     let deadline = Duration::from_secs(600);
     loop {
-        match tokio::time::timeout(deadline.saturating_sub(start.elapsed()), events_b.recv()).await {
+        match tokio::time::timeout(deadline.saturating_sub(start.elapsed()), events_b.recv()).await
+        {
             Ok(Some(PeerEvent::DocChanged { heads: now, .. })) if now == heads => break,
             Ok(Some(_)) => {}
             _ => panic!("B did not receive everything within {deadline:?}"),
@@ -122,16 +144,24 @@ async fn main() {
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source");
-    let (alice, bob) = (DeviceKey::generate().unwrap(), DeviceKey::generate().unwrap());
+    let (alice, bob) = (
+        DeviceKey::generate().unwrap(),
+        DeviceKey::generate().unwrap(),
+    );
     let started = Instant::now();
     let (_vault, heads) = prepare(&source, &alice, &bob, changes);
     eprintln!(
         "prepared {changes} signed changes in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    println!("| transport | path | changes | seconds | changes/s | bytes on loopback | bytes/change |");
+    println!(
+        "| transport | path | changes | seconds | changes/s | bytes on loopback | bytes/change |"
+    );
     println!("|---|---|---|---|---|---|---|");
-    for (name, listen) in [("TCP", "/ip4/127.0.0.1/tcp/0"), ("QUIC", "/ip4/127.0.0.1/udp/0/quic-v1")] {
+    for (name, listen) in [
+        ("TCP", "/ip4/127.0.0.1/tcp/0"),
+        ("QUIC", "/ip4/127.0.0.1/udp/0/quic-v1"),
+    ] {
         for (path, snapshots) in [("snapshot (fresh device)", true), ("every change", false)] {
             let (took, bytes) = transfer(&source, &alice, &bob, listen, &heads, snapshots).await;
             println!(
