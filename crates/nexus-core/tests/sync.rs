@@ -3,10 +3,10 @@
 
 use automerge::transaction::Transactable;
 use automerge::{ObjType, ROOT};
-use nexus_core::node::NodeConfig;
+use nexus_core::node::{Node, NodeConfig};
 use nexus_core::protocol::{Message, RefuseCode};
 use nexus_core::sim::{Faults, Network, Scenario, run_seed};
-use nexus_core::{DocId, JoinRequest, Role, Storage, VaultId};
+use nexus_core::{ActorId, DeviceKey, DocId, JoinRequest, Role, Storage, Vault, VaultId};
 use proptest::prelude::*;
 
 const CONFIG: NodeConfig = NodeConfig {
@@ -495,6 +495,56 @@ fn replayed_and_duplicated_messages_are_harmless() {
     net.faults = Faults::NONE;
     settle(&mut net);
     assert_eq!(get(&net, 1, vault, doc(1)), serde_json::json!({"x": 1}));
+}
+
+#[test]
+fn writes_by_another_process_on_the_same_store_are_pushed_to_peers_at_once() {
+    let (mut net, vault) = vault_of(2, 7);
+    net.connect(0, 1);
+    put(&mut net, 0, vault, doc(1), "x", 1);
+    settle(&mut net);
+    // A second process (a `nexus doc put` next to the daemon) opens device 0's store,
+    // edits, approves a new device, and commits.
+    let key = net.devices[0].node.key().clone();
+    let mut other = Node::load(
+        &net.devices[0].store,
+        key,
+        ActorId::from(&[77u8; 16][..]),
+        CONFIG,
+    )
+    .unwrap();
+    let out = other
+        .change(vault, doc(1), |tx| tx.put(ROOT, "y", 2).map(|_| ()))
+        .unwrap();
+    net.devices[0].store.commit(out.batch).unwrap();
+    let newcomer = DeviceKey::generate().unwrap().device_id();
+    let out = other
+        .add_device(vault, newcomer, Role::Member, net.now_ms)
+        .unwrap();
+    net.devices[0].store.commit(out.batch).unwrap();
+    // The running node takes the vault in again and offers what is new right away: no
+    // reconcile interval passes before device 1 has it.
+    let fresh = Vault::load(&net.devices[0].store, vault, ActorId::from(&[1u8; 16][..])).unwrap();
+    let out = net.devices[0].node.refresh_vault(fresh, net.now_ms);
+    assert!(!out.transmits.is_empty());
+    net.apply_output(0, out);
+    net.run_until_quiescent(500);
+    assert_eq!(
+        get(&net, 1, vault, doc(1)),
+        serde_json::json!({"x": 1, "y": 2})
+    );
+    assert!(
+        net.devices[1]
+            .node
+            .vault(&vault)
+            .unwrap()
+            .membership()
+            .is_member(&newcomer)
+    );
+    // Nothing new: nothing sent.
+    let same = Vault::load(&net.devices[0].store, vault, ActorId::from(&[1u8; 16][..])).unwrap();
+    let out = net.devices[0].node.refresh_vault(same, net.now_ms);
+    assert!(out.transmits.is_empty() && out.events.is_empty());
 }
 
 #[test]
