@@ -345,6 +345,14 @@ impl Node {
         self.vaults.values()
     }
 
+    /// The reconciliation fingerprint of a vault's documents: equal on two devices when
+    /// (with overwhelming probability) they hold the same heads for every document.
+    pub fn fingerprint(&self, vault: &VaultId) -> Option<[u8; 16]> {
+        let v = self.vaults.get(vault)?;
+        let digest = digest(v);
+        Some(fingerprint(digest.values()).0)
+    }
+
     /// The peer and vault of each open session, and whether it is syncing documents.
     pub fn sessions(
         &self,
@@ -743,8 +751,12 @@ impl Node {
             }
         }
         if session.phase != Phase::Hello {
-            // A repeated hello (the peer's retry): answer with ours again, nothing else.
-            if session.phase == Phase::Membership {
+            // A repeated hello (the peer's retry): answer with ours again, nothing else. Not
+            // if we sent one lately: two sides both waiting for entries would otherwise
+            // answer each other's answers forever (found by the soak at seed 10087).
+            if session.phase == Phase::Membership
+                && now_ms.saturating_sub(session.last_sent_ms) >= self.config.retry_ms / 2
+            {
                 self.send_hello(id, &mut session, now_ms, out);
             }
             self.sessions.insert(id, session);

@@ -1,6 +1,7 @@
-//! The native peer runtime in-process, on 127.0.0.1: an honest member keeps syncing while a
-//! hostile client speaks `/nexus/sync/1` with garbage, an oversized frame, a stranger's
-//! handshake and a replayed one.
+//! The native peer runtime in-process, on 127.0.0.1: members sync over QUIC and
+//! WebSocket, and an honest member keeps syncing while a hostile client speaks
+//! `/nexus/sync/1` with garbage, an oversized frame, a stranger's handshake and a
+//! replayed one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -37,8 +38,12 @@ fn read_field(home: &Path, key: &DeviceKey, vault: VaultId, field: &str) -> Opti
 }
 
 async fn start(home: &Path, key: &DeviceKey, dial: Vec<Multiaddr>) -> Multiaddr {
+    start_on(home, key, "/ip4/127.0.0.1/tcp/0", dial).await
+}
+
+async fn start_on(home: &Path, key: &DeviceKey, listen: &str, dial: Vec<Multiaddr>) -> Multiaddr {
     let config = PeerConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        listen: vec![listen.parse().unwrap()],
         dial,
         mdns: false,
         control_socket: false,
@@ -117,6 +122,46 @@ async fn refusal(stream: &mut libp2p::Stream) -> Option<RefuseCode> {
         }
     }
     panic!("the peer kept talking");
+}
+
+/// Alice's home with a vault in which Bob is approved, and one document.
+fn vault_for_two(home_a: &Path, alice: &DeviceKey, bob: &DeviceKey) -> VaultId {
+    let mut store = SqliteStore::open(&home_a.join("nexus.db")).unwrap();
+    let mut node = Node::new(alice.clone(), ActorId::random(), NodeConfig::new());
+    let (vault, out) = node.create_vault("Home", [1; 16], 1_000).unwrap();
+    store.commit(out.batch).unwrap();
+    let out = node
+        .add_device(vault, bob.device_id(), Role::Member, 1_001)
+        .unwrap();
+    store.commit(out.batch).unwrap();
+    store
+        .commit(node.create_document(vault, DOC, 1_002).unwrap().batch)
+        .unwrap();
+    vault
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_sync_over_quic_and_over_websocket() {
+    for listen in ["/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0/ws"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&home_a).unwrap();
+        std::fs::create_dir_all(&home_b).unwrap();
+        let (alice, bob) = (
+            DeviceKey::generate().unwrap(),
+            DeviceKey::generate().unwrap(),
+        );
+        let vault = vault_for_two(&home_a, &alice, &bob);
+        edit(&home_a, &alice, vault, "a", 1);
+        let address = start_on(&home_a, &alice, listen, Vec::new()).await;
+        start_on(&home_b, &bob, listen, vec![address]).await;
+        eventually(listen, || read_field(&home_b, &bob, vault, "a") == Some(1)).await;
+        edit(&home_b, &bob, vault, "b", 2);
+        eventually(listen, || {
+            read_field(&home_a, &alice, vault, "b") == Some(2)
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

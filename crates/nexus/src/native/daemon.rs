@@ -980,7 +980,8 @@ impl NativePeer {
             .entry(device)
             .or_insert_with(|| PeerRecord::new(device));
         record.last_seen_ms = now;
-        record.last_synced.insert(vault, (now, [0; 16]));
+        let fingerprint = self.node.fingerprint(&vault).unwrap_or_default();
+        record.last_synced.insert(vault, (now, fingerprint));
         if let Some(peer) = super::swarm::peer_of(&device)
             && let Some(addresses) = self.identified.get(&peer)
         {
