@@ -82,6 +82,10 @@ enum Command {
         /// A peer to dial at start (repeatable), e.g. /ip4/192.168.1.7/tcp/4001/p2p/12D3KooW…
         #[arg(long = "peer", value_name = "MULTIADDR")]
         peers: Vec<Multiaddr>,
+        /// A relay to reserve a slot at and meet members through (repeatable), e.g.
+        /// /ip4/203.0.113.5/tcp/4001/p2p/12D3KooW…
+        #[arg(long = "relay", value_name = "MULTIADDR")]
+        relays: Vec<Multiaddr>,
         /// Do not look for peers on the local network.
         #[arg(long)]
         no_mdns: bool,
@@ -517,8 +521,9 @@ pub(crate) fn run(cli: Cli) -> Result<Out, CliError> {
         Command::Serve {
             listen,
             peers,
+            relays,
             no_mdns,
-        } => serve(home, &dir, listen, peers, !no_mdns, cli.json),
+        } => serve(home, &dir, listen, peers, relays, !no_mdns, cli.json),
         Command::Status => status(&home, &dir),
         Command::Peer {
             command: PeerCommand::Add { address },
@@ -612,6 +617,7 @@ fn serve(
     dir: &Path,
     listen: Vec<Multiaddr>,
     peers: Vec<Multiaddr>,
+    relays: Vec<Multiaddr>,
     mdns: bool,
     json_logs: bool,
 ) -> Result<Out, CliError> {
@@ -624,6 +630,7 @@ fn serve(
             listen
         },
         dial: peers,
+        relays,
         mdns,
         ..PeerConfig::default()
     };

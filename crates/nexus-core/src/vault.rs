@@ -288,6 +288,25 @@ impl Vault {
         &self.log
     }
 
+    /// The name under which members meet at a relay's rendezvous point. It is derived from
+    /// the vault id and the genesis entry's random nonce, which only members hold (a
+    /// stranger is never sent entries), so the relay learns neither the vault id nor
+    /// anything that names it, and a stranger who knows the vault id cannot look it up.
+    pub fn rendezvous_namespace(&self) -> String {
+        let nonce = self
+            .log
+            .entries()
+            .into_iter()
+            .find_map(|e| match &e.entry().action {
+                crate::membership::Action::Genesis { nonce, .. } => Some(*nonce),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let id = self.id();
+        let hash = crate::hash::Hash::of(&[b"nexus/rendezvous/v1", id.as_bytes(), &nonce]);
+        format!("nexus-{}", bs58::encode(&hash.0[..20]).into_string())
+    }
+
     /// The documents.
     pub fn documents(&self) -> impl Iterator<Item = &Document> {
         self.docs.values()

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, rendezvous};
 use nexus_core::node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
 use nexus_core::peers::{Backoff, PeerRecord};
 use nexus_core::protocol::{Message, RefuseCode};
@@ -55,6 +55,10 @@ pub struct PeerConfig {
     pub listen: Vec<Multiaddr>,
     /// Addresses to dial at start (and remember).
     pub dial: Vec<Multiaddr>,
+    /// Relays (each address ending in `/p2p/<relay id>`): this peer reserves a slot at
+    /// each, so others can reach it through the relay's circuit, and meets the members of
+    /// its vaults at the relay's rendezvous point.
+    pub relays: Vec<Multiaddr>,
     /// Whether to find peers on the local network.
     pub mdns: bool,
     /// The node's timing.
@@ -72,6 +76,7 @@ impl Default for PeerConfig {
         Self {
             listen: Vec::new(),
             dial: Vec::new(),
+            relays: Vec::new(),
             mdns: true,
             node: NodeConfig::new(),
             control_socket: true,
@@ -256,7 +261,17 @@ pub struct NativePeer {
     backoff: Backoff,
     control_path: Option<PathBuf>,
     handshake_timeout_ms: u64,
+    /// Relays we use: their peer id and address.
+    relays: HashMap<PeerId, Multiaddr>,
+    /// Relays at which a reservation was asked for.
+    reserved: HashSet<PeerId>,
+    /// Relays at which this peer has a circuit address to register.
+    registrable: HashSet<PeerId>,
+    last_discovery_ms: u64,
 }
+
+/// How often members look each other up again at the relays' rendezvous points.
+const DISCOVERY_INTERVAL_MS: u64 = 30_000;
 
 impl NativePeer {
     /// Opens the store in `home`, builds the swarm and starts listening. Call inside a
@@ -312,7 +327,25 @@ impl NativePeer {
             backoff: Backoff::new(),
             control_path: None,
             handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
+            relays: HashMap::new(),
+            reserved: HashSet::new(),
+            registrable: HashSet::new(),
+            last_discovery_ms: 0,
         };
+        for address in &config.relays {
+            match split_peer(address) {
+                (_, Some(relay)) => {
+                    peer.relays.insert(relay, address.clone());
+                    peer.dial_address(address.clone());
+                }
+                (_, None) => {
+                    return Err(PeerError::Listen {
+                        address: address.clone(),
+                        reason: "a relay address must end in /p2p/<relay id>".into(),
+                    });
+                }
+            }
+        }
         if unreadable > 0 {
             peer.emit(PeerEvent::Problem(format!(
                 "{unreadable} unreadable peer records skipped"
@@ -400,6 +433,10 @@ impl NativePeer {
                         last_ensure = now;
                         self.ensure_sessions();
                     }
+                    if now.saturating_sub(self.last_discovery_ms) >= DISCOVERY_INTERVAL_MS {
+                        self.last_discovery_ms = now;
+                        self.rendezvous_round();
+                    }
                 }
             }
         }
@@ -442,9 +479,26 @@ impl NativePeer {
     fn on_swarm_event(&mut self, event: SwarmEvent<PeerBehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                let full = address
-                    .clone()
-                    .with(Protocol::P2p(*self.swarm.local_peer_id()));
+                let relayed = address.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+                let local = *self.swarm.local_peer_id();
+                let full = if address.iter().last() == Some(Protocol::P2p(local)) {
+                    address.clone()
+                } else {
+                    address.clone().with(Protocol::P2p(local))
+                };
+                if relayed {
+                    // A reservation at a relay: others reach us at this address, so it is
+                    // what we register at the relay's rendezvous point.
+                    self.swarm.add_external_address(address.clone());
+                    let relay = address.iter().find_map(|p| match p {
+                        Protocol::P2p(peer) if self.relays.contains_key(&peer) => Some(peer),
+                        _ => None,
+                    });
+                    if let Some(relay) = relay {
+                        self.registrable.insert(relay);
+                        self.register_at(relay);
+                    }
+                }
                 self.listening.push(address);
                 self.emit(PeerEvent::Listening(full));
             }
@@ -481,6 +535,16 @@ impl NativePeer {
                 if self.connected.insert(peer_id) {
                     self.emit(PeerEvent::Connected(device));
                 }
+                if let Some(address) = self.relays.get(&peer_id).cloned()
+                    && self.reserved.insert(peer_id)
+                {
+                    if let Err(e) = self.swarm.listen_on(address.with(Protocol::P2pCircuit)) {
+                        self.emit(PeerEvent::Problem(format!(
+                            "reserving a slot at relay {peer_id}: {e}"
+                        )));
+                    }
+                    self.discover_at(peer_id);
+                }
                 self.ensure_sessions();
             }
             SwarmEvent::ConnectionClosed {
@@ -491,6 +555,9 @@ impl NativePeer {
                 if let Some(device) = device_of(&peer_id) {
                     self.emit(PeerEvent::Disconnected(device));
                 }
+                // A relay's reservation ends with the connection; ask again on reconnect.
+                self.reserved.remove(&peer_id);
+                self.registrable.remove(&peer_id);
                 self.schedule_redial(peer_id);
             }
             SwarmEvent::OutgoingConnectionError {
@@ -526,6 +593,29 @@ impl NativePeer {
                 }
                 self.identified.insert(peer_id, addresses);
             }
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::Discovered { registrations, .. },
+            )) => {
+                let me = *self.swarm.local_peer_id();
+                for registration in registrations {
+                    let peer = registration.record.peer_id();
+                    if peer == me || self.connected.contains(&peer) {
+                        continue;
+                    }
+                    let addresses = registration.record.addresses().to_vec();
+                    let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(addresses)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+            }
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Rendezvous(
+                rendezvous::client::Event::RegisterFailed { error, .. },
+            )) => {
+                self.emit(PeerEvent::Problem(format!(
+                    "registering at a rendezvous point failed: {error:?}"
+                )));
+            }
             SwarmEvent::Behaviour(PeerBehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, address) in found {
                     if peer == *self.swarm.local_peer_id() {
@@ -538,6 +628,60 @@ impl NativePeer {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Registers every vault's rendezvous name at `relay`.
+    fn register_at(&mut self, relay: PeerId) {
+        for vault in self.node.vaults() {
+            let Ok(namespace) = rendezvous::Namespace::new(vault.rendezvous_namespace()) else {
+                continue;
+            };
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .rendezvous
+                .register(namespace, relay, None)
+            {
+                self.emit(PeerEvent::Problem(format!(
+                    "registering at relay {relay}: {e}"
+                )));
+                return;
+            }
+        }
+    }
+
+    /// Looks up the members of every vault at `relay`.
+    fn discover_at(&mut self, relay: PeerId) {
+        let namespaces: Vec<String> = self
+            .node
+            .vaults()
+            .map(Vault::rendezvous_namespace)
+            .collect();
+        for namespace in namespaces {
+            if let Ok(namespace) = rendezvous::Namespace::new(namespace) {
+                self.swarm
+                    .behaviour_mut()
+                    .rendezvous
+                    .discover(Some(namespace), None, None, relay);
+            }
+        }
+    }
+
+    /// Registers again and looks members up again at every connected relay (new vaults,
+    /// members that came online).
+    fn rendezvous_round(&mut self) {
+        let relays: Vec<PeerId> = self
+            .relays
+            .keys()
+            .filter(|r| self.connected.contains(r))
+            .copied()
+            .collect();
+        for relay in relays {
+            if self.registrable.contains(&relay) {
+                self.register_at(relay);
+            }
+            self.discover_at(relay);
         }
     }
 
@@ -942,6 +1086,7 @@ impl NativePeer {
                 }
                 Event::VaultJoined { vault } => {
                     membership_changed = true;
+                    self.last_discovery_ms = 0; // register and look members up now
                     self.emit(PeerEvent::VaultJoined(vault));
                     for join in self.joins.iter_mut().filter(|j| j.code.vault == vault) {
                         if let Some(reply) = join.reply.take() {
@@ -1177,7 +1322,7 @@ impl NativePeer {
             "running": true,
             "device_id": me.to_string(),
             "home": self.home,
-            "listening": self.listening.iter().map(|a| a.clone().with(Protocol::P2p(local)).to_string()).collect::<Vec<_>>(),
+            "listening": self.listening.iter().map(|a| if a.iter().last() == Some(Protocol::P2p(local)) { a.to_string() } else { a.clone().with(Protocol::P2p(local)).to_string() }).collect::<Vec<_>>(),
             "connected": connected,
             "vaults": vaults,
             "peers": known,

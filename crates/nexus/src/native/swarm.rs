@@ -1,12 +1,16 @@
 //! The native libp2p swarm: TCP and QUIC (Noise, Yamux), WebSocket, identify, ping,
-//! optional mDNS, and the `/nexus/sync/1` stream protocol. The device key is the libp2p
-//! identity, so the `PeerId` that Noise authenticates is the peer's `DeviceId`.
+//! optional mDNS, a circuit-relay client with DCUtR hole punching, a rendezvous client,
+//! and the `/nexus/sync/1` stream protocol. The device key is the libp2p identity, so the
+//! `PeerId` that Noise authenticates is the peer's `DeviceId`.
 
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{PeerId, StreamProtocol, Swarm, identify, identity, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    PeerId, StreamProtocol, Swarm, dcutr, identify, identity, mdns, noise, ping, relay, rendezvous,
+    tcp, yamux,
+};
 use nexus_core::{DeviceId, DeviceKey};
 use thiserror::Error;
 
@@ -24,6 +28,12 @@ pub struct PeerBehaviour {
     pub ping: ping::Behaviour,
     /// Finds peers on the local network (off with `--no-mdns`).
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Reserves slots at relays and dials peers through their circuits.
+    pub relay_client: relay::client::Behaviour,
+    /// Upgrades relayed connections to direct ones where the network allows.
+    pub dcutr: dcutr::Behaviour,
+    /// Registers at and discovers through a relay's rendezvous point.
+    pub rendezvous: rendezvous::client::Behaviour,
     /// Carries `/nexus/sync/1`.
     pub stream: libp2p_stream::Behaviour,
 }
@@ -89,7 +99,9 @@ pub async fn build_swarm(key: &DeviceKey, mdns: bool) -> Result<Swarm<PeerBehavi
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
         .map_err(|e| transport("WebSocket")(&e))?
-        .with_behaviour(|keypair| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| transport("relay client")(&e))?
+        .with_behaviour(|keypair, relay_client| {
             let local = keypair.public().to_peer_id();
             let mdns = if mdns {
                 match mdns::tokio::Behaviour::new(mdns::Config::default(), local) {
@@ -109,6 +121,9 @@ pub async fn build_swarm(key: &DeviceKey, mdns: bool) -> Result<Swarm<PeerBehavi
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 mdns: Toggle::from(mdns),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(local),
+                rendezvous: rendezvous::client::Behaviour::new(keypair.clone()),
                 stream: libp2p_stream::Behaviour::new(),
             }
         })

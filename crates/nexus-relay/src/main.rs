@@ -1,0 +1,138 @@
+//! `nexus-relay`: a circuit relay and rendezvous point for Nexus devices. It forwards the
+//! devices' end-to-end encrypted traffic and never holds a vault key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use libp2p::Multiaddr;
+use nexus_relay::{Limits, Relay, RelayConfig, RelayEvent};
+
+/// The `nexus-relay` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus-relay",
+    version,
+    about = "Nexus relay: circuit relay v2 and rendezvous; forwards ciphertext only"
+)]
+struct Args {
+    /// The relay's identity key file (created, mode 0600, if missing).
+    #[arg(long, default_value = "nexus-relay.key")]
+    identity: PathBuf,
+    /// Address to listen on (repeatable). Default: TCP 4001, QUIC 4001 and WebSocket
+    /// 4002 on every interface.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics: SocketAddr,
+    /// Do not serve metrics.
+    #[arg(long)]
+    no_metrics: bool,
+    /// Reservations held at once.
+    #[arg(long, default_value_t = Limits::default().max_reservations)]
+    max_reservations: usize,
+    /// Reservations per peer.
+    #[arg(long, default_value_t = Limits::default().max_reservations_per_peer)]
+    max_reservations_per_peer: usize,
+    /// Circuits open at once.
+    #[arg(long, default_value_t = Limits::default().max_circuits)]
+    max_circuits: usize,
+    /// Circuits per peer.
+    #[arg(long, default_value_t = Limits::default().max_circuits_per_peer)]
+    max_circuits_per_peer: usize,
+    /// Longest life of a circuit, in seconds.
+    #[arg(long, default_value_t = Limits::default().max_circuit_duration.as_secs())]
+    max_circuit_secs: u64,
+    /// Most bytes a circuit may carry.
+    #[arg(long, default_value_t = Limits::default().max_circuit_bytes)]
+    max_circuit_bytes: u64,
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    [
+        "/ip4/0.0.0.0/tcp/4001",
+        "/ip4/0.0.0.0/udp/4001/quic-v1",
+        "/ip4/0.0.0.0/tcp/4002/ws",
+    ]
+    .iter()
+    .filter_map(|a| a.parse().ok())
+    .collect()
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let key = match nexus::load_or_create_key(&args.identity) {
+        Ok((key, _)) => key,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = RelayConfig {
+        listen: if args.listen.is_empty() {
+            default_listen()
+        } else {
+            args.listen
+        },
+        metrics: (!args.no_metrics).then_some(args.metrics),
+        limits: Limits {
+            max_reservations: args.max_reservations,
+            max_reservations_per_peer: args.max_reservations_per_peer,
+            max_circuits: args.max_circuits,
+            max_circuits_per_peer: args.max_circuits_per_peer,
+            max_circuit_duration: Duration::from_secs(args.max_circuit_secs),
+            max_circuit_bytes: args.max_circuit_bytes,
+            ..Limits::default()
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let relay = Relay::start(&key, config, Some(tx)).await?;
+        println!("Relay {}", relay.peer_id());
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    // Full addresses on stdout, one per line, for people and scripts.
+                    RelayEvent::Listening(address) => println!("Listening on {address}"),
+                    RelayEvent::Metrics(address) => println!("Metrics on http://{address}/metrics"),
+                    other => eprintln!("{other:?}"),
+                }
+            }
+        });
+        relay.run(shutdown_signal()).await;
+        Ok::<(), nexus_relay::RelayError>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

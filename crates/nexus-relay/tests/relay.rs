@@ -1,0 +1,239 @@
+//! Two devices that know only the relay's address: one joins the other's vault with an
+//! invite code through the relay's circuit, they edit both ways, and after a restart the
+//! joiner finds the other again at the relay's rendezvous point. All on 127.0.0.1.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use nexus::{NativePeer, PeerConfig, PeerEvent, SqliteStore};
+use nexus_core::automerge::ROOT;
+use nexus_core::automerge::transaction::Transactable;
+use nexus_core::node::{Node, NodeConfig};
+use nexus_core::{ActorId, DeviceKey, DocId, InviteCode, Role, Storage, VaultId};
+use nexus_relay::{Limits, Relay, RelayConfig, RelayEvent};
+use tokio::sync::{mpsc, oneshot};
+
+const DOC: DocId = DocId([5; 16]);
+
+fn node_on(home: &Path, key: &DeviceKey) -> (SqliteStore, Node) {
+    let store = SqliteStore::open(&home.join("nexus.db")).unwrap();
+    let node = Node::load(&store, key.clone(), ActorId::random(), NodeConfig::new()).unwrap();
+    (store, node)
+}
+
+fn edit(home: &Path, key: &DeviceKey, vault: VaultId, field: &str, value: &str) {
+    let (mut store, mut node) = node_on(home, key);
+    let out = node
+        .change(vault, DOC, |tx| tx.put(ROOT, field, value).map(|_| ()))
+        .unwrap();
+    store.commit(out.batch).unwrap();
+}
+
+fn read(home: &Path, key: &DeviceKey, vault: VaultId, field: &str) -> Option<String> {
+    let (_, node) = node_on(home, key);
+    let value = node.vault(&vault)?.document(&DOC)?.to_json();
+    value.get(field)?.as_str().map(str::to_owned)
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Starts a peer that listens nowhere but at `relay`; returns it (not yet running), its
+/// events and a way to stop it.
+async fn peer_via_relay(
+    home: &Path,
+    key: &DeviceKey,
+    relay: &Multiaddr,
+) -> (NativePeer, mpsc::UnboundedReceiver<PeerEvent>) {
+    let config = PeerConfig {
+        listen: Vec::new(),
+        relays: vec![relay.clone()],
+        mdns: false,
+        control_socket: false,
+        ..PeerConfig::default()
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let peer = NativePeer::start(home, key.clone(), config, Some(tx))
+        .await
+        .unwrap();
+    (peer, rx)
+}
+
+fn run(peer: NativePeer) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(peer.run(async move {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+async fn circuit_address(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> Multiaddr {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
+            Ok(Some(PeerEvent::Listening(address)))
+                if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) =>
+            {
+                return address;
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("no reservation at the relay"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
+    let (tx, mut relay_events) = mpsc::unbounded_channel();
+    let relay_key = DeviceKey::generate().unwrap();
+    let relay = Relay::start(
+        &relay_key,
+        RelayConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
+            limits: Limits::default(),
+        },
+        Some(tx),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(relay.run(std::future::pending()));
+    let mut relay_address = None;
+    let mut metrics = None;
+    while relay_address.is_none() || metrics.is_none() {
+        match relay_events.recv().await {
+            Some(RelayEvent::Listening(address)) => relay_address = Some(address),
+            Some(RelayEvent::Metrics(address)) => metrics = Some(address),
+            _ => {}
+        }
+    }
+    let relay_address = relay_address.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&home_a).unwrap();
+    std::fs::create_dir_all(&home_b).unwrap();
+    let (alice, bob) = (
+        DeviceKey::generate().unwrap(),
+        DeviceKey::generate().unwrap(),
+    );
+    let vault = {
+        let (mut store, mut node) = node_on(&home_a, &alice);
+        let (vault, out) = node.create_vault("Far apart", [4; 16], 1_000).unwrap();
+        store.commit(out.batch).unwrap();
+        store
+            .commit(node.create_document(vault, DOC, 1_001).unwrap().batch)
+            .unwrap();
+        vault
+    };
+    edit(&home_a, &alice, vault, "note", "written on A");
+
+    let (a, mut a_events) = peer_via_relay(&home_a, &alice, &relay_address).await;
+    let _stop_a = run(a);
+    let a_circuit = circuit_address(&mut a_events).await;
+
+    // An invite whose only address is A's circuit through the relay.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let secret = [9u8; 32];
+    let invite = {
+        let (mut store, mut node) = node_on(&home_a, &alice);
+        let (invite, out) = node
+            .create_invite(vault, &secret, Role::Member, now + 600_000, now)
+            .unwrap();
+        store.commit(out.batch).unwrap();
+        invite
+    };
+    let code = InviteCode {
+        vault,
+        invite,
+        secret,
+        expires_at_ms: now + 600_000,
+        addresses: vec![a_circuit.to_string()],
+    };
+
+    let (mut b, _b_events) = peer_via_relay(&home_b, &bob, &relay_address).await;
+    let (joined_tx, joined) = oneshot::channel();
+    b.join(code, Some(joined_tx));
+    let stop_b = run(b);
+    let reply = tokio::time::timeout(Duration::from_secs(30), joined)
+        .await
+        .expect("join answered")
+        .unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    eventually("A's note to reach B", || {
+        read(&home_b, &bob, vault, "note").as_deref() == Some("written on A")
+    })
+    .await;
+    edit(&home_b, &bob, vault, "reply", "written on B");
+    eventually("B's reply to reach A", || {
+        read(&home_a, &alice, vault, "reply").as_deref() == Some("written on B")
+    })
+    .await;
+
+    // B restarts knowing only the relay (its peer table emptied, so it cannot simply
+    // redial A): it finds A at the rendezvous point.
+    let _ = stop_b.send(());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let mut store = SqliteStore::open(&home_b.join("nexus.db")).unwrap();
+        let mut forget = nexus_core::Batch::new();
+        for (key, _) in store.scan(nexus_core::Table::Peers, &[]).unwrap() {
+            forget.delete(nexus_core::Table::Peers, key);
+        }
+        store.commit(forget).unwrap();
+        assert!(
+            store
+                .scan(nexus_core::Table::Peers, &[])
+                .unwrap()
+                .is_empty()
+        );
+    }
+    edit(&home_a, &alice, vault, "later", "while B was away");
+    let (b, _b_events) = peer_via_relay(&home_b, &bob, &relay_address).await;
+    let _stop_b = run(b);
+    eventually("B to find A again and catch up", || {
+        read(&home_b, &bob, vault, "later").as_deref() == Some("while B was away")
+    })
+    .await;
+
+    // The relay's counters saw reservations and circuits.
+    let metrics = metrics.unwrap();
+    let text = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(metrics).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    })
+    .await
+    .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    let count = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        count("nexus_relay_reservations_accepted_total") >= 2,
+        "{text}"
+    );
+    assert!(
+        count("nexus_relay_rendezvous_registrations_total") >= 1,
+        "{text}"
+    );
+}
