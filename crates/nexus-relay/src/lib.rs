@@ -16,6 +16,10 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod tap;
+
+pub use tap::Tap;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +79,9 @@ pub struct RelayConfig {
     pub metrics: Option<SocketAddr>,
     /// The limits.
     pub limits: Limits,
+    /// Records what the relay can read (audits and tests). With a tap the relay speaks
+    /// TCP only.
+    pub tap: Option<Tap>,
 }
 
 /// What the relay reports as it goes.
@@ -229,6 +236,7 @@ impl Metrics {
 pub(crate) async fn build_relay_swarm(
     key: &DeviceKey,
     limits: Limits,
+    tap: Option<Tap>,
 ) -> Result<Swarm<RelayBehaviour>, RelayError> {
     let err = |what: &'static str| {
         move |e: &dyn std::fmt::Display| RelayError::Transport {
@@ -236,6 +244,56 @@ pub(crate) async fn build_relay_swarm(
             reason: e.to_string(),
         }
     };
+    let behaviour = move |keypair: &libp2p::identity::Keypair| {
+        let local = keypair.public().to_peer_id();
+        let config = relay::Config {
+            max_reservations: limits.max_reservations,
+            max_reservations_per_peer: limits.max_reservations_per_peer,
+            reservation_duration: limits.reservation_duration,
+            max_circuits: limits.max_circuits,
+            max_circuits_per_peer: limits.max_circuits_per_peer,
+            max_circuit_duration: limits.max_circuit_duration,
+            max_circuit_bytes: limits.max_circuit_bytes,
+            ..relay::Config::default()
+        };
+        RelayBehaviour {
+            relay: relay::Behaviour::new(local, config),
+            rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/nexus-relay/1.0.0".to_owned(),
+                keypair.public(),
+            )),
+            ping: ping::Behaviour::new(ping::Config::new()),
+        }
+    };
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+    if let Some(tap) = tap {
+        use libp2p::Transport;
+        use libp2p::core::muxing::StreamMuxerBox;
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(nexus::keypair(key))
+            .with_tokio()
+            .with_other_transport(|keypair| {
+                let transport =
+                    libp2p::tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .upgrade(libp2p::core::upgrade::Version::V1)
+                        .authenticate(noise::Config::new(keypair)?)
+                        .multiplex(yamux::Config::default())
+                        .map(move |(peer, muxer), _| {
+                            let tapped = tap::TapMuxer {
+                                inner: muxer,
+                                tap: tap.clone(),
+                            };
+                            (peer, StreamMuxerBox::new(tapped))
+                        });
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(transport)
+            })
+            .map_err(|e| err("tapped TCP transport")(&e))?
+            .with_behaviour(behaviour)
+            .map_err(|e| err("behaviour")(&e))?
+            .with_swarm_config(idle)
+            .build();
+        return Ok(swarm);
+    }
     let swarm = libp2p::SwarmBuilder::with_existing_identity(nexus::keypair(key))
         .with_tokio()
         .with_tcp(
@@ -250,32 +308,9 @@ pub(crate) async fn build_relay_swarm(
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await
         .map_err(|e| err("WebSocket transport")(&e))?
-        .with_behaviour(|keypair| {
-            let local = keypair.public().to_peer_id();
-            let config = relay::Config {
-                max_reservations: limits.max_reservations,
-                max_reservations_per_peer: limits.max_reservations_per_peer,
-                reservation_duration: limits.reservation_duration,
-                max_circuits: limits.max_circuits,
-                max_circuits_per_peer: limits.max_circuits_per_peer,
-                max_circuit_duration: limits.max_circuit_duration,
-                max_circuit_bytes: limits.max_circuit_bytes,
-                ..relay::Config::default()
-            };
-            RelayBehaviour {
-                relay: relay::Behaviour::new(local, config),
-                rendezvous: rendezvous::server::Behaviour::new(
-                    rendezvous::server::Config::default(),
-                ),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/nexus-relay/1.0.0".to_owned(),
-                    keypair.public(),
-                )),
-                ping: ping::Behaviour::new(ping::Config::new()),
-            }
-        })
+        .with_behaviour(behaviour)
         .map_err(|e| err("behaviour")(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .with_swarm_config(idle)
         .build();
     Ok(swarm)
 }
@@ -294,7 +329,7 @@ impl Relay {
         config: RelayConfig,
         events: Option<mpsc::UnboundedSender<RelayEvent>>,
     ) -> Result<Self, RelayError> {
-        let mut swarm = build_relay_swarm(key, config.limits).await?;
+        let mut swarm = build_relay_swarm(key, config.limits, config.tap).await?;
         for address in &config.listen {
             swarm
                 .listen_on(address.clone())

@@ -100,6 +100,7 @@ fn main() -> ExitCode {
             max_circuit_bytes: args.max_circuit_bytes,
             ..Limits::default()
         },
+        tap: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,7 +12,7 @@ use nexus_core::automerge::ROOT;
 use nexus_core::automerge::transaction::Transactable;
 use nexus_core::node::{Node, NodeConfig};
 use nexus_core::{ActorId, DeviceKey, DocId, InviteCode, Role, Storage, VaultId};
-use nexus_relay::{Limits, Relay, RelayConfig, RelayEvent};
+use nexus_relay::{Limits, Relay, RelayConfig, RelayEvent, Tap};
 use tokio::sync::{mpsc, oneshot};
 
 const DOC: DocId = DocId([5; 16]);
@@ -95,12 +95,14 @@ async fn circuit_address(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> Mul
 async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
     let (tx, mut relay_events) = mpsc::unbounded_channel();
     let relay_key = DeviceKey::generate().unwrap();
+    let tap = Tap::new();
     let relay = Relay::start(
         &relay_key,
         RelayConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             metrics: Some("127.0.0.1:0".parse().unwrap()),
             limits: Limits::default(),
+            tap: Some(tap.clone()),
         },
         Some(tx),
     )
@@ -207,6 +209,24 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
         read(&home_b, &bob, vault, "later").as_deref() == Some("while B was away")
     })
     .await;
+
+    // Everything the relay could read: plenty of traffic, its own protocols in the clear
+    // (the rendezvous names), and never the documents' text or the vault id.
+    assert!(tap.len() > 10_000, "the tap saw {} bytes", tap.len());
+    assert!(
+        tap.contains(b"nexus-"),
+        "the tap records what the relay reads"
+    );
+    for secret in [
+        "written on A",
+        "written on B",
+        "while B was away",
+        "Far apart",
+    ] {
+        assert!(!tap.contains(secret.as_bytes()), "the relay saw {secret:?}");
+    }
+    assert!(!tap.contains(vault.as_bytes()));
+    assert!(!tap.contains(vault.to_string().as_bytes()));
 
     // The relay's counters saw reservations and circuits.
     let metrics = metrics.unwrap();
