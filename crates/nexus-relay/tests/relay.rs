@@ -257,3 +257,129 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_circuits_from_one_peer_is_cut_off_while_a_pair_keeps_syncing() {
+    use futures::StreamExt;
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+
+    let (tx, mut relay_events) = mpsc::unbounded_channel();
+    let limits = Limits {
+        max_circuits_per_peer: 2,
+        ..Limits::default()
+    };
+    let relay = Relay::start(
+        &DeviceKey::generate().unwrap(),
+        RelayConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            metrics: None,
+            limits,
+            tap: None,
+        },
+        Some(tx),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(relay.run(std::future::pending()));
+    let relay_address = loop {
+        if let Some(RelayEvent::Listening(address)) = relay_events.recv().await {
+            break address;
+        }
+    };
+
+    // A well-behaved pair: B approved by id, both reachable only through the relay.
+    let dir = tempfile::tempdir().unwrap();
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&home_a).unwrap();
+    std::fs::create_dir_all(&home_b).unwrap();
+    let (alice, bob) = (
+        DeviceKey::generate().unwrap(),
+        DeviceKey::generate().unwrap(),
+    );
+    let vault = {
+        let (mut store, mut node) = node_on(&home_a, &alice);
+        let (vault, out) = node.create_vault("Pair", [6; 16], 1_000).unwrap();
+        store.commit(out.batch).unwrap();
+        store
+            .commit(
+                node.add_device(vault, bob.device_id(), Role::Member, 1_001)
+                    .unwrap()
+                    .batch,
+            )
+            .unwrap();
+        store
+            .commit(node.create_document(vault, DOC, 1_002).unwrap().batch)
+            .unwrap();
+        vault
+    };
+    edit(&home_a, &alice, vault, "n", "0");
+    let (a, mut a_events) = peer_via_relay(&home_a, &alice, &relay_address).await;
+    let _stop_a = run(a);
+    let a_circuit = circuit_address(&mut a_events).await;
+    // B has no vault yet, so it is told A's circuit address directly.
+    let config = PeerConfig {
+        listen: Vec::new(),
+        dial: vec![a_circuit.clone()],
+        relays: vec![relay_address.clone()],
+        mdns: false,
+        control_socket: false,
+        ..PeerConfig::default()
+    };
+    let b = NativePeer::start(&home_b, bob.clone(), config, None)
+        .await
+        .unwrap();
+    let _stop_b = run(b);
+    eventually("B to sync with A through the relay", || {
+        read(&home_b, &bob, vault, "n").as_deref() == Some("0")
+    })
+    .await;
+
+    // A flooder opens circuit after circuit to A.
+    let flooder = DeviceKey::generate().unwrap();
+    let flooder_id = nexus::peer_of(&flooder.device_id()).unwrap();
+    let mut swarm = nexus::build_swarm(&flooder, false).await.unwrap();
+    let a_peer = nexus::peer_of(&alice.device_id()).unwrap();
+    // One circuit after another (the client runs one dial through a relay at a time).
+    let flood = tokio::spawn(async move {
+        for _ in 0..12 {
+            let opts = DialOpts::peer_id(a_peer)
+                .addresses(vec![a_circuit.clone()])
+                .condition(PeerCondition::Always)
+                .build();
+            if swarm.dial(opts).is_err() {
+                continue;
+            }
+            loop {
+                match swarm.select_next_some().await {
+                    libp2p::swarm::SwarmEvent::ConnectionEstablished { peer_id, .. }
+                        if peer_id == a_peer =>
+                    {
+                        break;
+                    }
+                    libp2p::swarm::SwarmEvent::OutgoingConnectionError { .. } => break,
+                    _ => {}
+                }
+            }
+        }
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let mut denied = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while denied == 0 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), relay_events.recv()).await {
+            Ok(Some(RelayEvent::CircuitDenied { src, .. })) if src == flooder_id => denied += 1,
+            _ => {}
+        }
+    }
+    assert!(denied > 0, "the relay never refused the flooder a circuit");
+
+    // The pair kept its circuit and keeps syncing.
+    edit(&home_a, &alice, vault, "n", "1");
+    eventually("A's next edit to reach B during the flood", || {
+        read(&home_b, &bob, vault, "n").as_deref() == Some("1")
+    })
+    .await;
+    flood.abort();
+}
