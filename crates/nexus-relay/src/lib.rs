@@ -52,11 +52,17 @@ pub struct Limits {
     pub max_circuit_duration: Duration,
     /// Most bytes one circuit may carry (both directions).
     pub max_circuit_bytes: u64,
+    /// Reservations one IP address may make in a burst; then one more per minute.
+    pub reservation_burst_per_ip: u32,
+    /// Circuits one IP address may open in a burst; then one more per minute.
+    pub circuit_burst_per_ip: u32,
 }
 
 impl Default for Limits {
     /// Sized for sync traffic: an hour and 1 GiB per circuit, 128 reservations and 256
-    /// circuits in all, 4 circuits per peer.
+    /// circuits in all, 4 circuits per peer; per IP address, bursts of 60 reservations
+    /// and 60 circuits, then one of each per minute (and per peer, bursts of 30, then one
+    /// every 2 minutes).
     fn default() -> Self {
         Self {
             max_reservations: 128,
@@ -66,6 +72,8 @@ impl Default for Limits {
             max_circuits_per_peer: 4,
             max_circuit_duration: Duration::from_secs(3600),
             max_circuit_bytes: 1 << 30,
+            reservation_burst_per_ip: 60,
+            circuit_burst_per_ip: 60,
         }
     }
 }
@@ -254,8 +262,20 @@ pub(crate) async fn build_relay_swarm(
             max_circuits_per_peer: limits.max_circuits_per_peer,
             max_circuit_duration: limits.max_circuit_duration,
             max_circuit_bytes: limits.max_circuit_bytes,
-            ..relay::Config::default()
+            reservation_rate_limiters: Vec::new(),
+            circuit_src_rate_limiters: Vec::new(),
         };
+        let burst =
+            |n: u32| std::num::NonZeroU32::new(n.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let per_peer = burst(30);
+        let config = config
+            .reservation_rate_per_peer(per_peer, Duration::from_secs(120))
+            .reservation_rate_per_ip(
+                burst(limits.reservation_burst_per_ip),
+                Duration::from_secs(60),
+            )
+            .circuit_src_per_peer(per_peer, Duration::from_secs(120))
+            .circuit_src_per_ip(burst(limits.circuit_burst_per_ip), Duration::from_secs(60));
         RelayBehaviour {
             relay: relay::Behaviour::new(local, config),
             rendezvous: rendezvous::server::Behaviour::new(rendezvous::server::Config::default()),

@@ -13,62 +13,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nexus::libp2p::Multiaddr;
-use nexus::{NativePeer, PeerConfig, PeerEvent, SqliteStore};
-use nexus_core::automerge::ROOT;
-use nexus_core::automerge::transaction::Transactable;
-use nexus_core::node::{Node, NodeConfig};
-use nexus_core::{ActorId, Batch, DeviceKey, DocId, Role, Storage, VaultId};
+use nexus::{NativePeer, PeerConfig, PeerEvent};
+use nexus_core::node::NodeConfig;
+use nexus_core::{DeviceKey, DocId, VaultId};
 use tokio::sync::mpsc;
 
 const DOC: DocId = DocId([9; 16]);
 
-fn loopback_bytes() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
-    text.lines()
-        .find(|l| l.trim_start().starts_with("lo:"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|rx| rx.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A's home: a vault with B approved and one document of `changes` signed changes.
 fn prepare(
     home: &Path,
     alice: &DeviceKey,
     bob: &DeviceKey,
     changes: usize,
 ) -> (VaultId, Vec<nexus_core::ChangeHash>) {
-    std::fs::create_dir_all(home).unwrap();
-    let mut store = SqliteStore::open(&home.join("nexus.db")).unwrap();
-    let mut node = Node::new(alice.clone(), ActorId::random(), NodeConfig::new());
-    let (vault, out) = node.create_vault("Bench", [2; 16], 1_000).unwrap();
-    store.commit(out.batch).unwrap();
-    store
-        .commit(
-            node.add_device(vault, bob.device_id(), Role::Member, 1_001)
-                .unwrap()
-                .batch,
-        )
-        .unwrap();
-    store
-        .commit(node.create_document(vault, DOC, 1_002).unwrap().batch)
-        .unwrap();
-    let mut batch = Batch::new();
-    for i in 0..changes {
-        let out = node
-            .change(vault, DOC, |tx| {
-                tx.put(ROOT, format!("k{}", i % 100), i as i64).map(|_| ())
-            })
-            .unwrap();
-        batch.extend(out.batch);
-        if i % 10_000 == 9_999 {
-            store.commit(std::mem::take(&mut batch)).unwrap();
-        }
-    }
-    store.commit(batch).unwrap();
-    let heads = node.vault(&vault).unwrap().document(&DOC).unwrap().heads();
-    (vault, heads)
+    nexus::fixtures::home_with_changes(home, alice, bob, DOC, changes).unwrap()
 }
 
 async fn transfer(
@@ -112,7 +70,7 @@ async fn transfer(
             break address;
         }
     };
-    let before = loopback_bytes();
+    let before = nexus::fixtures::loopback_bytes();
     let start = Instant::now();
     let (tx, mut events_b) = mpsc::unbounded_channel();
     let b = NativePeer::start(
@@ -133,7 +91,10 @@ async fn transfer(
             _ => panic!("B did not receive everything within {deadline:?}"),
         }
     }
-    (start.elapsed(), loopback_bytes().saturating_sub(before))
+    (
+        start.elapsed(),
+        nexus::fixtures::loopback_bytes().saturating_sub(before),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,8 @@
 pub mod frames;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::fixtures;
 
 /// Re-exported so that users of the engine name the same libp2p types.
 #[cfg(not(target_arch = "wasm32"))]
@@ -35,7 +37,7 @@ pub use libp2p;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::daemon::{
     CONTROL_SOCKET, ControlError, JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError,
-    PeerEvent, control_request, daemon_running,
+    PeerEvent, PeerHandle, control_request, daemon_running,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::key_file::{KeyFileError, load_or_create_key};

@@ -38,10 +38,15 @@ fn read_field(home: &Path, key: &DeviceKey, vault: VaultId, field: &str) -> Opti
 }
 
 async fn start(home: &Path, key: &DeviceKey, dial: Vec<Multiaddr>) -> Multiaddr {
-    start_on(home, key, "/ip4/127.0.0.1/tcp/0", dial).await
+    start_on(home, key, "/ip4/127.0.0.1/tcp/0", dial).await.0
 }
 
-async fn start_on(home: &Path, key: &DeviceKey, listen: &str, dial: Vec<Multiaddr>) -> Multiaddr {
+async fn start_on(
+    home: &Path,
+    key: &DeviceKey,
+    listen: &str,
+    dial: Vec<Multiaddr>,
+) -> (Multiaddr, nexus::PeerHandle) {
     let config = PeerConfig {
         listen: vec![listen.parse().unwrap()],
         dial,
@@ -54,10 +59,11 @@ async fn start_on(home: &Path, key: &DeviceKey, listen: &str, dial: Vec<Multiadd
     let peer = NativePeer::start(home, key.clone(), config, Some(tx))
         .await
         .unwrap();
+    let handle = peer.handle();
     tokio::spawn(peer.run(std::future::pending()));
     loop {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-            Ok(Some(PeerEvent::Listening(address))) => return address,
+            Ok(Some(PeerEvent::Listening(address))) => return (address, handle),
             Ok(Some(_)) => {}
             _ => panic!("the peer did not start listening"),
         }
@@ -153,10 +159,16 @@ async fn members_sync_over_quic_and_over_websocket() {
         );
         let vault = vault_for_two(&home_a, &alice, &bob);
         edit(&home_a, &alice, vault, "a", 1);
-        let address = start_on(&home_a, &alice, listen, Vec::new()).await;
-        start_on(&home_b, &bob, listen, vec![address]).await;
+        let (address, _) = start_on(&home_a, &alice, listen, Vec::new()).await;
+        let (_, bob_handle) = start_on(&home_b, &bob, listen, vec![address]).await;
         eventually(listen, || read_field(&home_b, &bob, vault, "a") == Some(1)).await;
-        edit(&home_b, &bob, vault, "b", 2);
+        // An edit made inside B's running runtime (its handle) is committed before the
+        // call returns, then reaches A.
+        bob_handle
+            .change(vault, DOC, |tx| tx.put(ROOT, "b", 2).map(|_| ()))
+            .await
+            .unwrap();
+        assert_eq!(read_field(&home_b, &bob, vault, "b"), Some(2));
         eventually(listen, || {
             read_field(&home_a, &alice, vault, "b") == Some(2)
         })

@@ -154,6 +154,12 @@ pub enum PeerError {
         /// Why.
         reason: String,
     },
+    /// The runtime stopped before it could answer.
+    #[error("the peer runtime has stopped")]
+    Stopped,
+    /// A local edit failed.
+    #[error("editing: {0}")]
+    Edit(String),
     /// Another daemon already serves this home.
     #[error("a daemon is already running on this home (control socket {0})")]
     AlreadyRunning(PathBuf),
@@ -209,6 +215,45 @@ struct PendingJoin {
 }
 
 type ControlRequest = (Value, oneshot::Sender<Value>);
+type Command = Box<dyn FnOnce(&mut NativePeer) + Send>;
+
+/// Talks to a running [`NativePeer`] from elsewhere in the program: local edits made
+/// through it are committed, then offered to every connected peer at once.
+#[derive(Clone)]
+pub struct PeerHandle {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl PeerHandle {
+    /// Edits a document: one signed change, committed to the database before this
+    /// returns, then sent to the peers that sync the vault.
+    pub async fn change<F>(
+        &self,
+        vault: VaultId,
+        doc: nexus_core::DocId,
+        edit: F,
+    ) -> Result<(), PeerError>
+    where
+        F: FnOnce(
+                &mut nexus_core::automerge::transaction::Transaction<'_>,
+            ) -> Result<(), nexus_core::automerge::AutomergeError>
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let command: Command = Box::new(move |peer: &mut NativePeer| {
+            let result = match peer.node.change(vault, doc, edit) {
+                Ok(out) => peer.carry_out(out),
+                Err(e) => Err(PeerError::Edit(e.to_string())),
+            };
+            let _ = tx.send(result);
+        });
+        self.commands
+            .send(command)
+            .map_err(|_| PeerError::Stopped)?;
+        rx.await.map_err(|_| PeerError::Stopped)?
+    }
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -218,6 +263,19 @@ fn now_ms() -> u64 {
 
 fn jitter() -> u64 {
     nexus_core::random_bytes::<8>().map_or(0, u64::from_le_bytes)
+}
+
+/// The relay a circuit address goes through (the peer named before `/p2p-circuit`).
+fn relay_of(address: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The address without a trailing `/p2p/…`, and the peer it names.
@@ -268,6 +326,10 @@ pub struct NativePeer {
     /// Relays at which this peer has a circuit address to register.
     registrable: HashSet<PeerId>,
     last_discovery_ms: u64,
+    /// Circuit addresses to dial once the connection to their relay is up.
+    after_relay: Vec<(PeerId, Multiaddr)>,
+    commands_tx: mpsc::UnboundedSender<Command>,
+    commands_rx: mpsc::UnboundedReceiver<Command>,
 }
 
 /// How often members look each other up again at the relays' rendezvous points.
@@ -300,6 +362,7 @@ impl NativePeer {
         }
         let (records, unreadable) = PeerRecord::load_all(&store)?;
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let data_version = store.data_version()?;
         let mut peer = Self {
             home: home.to_owned(),
@@ -331,6 +394,9 @@ impl NativePeer {
             reserved: HashSet::new(),
             registrable: HashSet::new(),
             last_discovery_ms: 0,
+            after_relay: Vec::new(),
+            commands_tx,
+            commands_rx,
         };
         for address in &config.relays {
             match split_peer(address) {
@@ -358,6 +424,13 @@ impl NativePeer {
             peer.control_path = Some(home.join(CONTROL_SOCKET));
         }
         Ok(peer)
+    }
+
+    /// A handle for local edits while the peer runs.
+    pub fn handle(&self) -> PeerHandle {
+        PeerHandle {
+            commands: self.commands_tx.clone(),
+        }
     }
 
     /// This device.
@@ -420,11 +493,13 @@ impl NativePeer {
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
                 Some((peer, stream)) = self.incoming.next() => self.on_inbound(peer, stream),
                 Some((request, reply)) = control_rx.recv() => self.on_control(request, reply),
+                Some(command) = self.commands_rx.recv() => command(&mut self),
                 _ = ticker.tick() => {
                     let now = now_ms();
                     self.poll_store(now);
                     let out = self.node.tick(now);
-                    self.carry_out(out);
+                    // A failed commit is reported and recovered from inside.
+                    let _ = self.carry_out(out);
                     self.redial(now);
                     self.finish_joins(now);
                     self.disconnect_due(now);
@@ -470,6 +545,24 @@ impl NativePeer {
                 self.commit_quietly(batch);
             }
             self.swarm.add_peer_address(peer, bare);
+        }
+        // Through a relay: the relay connection must be up first, or the dial fails and
+        // waits out a backoff.
+        if let Some(relay) = relay_of(&address)
+            && !self.connected.contains(&relay)
+        {
+            let mut relay_address = Multiaddr::empty();
+            for protocol in address.iter() {
+                if matches!(protocol, Protocol::P2pCircuit) {
+                    break;
+                }
+                relay_address.push(protocol);
+            }
+            let _ = self.swarm.dial(relay_address);
+            if !self.after_relay.iter().any(|(_, a)| *a == address) {
+                self.after_relay.push((relay, address));
+            }
+            return;
         }
         if let Err(e) = self.swarm.dial(address.clone()) {
             self.emit(PeerEvent::Problem(format!("dialing {address}: {e}")));
@@ -534,6 +627,16 @@ impl NativePeer {
                 }
                 if self.connected.insert(peer_id) {
                     self.emit(PeerEvent::Connected(device));
+                }
+                let (now_dialable, waiting): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut self.after_relay)
+                        .into_iter()
+                        .partition(|(relay, _)| *relay == peer_id);
+                self.after_relay = waiting;
+                for (_, address) in now_dialable {
+                    if let Err(e) = self.swarm.dial(address.clone()) {
+                        self.emit(PeerEvent::Problem(format!("dialing {address}: {e}")));
+                    }
                 }
                 if let Some(address) = self.relays.get(&peer_id).cloned()
                     && self.reserved.insert(peer_id)
@@ -892,7 +995,8 @@ impl NativePeer {
                 );
                 self.attach(session, peer, device, Some(vault), joining, stream);
                 self.by_pair.insert((peer, vault), session);
-                self.carry_out(out);
+                // A failed commit is reported and recovered from inside.
+                let _ = self.carry_out(out);
             }
             Internal::OpenFailed { peer, vault, error } => {
                 self.opening.remove(&(peer, vault));
@@ -1016,11 +1120,13 @@ impl NativePeer {
             }
         }
         let out = self.node.handle_message(session, &bytes, now_ms());
-        self.carry_out(out);
+        // A failed commit is reported and recovered from inside.
+        let _ = self.carry_out(out);
     }
 
-    /// Carries out a node output, in order: commit, send, close, report.
-    fn carry_out(&mut self, out: Output) {
+    /// Carries out a node output, in order: commit, send, close, report. Fails (having
+    /// sent nothing) when the commit fails.
+    fn carry_out(&mut self, out: Output) -> Result<(), PeerError> {
         if !out.batch.is_empty()
             && let Err(e) = self.store.commit(out.batch)
         {
@@ -1030,7 +1136,7 @@ impl NativePeer {
                 "storage failed ({e}); dropping sessions and reloading from disk"
             )));
             self.reload_from_store();
-            return;
+            return Err(PeerError::Storage(e));
         }
         for (session, bytes) in out.transmits {
             if let Some(link) = self.links.get(&session) {
@@ -1115,6 +1221,7 @@ impl NativePeer {
         if membership_changed {
             self.ensure_sessions();
         }
+        Ok(())
     }
 
     /// Remembers a peer we synced with: its addresses and when.
@@ -1195,7 +1302,8 @@ impl NativePeer {
             match Vault::load(&self.store, id, ActorId::random()) {
                 Ok(vault) => {
                     let out = self.node.refresh_vault(vault, now);
-                    self.carry_out(out);
+                    // A failed commit is reported and recovered from inside.
+                    let _ = self.carry_out(out);
                 }
                 Err(e) => self.emit(PeerEvent::Problem(format!("reloading vault {id}: {e}"))),
             }

@@ -2,6 +2,7 @@
 //! and the peer runtime that drives a node with it.
 
 pub(crate) mod daemon;
+pub mod fixtures;
 pub(crate) mod key_file;
 pub(crate) mod sqlite;
 pub(crate) mod swarm;

@@ -1,0 +1,64 @@
+//! Ready-made homes for benchmarks and examples: a vault whose owner approved a second
+//! device, holding one document of many signed changes.
+
+use std::path::Path;
+
+use nexus_core::automerge::ROOT;
+use nexus_core::automerge::transaction::Transactable;
+use nexus_core::node::{Node, NodeConfig};
+use nexus_core::{ActorId, Batch, ChangeHash, DeviceKey, DocId, Role, Storage, VaultId};
+
+use super::sqlite::SqliteStore;
+
+/// Why a fixture could not be made.
+pub type FixtureError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Creates, in `home`, a vault owned by `owner` in which `member` is approved, with
+/// document `doc` holding `changes` signed changes (each sets one of 100 keys), committed
+/// in batches of 10,000. Returns the vault and the document's heads.
+pub fn home_with_changes(
+    home: &Path,
+    owner: &DeviceKey,
+    member: &DeviceKey,
+    doc: DocId,
+    changes: usize,
+) -> Result<(VaultId, Vec<ChangeHash>), FixtureError> {
+    std::fs::create_dir_all(home)?;
+    let mut store = SqliteStore::open(&home.join("nexus.db"))?;
+    let mut node = Node::new(owner.clone(), ActorId::random(), NodeConfig::new());
+    let (vault, out) = node.create_vault("Bench", [2; 16], 1_000)?;
+    store.commit(out.batch)?;
+    store.commit(
+        node.add_device(vault, member.device_id(), Role::Member, 1_001)?
+            .batch,
+    )?;
+    store.commit(node.create_document(vault, doc, 1_002)?.batch)?;
+    let mut batch = Batch::new();
+    for i in 0..changes {
+        let out = node.change(vault, doc, |tx| {
+            tx.put(ROOT, format!("k{}", i % 100), i as i64).map(|_| ())
+        })?;
+        batch.extend(out.batch);
+        if i % 10_000 == 9_999 {
+            store.commit(std::mem::take(&mut batch))?;
+        }
+    }
+    store.commit(batch)?;
+    let heads = node
+        .vault(&vault)
+        .and_then(|v| v.document(&doc))
+        .map(|d| d.heads())
+        .unwrap_or_default();
+    Ok((vault, heads))
+}
+
+/// Bytes received on the loopback interface so far (`/proc/net/dev`; 0 where absent).
+pub fn loopback_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+    text.lines()
+        .find(|l| l.trim_start().starts_with("lo:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|rx| rx.parse().ok())
+        .unwrap_or(0)
+}
