@@ -288,6 +288,14 @@ impl Vault {
         &self.log
     }
 
+    /// The name under which one device can be found at a relay's rendezvous point, so
+    /// that the members who approved it by its DeviceId can reach it before it holds the
+    /// vault. (The relay sees the device's id on its connection anyway.)
+    pub fn device_rendezvous_namespace(device: &DeviceId) -> String {
+        let hash = crate::hash::Hash::of(&[b"nexus/rendezvous/device/v1", device.public_key()]);
+        format!("nexus-device-{}", bs58::encode(&hash.0[..20]).into_string())
+    }
+
     /// The name under which members meet at a relay's rendezvous point. It is derived from
     /// the vault id and the genesis entry's random nonce, which only members hold (a
     /// stranger is never sent entries), so the relay learns neither the vault id nor

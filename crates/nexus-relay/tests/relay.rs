@@ -210,6 +210,26 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
     })
     .await;
 
+    // C, approved by its DeviceId while it waits at the relay knowing nothing else, is
+    // found by A under C's device name and given the vault.
+    let home_c = dir.path().join("c");
+    std::fs::create_dir_all(&home_c).unwrap();
+    let carol = DeviceKey::generate().unwrap();
+    let (c, mut c_events) = peer_via_relay(&home_c, &carol, &relay_address).await;
+    let _stop_c = run(c);
+    circuit_address(&mut c_events).await;
+    {
+        let (mut store, mut node) = node_on(&home_a, &alice);
+        let out = node
+            .add_device(vault, carol.device_id(), Role::Member, now)
+            .unwrap();
+        store.commit(out.batch).unwrap();
+    }
+    eventually("C to receive the vault through the relay", || {
+        read(&home_c, &carol, vault, "note").as_deref() == Some("written on A")
+    })
+    .await;
+
     // Everything the relay could read: plenty of traffic, its own protocols in the clear
     // (the rendezvous names), and never the documents' text or the vault id.
     assert!(tap.len() > 10_000, "the tap saw {} bytes", tap.len());

@@ -736,8 +736,12 @@ impl NativePeer {
 
     /// Registers every vault's rendezvous name at `relay`.
     fn register_at(&mut self, relay: PeerId) {
-        for vault in self.node.vaults() {
-            let Ok(namespace) = rendezvous::Namespace::new(vault.rendezvous_namespace()) else {
+        let mine = Vault::device_rendezvous_namespace(&self.node.device_id());
+        let namespaces: Vec<String> = std::iter::once(mine)
+            .chain(self.node.vaults().map(Vault::rendezvous_namespace))
+            .collect();
+        for namespace in namespaces {
+            let Ok(namespace) = rendezvous::Namespace::new(namespace) else {
                 continue;
             };
             if let Err(e) = self
@@ -754,13 +758,27 @@ impl NativePeer {
         }
     }
 
-    /// Looks up the members of every vault at `relay`.
+    /// Looks up the members of every vault at `relay`, and by device the members that
+    /// are not connected (those approved by DeviceId cannot register under the vault's
+    /// name before they hold it).
     fn discover_at(&mut self, relay: PeerId) {
-        let namespaces: Vec<String> = self
+        let me = self.node.device_id();
+        let mut namespaces: Vec<String> = self
             .node
             .vaults()
             .map(Vault::rendezvous_namespace)
             .collect();
+        let mut unconnected: Vec<DeviceId> = self
+            .node
+            .vaults()
+            .filter(|v| v.membership().is_member(&me))
+            .flat_map(|v| v.membership().members().keys().copied().collect::<Vec<_>>())
+            .filter(|d| *d != me)
+            .filter(|d| super::swarm::peer_of(d).is_none_or(|p| !self.connected.contains(&p)))
+            .collect();
+        unconnected.sort();
+        unconnected.dedup();
+        namespaces.extend(unconnected.iter().map(Vault::device_rendezvous_namespace));
         for namespace in namespaces {
             if let Ok(namespace) = rendezvous::Namespace::new(namespace) {
                 self.swarm
@@ -1188,6 +1206,7 @@ impl NativePeer {
                 }
                 Event::MembershipChanged { vault } => {
                     membership_changed = true;
+                    self.last_discovery_ms = 0; // a new member may wait at a relay
                     self.emit(PeerEvent::MembershipChanged(vault));
                 }
                 Event::VaultJoined { vault } => {
