@@ -731,7 +731,12 @@ fn status(home: &Home, dir: &Path) -> Result<Out, CliError> {
     }
     for peer in value["peers"].as_array().into_iter().flatten() {
         lines.push(format!(
-            "Peer {} {} (last seen {}, {} failed attempts)",
+            "{} {} {} (last seen {}, {} failed attempts)",
+            if peer["relay"] == true {
+                "Relay"
+            } else {
+                "Peer"
+            },
             peer["device_id"].as_str().unwrap_or(""),
             if peer["connected"] == true {
                 "connected"

@@ -1429,8 +1429,11 @@ impl NativePeer {
             .map(|r| {
                 let connected =
                     super::swarm::peer_of(&r.device).is_some_and(|p| self.connected.contains(&p));
+                let relay =
+                    super::swarm::peer_of(&r.device).is_some_and(|p| self.relays.contains_key(&p));
                 json!({
                     "device_id": r.device.to_string(),
+                    "relay": relay,
                     "connected": connected,
                     "addresses": r.addresses,
                     "last_seen_ms": r.last_seen_ms,
