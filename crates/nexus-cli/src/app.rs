@@ -656,24 +656,10 @@ fn serve(
                 log_line(json_logs, &event);
             }
         });
-        peer.run(shutdown_signal()).await?;
+        peer.run(nexus::shutdown_signal()).await?;
         Ok::<(), CliError>(())
     })?;
     Ok(Out::new(json!({ "stopped": true }), "Stopped"))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = async {
-            match term.as_mut() {
-                Some(term) => { term.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
 }
 
 fn status(home: &Home, dir: &Path) -> Result<Out, CliError> {

@@ -1,42 +1,10 @@
 //! The `nexus` binary, run as a person or a script would.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use common::{fails, json, nexus, ok};
 use nexus_core::{DeviceKey, InviteCode, VaultId};
 use serde_json::Value;
-
-fn nexus(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nexus"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env_remove("NEXUS_HOME")
-        .output()
-        .expect("run nexus")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = nexus(home, args);
-    assert!(
-        out.status.success(),
-        "nexus {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn json(home: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&ok(home, &all)).expect("JSON output")
-}
-
-fn fails(home: &Path, args: &[&str]) -> String {
-    let out = nexus(home, args);
-    assert!(!out.status.success(), "nexus {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
 
 #[test]
 fn a_person_creates_a_vault_and_edits_a_document() {

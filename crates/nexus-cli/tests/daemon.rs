@@ -3,38 +3,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{json as json_of, nexus, ok};
 use nexus_core::InviteCode;
 use serde_json::{Value, json};
-
-fn nexus(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nexus"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env_remove("NEXUS_HOME")
-        .output()
-        .expect("run nexus")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = nexus(home, args);
-    assert!(
-        out.status.success(),
-        "nexus {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn json_of(home: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    serde_json::from_str(&ok(home, &all)).expect("JSON output")
-}
 
 /// A running `nexus serve`; killed when dropped.
 struct Daemon {

@@ -68,19 +68,6 @@ fn default_listen() -> Vec<Multiaddr> {
     .collect()
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(term) => { term.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let key = match nexus::load_or_create_key(&args.identity) {
@@ -134,7 +121,7 @@ fn main() -> ExitCode {
                 }
             }
         });
-        relay.run(shutdown_signal()).await;
+        relay.run(nexus::shutdown_signal()).await;
         Ok::<(), nexus_relay::RelayError>(())
     });
     match result {

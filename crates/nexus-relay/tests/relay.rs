@@ -91,34 +91,44 @@ async fn circuit_address(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> Mul
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
-    let (tx, mut relay_events) = mpsc::unbounded_channel();
-    let relay_key = DeviceKey::generate().unwrap();
-    let tap = Tap::new();
-    let relay = Relay::start(
-        &relay_key,
-        RelayConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            metrics: Some("127.0.0.1:0".parse().unwrap()),
-            limits: Limits::default(),
-            tap: Some(tap.clone()),
-        },
-        Some(tx),
-    )
-    .await
-    .unwrap();
+/// An in-process relay on 127.0.0.1 with a metrics endpoint: its address, the metrics
+/// address and its events.
+async fn start_relay(
+    limits: Limits,
+    tap: Option<Tap>,
+) -> (
+    Multiaddr,
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<RelayEvent>,
+) {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let config = RelayConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        limits,
+        tap,
+    };
+    let relay = Relay::start(&DeviceKey::generate().unwrap(), config, Some(tx))
+        .await
+        .unwrap();
     tokio::spawn(relay.run(std::future::pending()));
-    let mut relay_address = None;
-    let mut metrics = None;
-    while relay_address.is_none() || metrics.is_none() {
-        match relay_events.recv().await {
-            Some(RelayEvent::Listening(address)) => relay_address = Some(address),
-            Some(RelayEvent::Metrics(address)) => metrics = Some(address),
-            _ => {}
+    let (mut address, mut metrics) = (None, None);
+    while address.is_none() || metrics.is_none() {
+        match events.recv().await {
+            Some(RelayEvent::Listening(a)) => address = Some(a),
+            Some(RelayEvent::Metrics(m)) => metrics = Some(m),
+            Some(_) => {}
+            None => panic!("the relay stopped"),
         }
     }
-    let relay_address = relay_address.unwrap();
+    (address.unwrap(), metrics.unwrap(), events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
+    let tap = Tap::new();
+    let (relay_address, metrics, _relay_events) =
+        start_relay(Limits::default(), Some(tap.clone())).await;
 
     let dir = tempfile::tempdir().unwrap();
     let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
@@ -249,7 +259,6 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
     assert!(!tap.contains(vault.to_string().as_bytes()));
 
     // The relay's counters saw reservations and circuits.
-    let metrics = metrics.unwrap();
     let text = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(metrics).unwrap();
@@ -283,29 +292,11 @@ async fn a_flood_of_circuits_from_one_peer_is_cut_off_while_a_pair_keeps_syncing
     use futures::StreamExt;
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
-    let (tx, mut relay_events) = mpsc::unbounded_channel();
     let limits = Limits {
         max_circuits_per_peer: 2,
         ..Limits::default()
     };
-    let relay = Relay::start(
-        &DeviceKey::generate().unwrap(),
-        RelayConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            metrics: None,
-            limits,
-            tap: None,
-        },
-        Some(tx),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(relay.run(std::future::pending()));
-    let relay_address = loop {
-        if let Some(RelayEvent::Listening(address)) = relay_events.recv().await {
-            break address;
-        }
-    };
+    let (relay_address, _, mut relay_events) = start_relay(limits, None).await;
 
     // A well-behaved pair: B approved by id, both reachable only through the relay.
     let dir = tempfile::tempdir().unwrap();

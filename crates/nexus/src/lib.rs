@@ -37,7 +37,7 @@ pub use libp2p;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::daemon::{
     CONTROL_SOCKET, ControlError, JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError,
-    PeerEvent, PeerHandle, control_request, daemon_running,
+    PeerEvent, PeerHandle, control_request, daemon_running, shutdown_signal,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::key_file::{KeyFileError, load_or_create_key};

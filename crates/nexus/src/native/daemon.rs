@@ -1536,6 +1536,24 @@ pub async fn control_request(home: &Path, request: &Value) -> Result<Value, Cont
     serde_json::from_str(&line).map_err(|e| ControlError::BadReply(e.to_string()))
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: the shutdown future for [`NativePeer::run`]
+/// in a program that runs until it is told to stop.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
+}
+
 /// Whether a daemon answers on `home`'s control socket.
 pub fn daemon_running(home: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(home.join(CONTROL_SOCKET)).is_ok()
