@@ -307,22 +307,7 @@ async fn a_flood_of_circuits_from_one_peer_is_cut_off_while_a_pair_keeps_syncing
         DeviceKey::generate().unwrap(),
         DeviceKey::generate().unwrap(),
     );
-    let vault = {
-        let (mut store, mut node) = node_on(&home_a, &alice);
-        let (vault, out) = node.create_vault("Pair", [6; 16], 1_000).unwrap();
-        store.commit(out.batch).unwrap();
-        store
-            .commit(
-                node.add_device(vault, bob.device_id(), Role::Member, 1_001)
-                    .unwrap()
-                    .batch,
-            )
-            .unwrap();
-        store
-            .commit(node.create_document(vault, DOC, 1_002).unwrap().batch)
-            .unwrap();
-        vault
-    };
+    let (vault, _) = nexus::fixtures::home_with_changes(&home_a, &alice, &bob, DOC, 0).unwrap();
     edit(&home_a, &alice, vault, "n", "0");
     let (a, mut a_events) = peer_via_relay(&home_a, &alice, &relay_address).await;
     let _stop_a = run(a);

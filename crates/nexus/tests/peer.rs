@@ -132,18 +132,9 @@ async fn refusal(stream: &mut libp2p::Stream) -> Option<RefuseCode> {
 
 /// Alice's home with a vault in which Bob is approved, and one document.
 fn vault_for_two(home_a: &Path, alice: &DeviceKey, bob: &DeviceKey) -> VaultId {
-    let mut store = SqliteStore::open(&home_a.join("nexus.db")).unwrap();
-    let mut node = Node::new(alice.clone(), ActorId::random(), NodeConfig::new());
-    let (vault, out) = node.create_vault("Home", [1; 16], 1_000).unwrap();
-    store.commit(out.batch).unwrap();
-    let out = node
-        .add_device(vault, bob.device_id(), Role::Member, 1_001)
-        .unwrap();
-    store.commit(out.batch).unwrap();
-    store
-        .commit(node.create_document(vault, DOC, 1_002).unwrap().batch)
-        .unwrap();
-    vault
+    nexus::fixtures::home_with_changes(home_a, alice, bob, DOC, 0)
+        .unwrap()
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
