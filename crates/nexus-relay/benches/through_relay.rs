@@ -219,6 +219,7 @@ async fn main() {
             metrics: None,
             limits: Limits::default(),
             tap: None,
+            webrtc_certificate: None,
         },
         Some(tx),
     )

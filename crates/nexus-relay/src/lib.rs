@@ -90,6 +90,55 @@ pub struct RelayConfig {
     /// Records what the relay can read (audits and tests). With a tap the relay speaks
     /// TCP only.
     pub tap: Option<Tap>,
+    /// The WebRTC-direct certificate (PEM, private key included). Browsers dial the relay
+    /// by its hash (`/certhash/…` in the address), so it must stay the same across
+    /// restarts: see [`load_or_create_certificate`]. `None` makes a fresh one.
+    pub webrtc_certificate: Option<String>,
+}
+
+/// Why the WebRTC certificate file could not be used.
+#[derive(Debug, Error)]
+#[error("WebRTC certificate {path}: {reason}")]
+pub struct CertificateError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Reads the WebRTC-direct certificate from `path`, or makes one and writes it there
+/// (mode 0600: it holds a private key). Returns the PEM text.
+pub fn load_or_create_certificate(path: &std::path::Path) -> Result<String, CertificateError> {
+    let err = |reason: String| CertificateError {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.exists() {
+        let pem = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        libp2p_webrtc::tokio::Certificate::from_pem(&pem)
+            .map_err(|e| err(format!("not a certificate: {e}")))?;
+        return Ok(pem);
+    }
+    let certificate = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())
+        .map_err(|e| err(e.to_string()))?;
+    let pem = certificate.serialize_pem();
+    let temp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| err(e.to_string()))?;
+        file.write_all(pem.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+        file.sync_all().map_err(|e| err(e.to_string()))?;
+    }
+    std::fs::rename(&temp, path).map_err(|e| err(e.to_string()))?;
+    Ok(pem)
 }
 
 /// What the relay reports as it goes.
@@ -245,7 +294,9 @@ pub(crate) async fn build_relay_swarm(
     key: &DeviceKey,
     limits: Limits,
     tap: Option<Tap>,
+    webrtc_certificate: Option<&str>,
 ) -> Result<Swarm<RelayBehaviour>, RelayError> {
+    nexus::install_crypto_provider();
     let err = |what: &'static str| {
         move |e: &dyn std::fmt::Display| RelayError::Transport {
             what,
@@ -323,6 +374,19 @@ pub(crate) async fn build_relay_swarm(
         )
         .map_err(|e| err("TCP transport")(&e))?
         .with_quic()
+        .with_other_transport(|keypair| {
+            use libp2p::Transport;
+            use libp2p::core::muxing::StreamMuxerBox;
+            let certificate = match webrtc_certificate {
+                Some(pem) => libp2p_webrtc::tokio::Certificate::from_pem(pem)?,
+                None => libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?,
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                libp2p_webrtc::tokio::Transport::new(keypair.clone(), certificate)
+                    .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
+            )
+        })
+        .map_err(|e| err("WebRTC-direct transport")(&e))?
         .with_dns()
         .map_err(|e| err("DNS transport")(&e))?
         .with_websocket(noise::Config::new, yamux::Config::default)
@@ -349,7 +413,13 @@ impl Relay {
         config: RelayConfig,
         events: Option<mpsc::UnboundedSender<RelayEvent>>,
     ) -> Result<Self, RelayError> {
-        let mut swarm = build_relay_swarm(key, config.limits, config.tap).await?;
+        let mut swarm = build_relay_swarm(
+            key,
+            config.limits,
+            config.tap,
+            config.webrtc_certificate.as_deref(),
+        )
+        .await?;
         for address in &config.listen {
             swarm
                 .listen_on(address.clone())

@@ -21,8 +21,12 @@ struct Args {
     /// The relay's identity key file (created, mode 0600, if missing).
     #[arg(long, default_value = "nexus-relay.key")]
     identity: PathBuf,
-    /// Address to listen on (repeatable). Default: TCP 4001, QUIC 4001 and WebSocket
-    /// 4002 on every interface.
+    /// The WebRTC-direct certificate file (created, mode 0600, if missing). Default: the
+    /// identity file's name with `.cert.pem`.
+    #[arg(long)]
+    certificate: Option<PathBuf>,
+    /// Address to listen on (repeatable). Default: TCP 4001, QUIC 4001, WebSocket 4002
+    /// and WebRTC-direct 4003 (UDP, for browsers) on every interface.
     #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
     /// Where to serve Prometheus metrics (`GET /metrics`); keep it on loopback.
@@ -62,6 +66,7 @@ fn default_listen() -> Vec<Multiaddr> {
         "/ip4/0.0.0.0/tcp/4001",
         "/ip4/0.0.0.0/udp/4001/quic-v1",
         "/ip4/0.0.0.0/tcp/4002/ws",
+        "/ip4/0.0.0.0/udp/4003/webrtc-direct",
     ]
     .iter()
     .filter_map(|a| a.parse().ok())
@@ -77,7 +82,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let certificate_path = args
+        .certificate
+        .clone()
+        .unwrap_or_else(|| args.identity.with_extension("cert.pem"));
+    let webrtc_certificate = match nexus_relay::load_or_create_certificate(&certificate_path) {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = RelayConfig {
+        webrtc_certificate: Some(webrtc_certificate),
         listen: if args.listen.is_empty() {
             default_listen()
         } else {

@@ -107,6 +107,7 @@ async fn start_relay(
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         limits,
         tap,
+        webrtc_certificate: None,
     };
     let relay = Relay::start(&DeviceKey::generate().unwrap(), config, Some(tx))
         .await
@@ -378,4 +379,81 @@ async fn a_flood_of_circuits_from_one_peer_is_cut_off_while_a_pair_keeps_syncing
     })
     .await;
     flood.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_takes_webrtc_direct_connections_under_a_certificate_that_survives_restarts() {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.cert.pem");
+    let pem = nexus_relay::load_or_create_certificate(&path).unwrap();
+    assert_eq!(nexus_relay::load_or_create_certificate(&path).unwrap(), pem);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let key = DeviceKey::generate().unwrap();
+    let config = RelayConfig {
+        listen: vec!["/ip4/127.0.0.1/udp/0/webrtc-direct".parse().unwrap()],
+        metrics: None,
+        limits: Limits::default(),
+        tap: None,
+        webrtc_certificate: Some(pem),
+    };
+    let relay = Relay::start(&key, config, Some(tx)).await.unwrap();
+    let relay_peer = relay.peer_id();
+    tokio::spawn(relay.run(std::future::pending()));
+    let address = loop {
+        if let Some(RelayEvent::Listening(address)) = events.recv().await {
+            break address;
+        }
+    };
+    assert!(
+        address.to_string().contains("/webrtc-direct/certhash/"),
+        "{address}"
+    );
+
+    // A WebRTC-direct client (what a browser does) connects by the certificate hash.
+    nexus::install_crypto_provider();
+    let mut client = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|keypair| {
+            use libp2p::Transport;
+            use libp2p::core::muxing::StreamMuxerBox;
+            let certificate =
+                libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng()).unwrap();
+            libp2p_webrtc::tokio::Transport::new(keypair.clone(), certificate)
+                .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+        })
+        .unwrap()
+        .with_behaviour(|_| libp2p::ping::Behaviour::default())
+        .unwrap()
+        .build();
+    // The native WebRTC transport dials from its listening socket.
+    client
+        .listen_on("/ip4/127.0.0.1/udp/0/webrtc-direct".parse().unwrap())
+        .unwrap();
+    loop {
+        if let SwarmEvent::NewListenAddr { .. } = client.select_next_some().await {
+            break;
+        }
+    }
+    client.dial(address).unwrap();
+    let connected = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match client.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => return peer_id,
+                SwarmEvent::OutgoingConnectionError { error, .. } => panic!("{error}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("connected in time");
+    assert_eq!(connected, relay_peer);
 }

@@ -45,5 +45,6 @@ pub use native::key_file::{KeyFileError, load_or_create_key};
 pub use native::sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::swarm::{
-    PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm, device_of, keypair, peer_of,
+    PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm, device_of, install_crypto_provider,
+    keypair, peer_of,
 };

@@ -76,8 +76,16 @@ pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
     PeerId::from_bytes(&device.to_peer_id_bytes()).ok()
 }
 
+/// Chooses rustls's cryptography (used by QUIC and WebRTC) for the whole process. When a
+/// program links more than one provider, rustls cannot choose by itself and would panic
+/// at the first handshake; every swarm builder here calls this first. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Builds the swarm. Call from inside a tokio runtime.
 pub async fn build_swarm(key: &DeviceKey, mdns: bool) -> Result<Swarm<PeerBehaviour>, SwarmError> {
+    install_crypto_provider();
     let transport = |transport: &'static str| {
         move |e: &dyn std::fmt::Display| SwarmError::Transport {
             transport,
