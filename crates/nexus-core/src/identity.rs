@@ -69,6 +69,12 @@ impl DeviceKey {
         DeviceId(self.0.verifying_key().to_bytes())
     }
 
+    /// The X25519 secret that matches this key's Montgomery form (for opening keys sealed
+    /// to this device; see [`crate::sealing`]).
+    pub(crate) fn scalar_bytes(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
+    }
+
     /// Signs `message`.
     pub fn sign(&self, message: &[u8]) -> Signature {
         Signature(self.0.sign(message).to_bytes())

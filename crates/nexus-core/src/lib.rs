@@ -53,6 +53,7 @@ pub mod membership;
 pub mod node;
 pub mod peers;
 pub mod protocol;
+pub mod sealing;
 pub mod sim;
 pub mod storage;
 pub mod vault;
