@@ -52,6 +52,11 @@ pub struct Limits {
     pub max_circuit_duration: Duration,
     /// Most bytes one circuit may carry (both directions).
     pub max_circuit_bytes: u64,
+    /// Reservation requests (renewals included) one peer may make in a burst; then one
+    /// more every 2 minutes.
+    pub reservation_burst_per_peer: u32,
+    /// Circuits one peer may open in a burst; then one more every 2 minutes.
+    pub circuit_burst_per_peer: u32,
     /// Reservations one IP address may make in a burst; then one more per minute.
     pub reservation_burst_per_ip: u32,
     /// Circuits one IP address may open in a burst; then one more per minute.
@@ -72,6 +77,8 @@ impl Default for Limits {
             max_circuits_per_peer: 4,
             max_circuit_duration: Duration::from_secs(3600),
             max_circuit_bytes: 1 << 30,
+            reservation_burst_per_peer: 30,
+            circuit_burst_per_peer: 30,
             reservation_burst_per_ip: 60,
             circuit_burst_per_ip: 60,
         }
@@ -318,14 +325,19 @@ pub(crate) async fn build_relay_swarm(
         };
         let burst =
             |n: u32| std::num::NonZeroU32::new(n.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
-        let per_peer = burst(30);
         let config = config
-            .reservation_rate_per_peer(per_peer, Duration::from_secs(120))
+            .reservation_rate_per_peer(
+                burst(limits.reservation_burst_per_peer),
+                Duration::from_secs(120),
+            )
             .reservation_rate_per_ip(
                 burst(limits.reservation_burst_per_ip),
                 Duration::from_secs(60),
             )
-            .circuit_src_per_peer(per_peer, Duration::from_secs(120))
+            .circuit_src_per_peer(
+                burst(limits.circuit_burst_per_peer),
+                Duration::from_secs(120),
+            )
             .circuit_src_per_ip(burst(limits.circuit_burst_per_ip), Duration::from_secs(60));
         RelayBehaviour {
             relay: relay::Behaviour::new(local, config),

@@ -53,6 +53,12 @@ struct Args {
     /// Most bytes a circuit may carry.
     #[arg(long, default_value_t = Limits::default().max_circuit_bytes)]
     max_circuit_bytes: u64,
+    /// Reservation requests one peer may make in a burst (then one every 2 minutes).
+    #[arg(long, default_value_t = Limits::default().reservation_burst_per_peer)]
+    reservation_burst_per_peer: u32,
+    /// Circuits one peer may open in a burst (then one every 2 minutes).
+    #[arg(long, default_value_t = Limits::default().circuit_burst_per_peer)]
+    circuit_burst_per_peer: u32,
     /// Reservations one IP address may make in a burst (then one per minute).
     #[arg(long, default_value_t = Limits::default().reservation_burst_per_ip)]
     reservation_burst_per_ip: u32,
@@ -108,6 +114,8 @@ fn main() -> ExitCode {
             max_circuits_per_peer: args.max_circuits_per_peer,
             max_circuit_duration: Duration::from_secs(args.max_circuit_secs),
             max_circuit_bytes: args.max_circuit_bytes,
+            reservation_burst_per_peer: args.reservation_burst_per_peer,
+            circuit_burst_per_peer: args.circuit_burst_per_peer,
             reservation_burst_per_ip: args.reservation_burst_per_ip,
             circuit_burst_per_ip: args.circuit_burst_per_ip,
             ..Limits::default()

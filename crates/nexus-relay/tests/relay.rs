@@ -289,12 +289,13 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_circuits_from_one_peer_is_cut_off_while_a_pair_keeps_syncing() {
+async fn floods_of_circuits_or_reservations_from_one_peer_are_cut_off_while_a_pair_keeps_syncing() {
     use futures::StreamExt;
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 
     let limits = Limits {
         max_circuits_per_peer: 2,
+        reservation_burst_per_peer: 2,
         ..Limits::default()
     };
     let (relay_address, _, mut relay_events) = start_relay(limits, None).await;
@@ -371,6 +372,44 @@ async fn a_flood_of_circuits_from_one_peer_is_cut_off_while_a_pair_keeps_syncing
         }
     }
     assert!(denied > 0, "the relay never refused the flooder a circuit");
+
+    // Another peer asks for reservation after reservation: refused past its burst.
+    let greedy = DeviceKey::generate().unwrap();
+    let greedy_id = nexus::peer_of(&greedy.device_id()).unwrap();
+    let mut swarm = nexus::build_swarm(&greedy, false).await.unwrap();
+    let circuit = relay_address.clone().with(Protocol::P2pCircuit);
+    swarm.dial(relay_address.clone()).unwrap();
+    let greed = tokio::spawn(async move {
+        let mut asked = 0;
+        loop {
+            match swarm.select_next_some().await {
+                libp2p::swarm::SwarmEvent::ConnectionEstablished { .. }
+                | libp2p::swarm::SwarmEvent::NewListenAddr { .. }
+                | libp2p::swarm::SwarmEvent::ListenerClosed { .. }
+                    if asked < 8 =>
+                {
+                    asked += 1;
+                    let _ = swarm.listen_on(circuit.clone());
+                }
+                _ => {}
+            }
+        }
+    });
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refused == 0 && Instant::now() < deadline {
+        if let Ok(Some(RelayEvent::ReservationDenied(peer))) =
+            tokio::time::timeout(Duration::from_millis(200), relay_events.recv()).await
+            && peer == greedy_id
+        {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 0,
+        "the relay never refused the greedy peer a reservation"
+    );
+    greed.abort();
 
     // The pair kept its circuit and keeps syncing.
     edit(&home_a, &alice, vault, "n", "1");
