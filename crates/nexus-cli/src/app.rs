@@ -560,6 +560,7 @@ fn default_listen() -> Vec<Multiaddr> {
         "/ip4/0.0.0.0/tcp/0",
         "/ip4/0.0.0.0/udp/0/quic-v1",
         "/ip4/0.0.0.0/tcp/0/ws",
+        "/ip4/0.0.0.0/udp/0/webrtc-direct",
     ]
     .iter()
     .filter_map(|a| a.parse().ok())

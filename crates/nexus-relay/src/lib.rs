@@ -103,50 +103,7 @@ pub struct RelayConfig {
     pub webrtc_certificate: Option<String>,
 }
 
-/// Why the WebRTC certificate file could not be used.
-#[derive(Debug, Error)]
-#[error("WebRTC certificate {path}: {reason}")]
-pub struct CertificateError {
-    /// The file.
-    pub path: std::path::PathBuf,
-    /// What went wrong.
-    pub reason: String,
-}
-
-/// Reads the WebRTC-direct certificate from `path`, or makes one and writes it there
-/// (mode 0600: it holds a private key). Returns the PEM text.
-pub fn load_or_create_certificate(path: &std::path::Path) -> Result<String, CertificateError> {
-    let err = |reason: String| CertificateError {
-        path: path.to_owned(),
-        reason,
-    };
-    if path.exists() {
-        let pem = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        libp2p_webrtc::tokio::Certificate::from_pem(&pem)
-            .map_err(|e| err(format!("not a certificate: {e}")))?;
-        return Ok(pem);
-    }
-    let certificate = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())
-        .map_err(|e| err(e.to_string()))?;
-    let pem = certificate.serialize_pem();
-    let temp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(|e| err(e.to_string()))?;
-        file.write_all(pem.as_bytes())
-            .map_err(|e| err(e.to_string()))?;
-        file.sync_all().map_err(|e| err(e.to_string()))?;
-    }
-    std::fs::rename(&temp, path).map_err(|e| err(e.to_string()))?;
-    Ok(pem)
-}
+pub use nexus::{CertificateError, load_or_create_certificate};
 
 /// What the relay reports as it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,6 +45,7 @@ pub use native::key_file::{KeyFileError, load_or_create_key};
 pub use native::sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::swarm::{
-    PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm, device_of, install_crypto_provider,
-    keypair, peer_of,
+    CertificateError, PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm,
+    build_swarm_with_certificate, device_of, install_crypto_provider, keypair,
+    load_or_create_certificate, peer_of,
 };

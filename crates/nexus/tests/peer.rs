@@ -138,8 +138,12 @@ fn vault_for_two(home_a: &Path, alice: &DeviceKey, bob: &DeviceKey) -> VaultId {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_sync_over_quic_and_over_websocket() {
-    for listen in ["/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0/ws"] {
+async fn members_sync_over_quic_websocket_and_webrtc_direct() {
+    for listen in [
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+        "/ip4/127.0.0.1/tcp/0/ws",
+        "/ip4/127.0.0.1/udp/0/webrtc-direct",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::create_dir_all(&home_a).unwrap();

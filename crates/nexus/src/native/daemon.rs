@@ -32,7 +32,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite::{SqliteError, SqliteStore};
 use super::swarm::{
-    PeerBehaviour, PeerBehaviourEvent, SYNC_PROTOCOL, SwarmError, build_swarm, device_of,
+    PeerBehaviour, PeerBehaviourEvent, SYNC_PROTOCOL, SwarmError, build_swarm_with_certificate,
+    device_of,
 };
 use crate::frames::{FrameError, read_frame, write_frame};
 
@@ -347,7 +348,11 @@ impl NativePeer {
         let store = SqliteStore::open(&home.join("nexus.db"))?;
         let node = Node::load(&store, key.clone(), ActorId::random(), config.node)
             .map_err(|e| PeerError::Load(e.to_string()))?;
-        let mut swarm = build_swarm(&key, config.mdns).await?;
+        // The WebRTC-direct certificate lives in the home so browsers can keep dialing the
+        // same address.
+        let certificate = super::swarm::load_or_create_certificate(&home.join("webrtc.pem"))
+            .map_err(|e| PeerError::Load(e.to_string()))?;
+        let mut swarm = build_swarm_with_certificate(&key, config.mdns, Some(&certificate)).await?;
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control
             .accept(SYNC_PROTOCOL)

@@ -1,4 +1,5 @@
-//! The native libp2p swarm: TCP and QUIC (Noise, Yamux), WebSocket, identify, ping,
+//! The native libp2p swarm: TCP and QUIC (Noise, Yamux), WebSocket, WebRTC-direct (what
+//! browsers on the LAN dial), identify, ping,
 //! optional mDNS, a circuit-relay client with DCUtR hole punching, a rendezvous client,
 //! and the `/nexus/sync/1` stream protocol. The device key is the libp2p identity, so the
 //! `PeerId` that Noise authenticates is the peer's `DeviceId`.
@@ -76,6 +77,51 @@ pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
     PeerId::from_bytes(&device.to_peer_id_bytes()).ok()
 }
 
+/// Why the WebRTC certificate file could not be used.
+#[derive(Debug, Error)]
+#[error("WebRTC certificate {path}: {reason}")]
+pub struct CertificateError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Reads the WebRTC-direct certificate from `path`, or makes one and writes it there
+/// (mode 0600: it holds a private key). Returns the PEM text.
+pub fn load_or_create_certificate(path: &std::path::Path) -> Result<String, CertificateError> {
+    let err = |reason: String| CertificateError {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.exists() {
+        let pem = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        libp2p_webrtc::tokio::Certificate::from_pem(&pem)
+            .map_err(|e| err(format!("not a certificate: {e}")))?;
+        return Ok(pem);
+    }
+    let certificate = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())
+        .map_err(|e| err(e.to_string()))?;
+    let pem = certificate.serialize_pem();
+    let temp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| err(e.to_string()))?;
+        file.write_all(pem.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+        file.sync_all().map_err(|e| err(e.to_string()))?;
+    }
+    std::fs::rename(&temp, path).map_err(|e| err(e.to_string()))?;
+    Ok(pem)
+}
+
 /// Chooses rustls's cryptography (used by QUIC and WebRTC) for the whole process. When a
 /// program links more than one provider, rustls cannot choose by itself and would panic
 /// at the first handshake; every swarm builder here calls this first. Idempotent.
@@ -83,8 +129,18 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Builds the swarm. Call from inside a tokio runtime.
+/// Builds the swarm with a fresh WebRTC certificate. Call from inside a tokio runtime.
 pub async fn build_swarm(key: &DeviceKey, mdns: bool) -> Result<Swarm<PeerBehaviour>, SwarmError> {
+    build_swarm_with_certificate(key, mdns, None).await
+}
+
+/// Builds the swarm; `webrtc_certificate` (PEM) keeps the WebRTC-direct address's
+/// `/certhash/` stable across restarts (see [`load_or_create_certificate`]).
+pub async fn build_swarm_with_certificate(
+    key: &DeviceKey,
+    mdns: bool,
+    webrtc_certificate: Option<&str>,
+) -> Result<Swarm<PeerBehaviour>, SwarmError> {
     install_crypto_provider();
     let transport = |transport: &'static str| {
         move |e: &dyn std::fmt::Display| SwarmError::Transport {
@@ -102,6 +158,19 @@ pub async fn build_swarm(key: &DeviceKey, mdns: bool) -> Result<Swarm<PeerBehavi
         )
         .map_err(|e| transport("TCP")(&e))?
         .with_quic()
+        .with_other_transport(|keypair| {
+            use libp2p::Transport;
+            use libp2p::core::muxing::StreamMuxerBox;
+            let certificate = match webrtc_certificate {
+                Some(pem) => libp2p_webrtc::tokio::Certificate::from_pem(pem)?,
+                None => libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?,
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                libp2p_webrtc::tokio::Transport::new(keypair.clone(), certificate)
+                    .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
+            )
+        })
+        .map_err(|e| transport("WebRTC-direct")(&e))?
         .with_dns()
         .map_err(|e| transport("DNS")(&e))?
         .with_websocket(noise::Config::new, yamux::Config::default)
