@@ -49,6 +49,7 @@ pub mod identity;
 mod ids;
 pub mod invite_code;
 pub mod json;
+pub mod mailbox;
 pub mod membership;
 pub mod node;
 pub mod peers;
