@@ -220,6 +220,7 @@ async fn main() {
             limits: Limits::default(),
             tap: None,
             webrtc_certificate: None,
+            mailbox: Default::default(),
         },
         Some(tx),
     )

@@ -7,6 +7,10 @@
 //! looking up, a rendezvous name derived from secrets only members hold
 //! ([`nexus_core::Vault::rendezvous_namespace`]), so the relay never learns vault ids.
 //!
+//! It also keeps a mailbox (`/nexus/mailbox/1`, [`nexus_core::mailbox`]): encrypted
+//! bundles that members leave for members who are offline, under opaque ids, with limits
+//! on space, size, time to live and writer rate. It can read none of them.
+//!
 //! Limits (reservations, circuits, bytes and duration per circuit) are configurable;
 //! the defaults carry whole sync sessions rather than libp2p's signalling-sized ones
 //! (2 minutes and 128 KiB per circuit). Counters are served as Prometheus text on a
@@ -30,6 +34,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, noise, ping, relay, rendezvous, tcp, yamux};
 use nexus_core::DeviceKey;
+use nexus_core::mailbox::{MailboxLimits, MailboxRequest, MailboxResponse, MailboxStore};
+use std::sync::Mutex;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -97,6 +103,8 @@ pub struct RelayConfig {
     /// Records what the relay can read (audits and tests). With a tap the relay speaks
     /// TCP only.
     pub tap: Option<Tap>,
+    /// Mailbox limits (space per mailbox, bundle size, time to live, writer rate).
+    pub mailbox: MailboxLimits,
     /// The WebRTC-direct certificate (PEM, private key included). Browsers dial the relay
     /// by its hash (`/certhash/…` in the address), so it must stay the same across
     /// restarts: see [`load_or_create_certificate`]. `None` makes a fresh one.
@@ -174,6 +182,8 @@ pub(crate) struct RelayBehaviour {
     identify: identify::Behaviour,
     /// Keeps connections alive.
     ping: ping::Behaviour,
+    /// Carries `/nexus/mailbox/1`.
+    stream: libp2p_stream::Behaviour,
 }
 
 /// Counters behind `/metrics`.
@@ -187,6 +197,9 @@ pub struct Metrics {
     circuits_denied: AtomicU64,
     rendezvous_registrations: AtomicU64,
     rendezvous_discoveries: AtomicU64,
+    mailbox_bundles: AtomicU64,
+    mailbox_bytes: AtomicU64,
+    mailbox_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -240,6 +253,24 @@ impl Metrics {
                 "counter",
                 "Rendezvous lookups served",
                 &self.rendezvous_discoveries,
+            ),
+            (
+                "nexus_relay_mailbox_bundles",
+                "gauge",
+                "Bundles held in mailboxes",
+                &self.mailbox_bundles,
+            ),
+            (
+                "nexus_relay_mailbox_bytes",
+                "gauge",
+                "Bytes held in mailboxes",
+                &self.mailbox_bytes,
+            ),
+            (
+                "nexus_relay_mailbox_refused_total",
+                "counter",
+                "Mailbox writes refused by a limit",
+                &self.mailbox_refused,
             ),
         ];
         let mut text = String::new();
@@ -304,6 +335,7 @@ pub(crate) async fn build_relay_swarm(
                 keypair.public(),
             )),
             ping: ping::Behaviour::new(ping::Config::new()),
+            stream: libp2p_stream::Behaviour::new(),
         }
     };
     let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
@@ -371,6 +403,8 @@ pub(crate) async fn build_relay_swarm(
 /// A relay, started and listening.
 pub struct Relay {
     swarm: Swarm<RelayBehaviour>,
+    mailbox: libp2p_stream::IncomingStreams,
+    store: Arc<Mutex<MailboxStore>>,
     metrics: Arc<Metrics>,
     events: Option<mpsc::UnboundedSender<RelayEvent>>,
 }
@@ -407,8 +441,19 @@ impl Relay {
             }
             tokio::spawn(serve_metrics(listener, metrics.clone()));
         }
+        let mailbox = swarm
+            .behaviour()
+            .stream
+            .new_control()
+            .accept(nexus::MAILBOX)
+            .map_err(|_| RelayError::Transport {
+                what: "mailbox protocol",
+                reason: "registered twice".into(),
+            })?;
         Ok(Self {
             swarm,
+            mailbox,
+            store: Arc::new(Mutex::new(MailboxStore::new(config.mailbox))),
             metrics,
             events,
         })
@@ -432,6 +477,9 @@ impl Relay {
             tokio::select! {
                 () = &mut shutdown => break,
                 event = self.swarm.select_next_some() => self.on_event(event),
+                Some((peer, stream)) = self.mailbox.next() => {
+                    tokio::spawn(serve_mailbox(peer, stream, self.store.clone(), self.metrics.clone()));
+                }
             }
         }
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -501,6 +549,53 @@ impl Relay {
                 _ => {}
             },
             _ => {}
+        }
+    }
+}
+
+/// Answers mailbox requests on one stream until it ends.
+async fn serve_mailbox(
+    peer: PeerId,
+    mut stream: libp2p::Stream,
+    store: Arc<Mutex<MailboxStore>>,
+    metrics: Arc<Metrics>,
+) {
+    let Some(writer) = nexus::device_of(&peer) else {
+        return;
+    };
+    while let Ok(Some(frame)) = nexus::frames::read_frame(&mut stream).await {
+        let response = match MailboxRequest::decode(&frame) {
+            Ok(request) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let Ok(mut store) = store.lock() else {
+                    return;
+                };
+                let response = store.handle(writer, request, now);
+                metrics
+                    .mailbox_bundles
+                    .store(store.bundles() as u64, Ordering::Relaxed);
+                metrics
+                    .mailbox_bytes
+                    .store(store.bytes() as u64, Ordering::Relaxed);
+                if matches!(response, MailboxResponse::Refused(_)) {
+                    metrics.mailbox_refused.fetch_add(1, Ordering::Relaxed);
+                }
+                response
+            }
+            // Not a request: say so and hang up.
+            Err(e) => {
+                let refusal = MailboxResponse::Refused(format!("malformed request: {e}"));
+                let _ = nexus::frames::write_frame(&mut stream, &refusal.encode()).await;
+                return;
+            }
+        };
+        if nexus::frames::write_frame(&mut stream, &response.encode())
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }

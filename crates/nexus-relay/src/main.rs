@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use libp2p::Multiaddr;
+use nexus_core::mailbox::MailboxLimits;
 use nexus_relay::{Limits, Relay, RelayConfig, RelayEvent};
 
 /// The `nexus-relay` command line.
@@ -53,6 +54,18 @@ struct Args {
     /// Most bytes a circuit may carry.
     #[arg(long, default_value_t = Limits::default().max_circuit_bytes)]
     max_circuit_bytes: u64,
+    /// Mailbox space per mailbox (one per vault and key generation), in bytes.
+    #[arg(long, default_value_t = MailboxLimits::default().max_bytes_per_mailbox)]
+    mailbox_bytes: usize,
+    /// Largest mailbox bundle, in bytes.
+    #[arg(long, default_value_t = MailboxLimits::default().max_bundle_bytes)]
+    mailbox_bundle_bytes: usize,
+    /// Longest time a mailbox bundle is kept, in seconds.
+    #[arg(long, default_value_t = MailboxLimits::default().max_ttl_secs)]
+    mailbox_ttl_secs: u32,
+    /// Mailboxes held at once.
+    #[arg(long, default_value_t = MailboxLimits::default().max_mailboxes)]
+    mailboxes: usize,
     /// Reservation requests one peer may make in a burst (then one every 2 minutes).
     #[arg(long, default_value_t = Limits::default().reservation_burst_per_peer)]
     reservation_burst_per_peer: u32,
@@ -101,6 +114,13 @@ fn main() -> ExitCode {
     };
     let config = RelayConfig {
         webrtc_certificate: Some(webrtc_certificate),
+        mailbox: MailboxLimits {
+            max_bytes_per_mailbox: args.mailbox_bytes,
+            max_bundle_bytes: args.mailbox_bundle_bytes,
+            max_ttl_secs: args.mailbox_ttl_secs,
+            max_mailboxes: args.mailboxes,
+            ..MailboxLimits::default()
+        },
         listen: if args.listen.is_empty() {
             default_listen()
         } else {

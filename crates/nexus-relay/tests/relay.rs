@@ -108,6 +108,7 @@ async fn start_relay(
         limits,
         tap,
         webrtc_certificate: None,
+        mailbox: Default::default(),
     };
     let relay = Relay::start(&DeviceKey::generate().unwrap(), config, Some(tx))
         .await
@@ -443,6 +444,7 @@ async fn the_relay_takes_webrtc_direct_connections_under_a_certificate_that_surv
         limits: Limits::default(),
         tap: None,
         webrtc_certificate: Some(pem),
+        mailbox: Default::default(),
     };
     let relay = Relay::start(&key, config, Some(tx)).await.unwrap();
     let relay_peer = relay.peer_id();
@@ -495,4 +497,137 @@ async fn the_relay_takes_webrtc_direct_connections_under_a_certificate_that_surv
     .await
     .expect("connected in time");
     assert_eq!(connected, relay_peer);
+}
+
+/// A bare client of the relay: connected, with a stream control for the mailbox.
+async fn mailbox_client(
+    relay: &Multiaddr,
+) -> (libp2p_stream::Control, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    let mut swarm = nexus::build_swarm(&DeviceKey::generate().unwrap(), false)
+        .await
+        .unwrap();
+    let control = swarm.behaviour().stream.new_control();
+    swarm.dial(relay.clone()).unwrap();
+    let (up_tx, up) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut up_tx = Some(up_tx);
+        loop {
+            if let libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } =
+                swarm.select_next_some().await
+                && let Some(tx) = up_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    up.await.unwrap();
+    (control, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_left_at_the_relay_reaches_a_device_never_online_with_the_writer() {
+    use nexus_core::mailbox::{MailboxRequest, MailboxResponse};
+    use nexus_core::sealing::{VaultKey, decrypt_bundle, encrypt_bundle, open_key, seal_key};
+
+    let tap = Tap::new();
+    let (relay_address, _, _events) = start_relay(Limits::default(), Some(tap.clone())).await;
+    let relay = match relay_address.iter().last() {
+        Some(Protocol::P2p(peer)) => peer,
+        _ => unreachable!("relay addresses end in /p2p"),
+    };
+    let vault = VaultId(nexus_core::Hash::of(&[b"a vault"]));
+    let (bob, carol) = (
+        DeviceKey::generate().unwrap(),
+        DeviceKey::generate().unwrap(),
+    );
+    // Generation 0 was sealed to Bob and Carol; Carol is revoked, generation 1 to Bob only.
+    let old = VaultKey::generate(0).unwrap();
+    let carols_old = seal_key(&old, &vault, &carol.device_id()).unwrap();
+    let new = VaultKey::generate(1).unwrap();
+    let bobs_new = seal_key(&new, &vault, &bob.device_id()).unwrap();
+    let mailbox = *nexus_core::Hash::of(&[b"mailbox of generation 1"]).as_bytes();
+
+    // The writer leaves a bundle and goes away.
+    let (mut writer, writer_task) = mailbox_client(&relay_address).await;
+    let marker = b"the plaintext marker 5f3a";
+    let bundle = [1u8; 16];
+    let sealed = encrypt_bundle(&new, &vault, &bundle, marker).unwrap();
+    let put = MailboxRequest::Put {
+        mailbox,
+        bundle,
+        ttl_secs: 3600,
+        bytes: sealed.clone(),
+    };
+    assert_eq!(
+        nexus::mailbox_request(&mut writer, relay, &put)
+            .await
+            .unwrap(),
+        MailboxResponse::Stored
+    );
+    writer_task.abort();
+    drop(writer);
+
+    // Bob, never online with the writer, gets it from the relay alone.
+    let (mut reader, _reader_task) = mailbox_client(&relay_address).await;
+    let listing = nexus::mailbox_request(&mut reader, relay, &MailboxRequest::List { mailbox })
+        .await
+        .unwrap();
+    let MailboxResponse::Listing(items) = listing else {
+        panic!("not a listing: {listing:?}");
+    };
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].size as usize, sealed.len());
+    let got = nexus::mailbox_request(&mut reader, relay, &MailboxRequest::Get { mailbox, bundle })
+        .await
+        .unwrap();
+    let MailboxResponse::Bundle(bytes) = got else {
+        panic!("no bundle: {got:?}");
+    };
+    let key = open_key(&bobs_new, &vault, &bob).unwrap();
+    assert_eq!(
+        decrypt_bundle(&key, &vault, &bundle, &bytes).unwrap(),
+        marker
+    );
+
+    // Carol, revoked, holds only generation 0: she cannot open Bob's copy of generation
+    // 1, and her own key does not decrypt the bundle.
+    assert!(open_key(&bobs_new, &vault, &carol).is_err());
+    let carols_key = open_key(&carols_old, &vault, &carol).unwrap();
+    assert!(decrypt_bundle(&carols_key, &vault, &bundle, &bytes).is_err());
+
+    // The relay held and forwarded the bundle without being able to read it.
+    assert!(!tap.contains(marker));
+    assert!(!tap.contains(vault.as_bytes()));
+
+    // One writer flooding puts is refused past its burst; another still gets through.
+    let mut refused = 0;
+    for i in 0..70u8 {
+        let put = MailboxRequest::Put {
+            mailbox,
+            bundle: [i; 16],
+            ttl_secs: 60,
+            bytes: vec![i; 64],
+        };
+        if let MailboxResponse::Refused(_) = nexus::mailbox_request(&mut reader, relay, &put)
+            .await
+            .unwrap()
+        {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the flood was never refused");
+    let (mut other, _other_task) = mailbox_client(&relay_address).await;
+    let put = MailboxRequest::Put {
+        mailbox,
+        bundle: [200; 16],
+        ttl_secs: 60,
+        bytes: vec![1; 64],
+    };
+    assert_eq!(
+        nexus::mailbox_request(&mut other, relay, &put)
+            .await
+            .unwrap(),
+        MailboxResponse::Stored
+    );
 }

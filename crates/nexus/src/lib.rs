@@ -42,6 +42,8 @@ pub use native::daemon::{
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::key_file::{KeyFileError, load_or_create_key};
 #[cfg(not(target_arch = "wasm32"))]
+pub use native::mailbox_client::{MAILBOX, MailboxError, mailbox_request};
+#[cfg(not(target_arch = "wasm32"))]
 pub use native::sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::swarm::{

@@ -4,5 +4,6 @@
 pub(crate) mod daemon;
 pub mod fixtures;
 pub(crate) mod key_file;
+pub(crate) mod mailbox_client;
 pub(crate) mod sqlite;
 pub(crate) mod swarm;
