@@ -375,18 +375,7 @@ pub(crate) async fn build_relay_swarm(
         )
         .map_err(|e| err("TCP transport")(&e))?
         .with_quic()
-        .with_other_transport(|keypair| {
-            use libp2p::Transport;
-            use libp2p::core::muxing::StreamMuxerBox;
-            let certificate = match webrtc_certificate {
-                Some(pem) => libp2p_webrtc::tokio::Certificate::from_pem(pem)?,
-                None => libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?,
-            };
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                libp2p_webrtc::tokio::Transport::new(keypair.clone(), certificate)
-                    .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
-            )
-        })
+        .with_other_transport(|keypair| nexus::webrtc_transport(keypair, webrtc_certificate))
         .map_err(|e| err("WebRTC-direct transport")(&e))?
         .with_dns()
         .map_err(|e| err("DNS transport")(&e))?

@@ -49,5 +49,5 @@ pub use native::sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
 pub use native::swarm::{
     CertificateError, PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm,
     build_swarm_with_certificate, device_of, install_crypto_provider, keypair,
-    load_or_create_certificate, peer_of,
+    load_or_create_certificate, peer_of, webrtc_transport,
 };

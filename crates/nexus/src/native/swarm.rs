@@ -122,6 +122,28 @@ pub fn load_or_create_certificate(path: &std::path::Path) -> Result<String, Cert
     Ok(pem)
 }
 
+/// The WebRTC-direct transport under `certificate` (PEM; a fresh one when `None`), ready
+/// for `SwarmBuilder::with_other_transport`.
+pub fn webrtc_transport(
+    keypair: &identity::Keypair,
+    certificate: Option<&str>,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::Transport;
+    use libp2p::core::muxing::StreamMuxerBox;
+    let certificate = match certificate {
+        Some(pem) => libp2p_webrtc::tokio::Certificate::from_pem(pem)?,
+        None => libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?,
+    };
+    Ok(
+        libp2p_webrtc::tokio::Transport::new(keypair.clone(), certificate)
+            .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+            .boxed(),
+    )
+}
+
 /// Chooses rustls's cryptography (used by QUIC and WebRTC) for the whole process. When a
 /// program links more than one provider, rustls cannot choose by itself and would panic
 /// at the first handshake; every swarm builder here calls this first. Idempotent.
@@ -158,18 +180,7 @@ pub async fn build_swarm_with_certificate(
         )
         .map_err(|e| transport("TCP")(&e))?
         .with_quic()
-        .with_other_transport(|keypair| {
-            use libp2p::Transport;
-            use libp2p::core::muxing::StreamMuxerBox;
-            let certificate = match webrtc_certificate {
-                Some(pem) => libp2p_webrtc::tokio::Certificate::from_pem(pem)?,
-                None => libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?,
-            };
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                libp2p_webrtc::tokio::Transport::new(keypair.clone(), certificate)
-                    .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
-            )
-        })
+        .with_other_transport(|keypair| webrtc_transport(keypair, webrtc_certificate))
         .map_err(|e| transport("WebRTC-direct")(&e))?
         .with_dns()
         .map_err(|e| transport("DNS")(&e))?
