@@ -197,6 +197,8 @@ struct Link {
     device: DeviceId,
     vault: Option<VaultId>,
     joining: bool,
+    /// Opened by us (the peer's own sessions name their vault in their first frame).
+    outbound: bool,
     opened_ms: u64,
     tx: mpsc::UnboundedSender<Vec<u8>>,
     reader: tokio::task::JoinHandle<()>,
@@ -1094,6 +1096,7 @@ impl NativePeer {
                 device,
                 vault,
                 joining,
+                outbound: vault.is_some(),
                 opened_ms: now_ms(),
                 tx,
                 reader,
@@ -1127,8 +1130,12 @@ impl NativePeer {
                 if let Some(&other) = self.by_pair.get(&(peer, vault))
                     && other != session
                 {
-                    let we_open = self.node.device_id() < link.device;
-                    if we_open {
+                    // Against our own session for the pair, the smaller id's session wins;
+                    // against an older session of the peer's, the newer one (the peer has
+                    // moved on from the old one).
+                    let ours_wins = self.links.get(&other).is_some_and(|l| l.outbound)
+                        && self.node.device_id() < link.device;
+                    if ours_wins {
                         self.drop_link(session);
                         self.node.session_closed(session);
                         return;
