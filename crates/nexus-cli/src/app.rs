@@ -440,16 +440,25 @@ pub(crate) fn run(cli: Cli) -> Result<Out, CliError> {
                     home.node
                         .create_invite(vault, &secret, role, expires_at_ms, now)?;
                 home.commit(out)?;
-                let addresses: Vec<String> = match ask_daemon(&dir, &json!({ "op": "status" })) {
+                let mut addresses: Vec<String> = match ask_daemon(&dir, &json!({ "op": "status" }))
+                {
                     Ok(Some(status)) => status["listening"]
                         .as_array()
                         .into_iter()
                         .flatten()
                         .filter_map(|a| a.as_str().map(str::to_owned))
-                        .take(nexus_core::invite_code::MAX_ADDRESSES)
                         .collect(),
                     _ => Vec::new(),
                 };
+                // Addresses another machine can use first (relayed, then LAN), loopback
+                // last; a code carries a bounded number.
+                addresses.sort_by_key(|a| {
+                    (
+                        !a.contains("/p2p-circuit"),
+                        a.starts_with("/ip4/127.") || a.starts_with("/ip6/::1/"),
+                    )
+                });
+                addresses.truncate(nexus_core::invite_code::MAX_ADDRESSES);
                 let code = InviteCode {
                     vault,
                     invite,
