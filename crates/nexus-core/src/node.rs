@@ -325,6 +325,11 @@ impl Node {
         Ok(node)
     }
 
+    /// The Automerge actor this node writes with.
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
     /// This device's id.
     pub fn device_id(&self) -> DeviceId {
         self.key.device_id()

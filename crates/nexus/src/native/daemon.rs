@@ -1282,30 +1282,36 @@ impl NativePeer {
         }
     }
 
+    /// After a failed commit: drops every session and takes the vaults as the store has
+    /// them; peers resync on their next sessions.
     fn reload_from_store(&mut self) {
         let sessions: Vec<SessionId> = self.links.keys().copied().collect();
         for session in sessions {
             self.drop_link(session);
             self.node.session_closed(session);
         }
+        // With no sessions left, the refresh only updates the node.
+        drop(self.refresh_vaults(now_ms()));
+    }
+
+    /// Loads every vault from the store into the node (keeping its sessions); returns
+    /// what the node wants done about what changed.
+    fn refresh_vaults(&mut self, now: u64) -> Vec<Output> {
         let vaults = match Vault::list(&self.store) {
             Ok(vaults) => vaults,
             Err(e) => {
                 self.emit(PeerEvent::Problem(format!("listing vaults: {e}")));
-                return;
+                return Vec::new();
             }
         };
-        let now = now_ms();
+        let mut outputs = Vec::new();
         for id in vaults {
-            match Vault::load(&self.store, id, ActorId::random()) {
-                Ok(vault) => {
-                    let out = self.node.refresh_vault(vault, now);
-                    // Sessions are gone, so this only updates the node.
-                    drop(out.transmits);
-                }
+            match Vault::load(&self.store, id, self.node.actor().clone()) {
+                Ok(vault) => outputs.push(self.node.refresh_vault(vault, now)),
                 Err(e) => self.emit(PeerEvent::Problem(format!("reloading vault {id}: {e}"))),
             }
         }
+        outputs
     }
 
     /// Takes in what other processes wrote to the database. (SQLite's `data_version`
@@ -1322,22 +1328,9 @@ impl NativePeer {
             return;
         }
         self.data_version = version;
-        let vaults = match Vault::list(&self.store) {
-            Ok(vaults) => vaults,
-            Err(e) => {
-                self.emit(PeerEvent::Problem(format!("listing vaults: {e}")));
-                return;
-            }
-        };
-        for id in vaults {
-            match Vault::load(&self.store, id, ActorId::random()) {
-                Ok(vault) => {
-                    let out = self.node.refresh_vault(vault, now);
-                    // A failed commit is reported and recovered from inside.
-                    let _ = self.carry_out(out);
-                }
-                Err(e) => self.emit(PeerEvent::Problem(format!("reloading vault {id}: {e}"))),
-            }
+        for out in self.refresh_vaults(now) {
+            // A failed commit is reported and recovered from inside.
+            let _ = self.carry_out(out);
         }
         // Peers added by `nexus peer add`.
         if let Ok((records, _)) = PeerRecord::load_all(&self.store) {
