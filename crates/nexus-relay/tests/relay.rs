@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use nexus::{NativePeer, PeerConfig, PeerEvent, SqliteStore};
-use nexus_core::automerge::ROOT;
-use nexus_core::automerge::transaction::Transactable;
 use nexus_core::node::{Node, NodeConfig};
 use nexus_core::{ActorId, DeviceKey, DocId, InviteCode, Role, Storage, VaultId};
 use nexus_relay::{Limits, Relay, RelayConfig, RelayEvent, Tap};
@@ -24,17 +22,13 @@ fn node_on(home: &Path, key: &DeviceKey) -> (SqliteStore, Node) {
 }
 
 fn edit(home: &Path, key: &DeviceKey, vault: VaultId, field: &str, value: &str) {
-    let (mut store, mut node) = node_on(home, key);
-    let out = node
-        .change(vault, DOC, |tx| tx.put(ROOT, field, value).map(|_| ()))
-        .unwrap();
-    store.commit(out.batch).unwrap();
+    nexus::fixtures::edit_field(home, key, vault, DOC, field, value).unwrap();
 }
 
 fn read(home: &Path, key: &DeviceKey, vault: VaultId, field: &str) -> Option<String> {
-    let (_, node) = node_on(home, key);
-    let value = node.vault(&vault)?.document(&DOC)?.to_json();
-    value.get(field)?.as_str().map(str::to_owned)
+    nexus::fixtures::read_field(home, key, vault, DOC, field)?
+        .as_str()
+        .map(str::to_owned)
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {

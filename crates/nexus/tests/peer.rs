@@ -20,21 +20,13 @@ use tokio::sync::mpsc;
 
 const DOC: DocId = DocId([3; 16]);
 
-/// Opens `home`'s store as another process would, edits, commits.
+/// Edits `home`'s document as another process would.
 fn edit(home: &Path, key: &DeviceKey, vault: VaultId, field: &str, value: i64) {
-    let mut store = SqliteStore::open(&home.join("nexus.db")).unwrap();
-    let mut node = Node::load(&store, key.clone(), ActorId::random(), NodeConfig::new()).unwrap();
-    let out = node
-        .change(vault, DOC, |tx| tx.put(ROOT, field, value).map(|_| ()))
-        .unwrap();
-    store.commit(out.batch).unwrap();
+    nexus::fixtures::edit_field(home, key, vault, DOC, field, value).unwrap();
 }
 
 fn read_field(home: &Path, key: &DeviceKey, vault: VaultId, field: &str) -> Option<i64> {
-    let store = SqliteStore::open(&home.join("nexus.db")).ok()?;
-    let node = Node::load(&store, key.clone(), ActorId::random(), NodeConfig::new()).ok()?;
-    let value = node.vault(&vault)?.document(&DOC)?.to_json();
-    value.get(field)?.as_i64()
+    nexus::fixtures::read_field(home, key, vault, DOC, field)?.as_i64()
 }
 
 async fn start(home: &Path, key: &DeviceKey, dial: Vec<Multiaddr>) -> Multiaddr {

@@ -1,5 +1,6 @@
-//! Ready-made homes for benchmarks and examples: a vault whose owner approved a second
-//! device, holding one document of many signed changes.
+//! Ready-made homes for benchmarks, examples and tests: a vault whose owner approved a
+//! second device, holding one document of many signed changes; and editing or reading a
+//! home's document from another connection, as a second process (`nexus doc put`) would.
 
 use std::path::Path;
 
@@ -50,6 +51,38 @@ pub fn home_with_changes(
         .map(|d| d.heads())
         .unwrap_or_default();
     Ok((vault, heads))
+}
+
+/// Opens `home`'s database as another process would, sets `field` of `doc`'s root to
+/// `value` in one signed change, and commits.
+pub fn edit_field(
+    home: &Path,
+    key: &DeviceKey,
+    vault: VaultId,
+    doc: DocId,
+    field: &str,
+    value: impl Into<nexus_core::automerge::ScalarValue>,
+) -> Result<(), FixtureError> {
+    let mut store = SqliteStore::open(&home.join("nexus.db"))?;
+    let mut node = Node::load(&store, key.clone(), ActorId::random(), NodeConfig::new())?;
+    let value = value.into();
+    let out = node.change(vault, doc, |tx| tx.put(ROOT, field, value).map(|_| ()))?;
+    store.commit(out.batch)?;
+    Ok(())
+}
+
+/// `field` of `doc`'s root in `home`'s database, as JSON; `None` if anything is missing.
+pub fn read_field(
+    home: &Path,
+    key: &DeviceKey,
+    vault: VaultId,
+    doc: DocId,
+    field: &str,
+) -> Option<serde_json::Value> {
+    let store = SqliteStore::open(&home.join("nexus.db")).ok()?;
+    let node = Node::load(&store, key.clone(), ActorId::random(), NodeConfig::new()).ok()?;
+    let value = node.vault(&vault)?.document(&doc)?.to_json();
+    value.get(field).cloned()
 }
 
 /// Bytes received on the loopback interface so far (`/proc/net/dev`; 0 where absent).
