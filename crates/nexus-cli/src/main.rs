@@ -5,6 +5,8 @@
 //! (`nexus.db`, SQLite in WAL mode, safe to share between processes). `--json` switches
 //! to machine-readable output. Errors go to stderr with a non-zero exit.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod app;
 mod output;
 

@@ -1,6 +1,8 @@
 //! `nexus-relay`: a circuit relay and rendezvous point for Nexus devices. It forwards the
 //! devices' end-to-end encrypted traffic and never holds a vault key.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
