@@ -69,7 +69,7 @@ pub use identity::{DeviceId, DeviceKey, KeyError, ParseDeviceIdError, Signature,
 pub use ids::{DocId, ParseIdError, VaultId};
 pub use invite_code::{InviteCode, InviteCodeError};
 pub use membership::{
-    Action, Entry, EntryError, Invite, Member, Membership, MembershipError, MembershipLog,
+    Action, Entry, EntryError, Invite, KeyInfo, Member, Membership, MembershipError, MembershipLog,
     Received, Revocation, Role, RuleViolation, SignedEntry, WorkSeen,
 };
 pub use node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};

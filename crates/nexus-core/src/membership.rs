@@ -48,6 +48,16 @@
 //!    another revocation). Changes at or below the recorded numbers stay valid; the
 //!    device's other changes are rejected everywhere (see [`crate::Document`]). Several
 //!    revocations of one device keep the highest number per actor.
+//! 9. **Vault keys.** **NewKey** (admins only) makes a vault key and carries it sealed to
+//!    the devices its author counts as members ([`crate::sealing`]); its generation must
+//!    be higher than that of every key in its causal past. **ShareKey** (admins only)
+//!    seals a key whose `NewKey` is in its causal past to more devices (a device admitted
+//!    after the key was made); the first copy per device in the canonical order counts.
+//! 10. **The current key** is the last `NewKey` in the canonical order that causally
+//!    follows every revocation. After a revocation there is none until an admin who has
+//!    seen it makes a new key, which the revoked device never receives. Admins' nodes do
+//!    this by themselves ([`crate::Vault::maintain_keys`]): a key at creation, a new one
+//!    after each revocation, and shared copies for members who lack the current key.
 //!
 //! ```
 //! use nexus_core::{DeviceKey, MembershipLog, Role};
@@ -71,6 +81,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::hash::Hash;
 use crate::identity::{DeviceId, DeviceKey, Signature};
 use crate::ids::{DocId, VaultId};
+use crate::sealing::SealedKey;
 
 /// Largest clock difference tolerated between a redeeming device and the member that
 /// first accepts its redemption (10 minutes).
@@ -87,6 +98,8 @@ pub const MAX_REVOKED_DOCS: usize = 100_000;
 pub const MAX_ACTORS_PER_DOC: usize = 64;
 /// Longest Automerge actor id, in bytes.
 pub const MAX_ACTOR_LEN: usize = 64;
+/// Most sealed key copies one entry may carry.
+pub const MAX_SEALED_KEYS: usize = 1024;
 
 const ENTRY_VERSION: u64 = 1;
 const SIGNING_DOMAIN: &[u8] = b"nexus/membership-entry/v1";
@@ -187,6 +200,22 @@ pub enum Action {
         /// The revoked device's work the admin had seen: it stays; later work does not.
         seen: WorkSeen,
     },
+    /// An admin makes a new vault key, sealed to each member (rule 9).
+    NewKey {
+        /// Higher than every key's in the entry's causal past.
+        generation: u32,
+        /// Copies of the key, one per device, sorted by device.
+        sealed: Vec<SealedKey>,
+    },
+    /// An admin seals an existing vault key to more devices (rule 9).
+    ShareKey {
+        /// The `NewKey` entry that made the key.
+        key: Hash,
+        /// That key's generation.
+        generation: u32,
+        /// Copies of the key, one per device, sorted by device.
+        sealed: Vec<SealedKey>,
+    },
 }
 
 impl Action {
@@ -197,6 +226,8 @@ impl Action {
             Action::CreateInvite { .. } => 2,
             Action::RedeemInvite { .. } => 3,
             Action::RevokeDevice { .. } => 4,
+            Action::NewKey { .. } => 5,
+            Action::ShareKey { .. } => 6,
         }
     }
 
@@ -208,6 +239,8 @@ impl Action {
             Action::CreateInvite { .. } => "create invite",
             Action::RedeemInvite { .. } => "redeem invite",
             Action::RevokeDevice { .. } => "revoke device",
+            Action::NewKey { .. } => "new vault key",
+            Action::ShareKey { .. } => "share vault key",
         }
     }
 }
@@ -265,6 +298,24 @@ impl Entry {
                     for (actor, seq) in actors {
                         w.bytes(actor).varint(*seq);
                     }
+                }
+            }
+            Action::NewKey { generation, sealed } => {
+                w.varint((*generation).into()).len(sealed.len());
+                for copy in sealed {
+                    copy.write_body(&mut w);
+                }
+            }
+            Action::ShareKey {
+                key,
+                generation,
+                sealed,
+            } => {
+                w.raw(key.as_bytes())
+                    .varint((*generation).into())
+                    .len(sealed.len());
+                for copy in sealed {
+                    copy.write_body(&mut w);
                 }
             }
         }
@@ -345,6 +396,22 @@ impl Entry {
                 }
                 Action::RevokeDevice { device, seen }
             }
+            5 => {
+                let generation = read_generation(&mut r)?;
+                Action::NewKey {
+                    generation,
+                    sealed: read_sealed(&mut r, generation)?,
+                }
+            }
+            6 => {
+                let key = Hash(r.array("shared key entry")?);
+                let generation = read_generation(&mut r)?;
+                Action::ShareKey {
+                    key,
+                    generation,
+                    sealed: read_sealed(&mut r, generation)?,
+                }
+            }
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "membership action",
@@ -394,6 +461,33 @@ impl Entry {
             body,
         }
     }
+}
+
+fn read_generation(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+    u32::try_from(r.varint("key generation")?).map_err(|_| DecodeError::Invalid {
+        what: "key generation",
+        reason: "over 2^32".into(),
+    })
+}
+
+/// Sealed copies, sorted by recipient with each recipient once (one encoding per entry).
+fn read_sealed(r: &mut Reader<'_>, generation: u32) -> Result<Vec<SealedKey>, DecodeError> {
+    let count = r.count(MAX_SEALED_KEYS, 112, "sealed keys")?;
+    let mut sealed: Vec<SealedKey> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let copy = SealedKey::read_body(r, generation)?;
+        if sealed
+            .last()
+            .is_some_and(|last| last.recipient >= copy.recipient)
+        {
+            return Err(DecodeError::Invalid {
+                what: "sealed keys",
+                reason: "recipients not in strictly increasing order".into(),
+            });
+        }
+        sealed.push(copy);
+    }
+    Ok(sealed)
 }
 
 fn read_device(r: &mut Reader<'_>, what: &'static str) -> Result<DeviceId, DecodeError> {
@@ -598,6 +692,18 @@ pub enum RuleViolation {
     /// A revocation of the author, concurrent with this entry, voids it.
     #[error("the author was revoked by an entry that had not seen this one")]
     VoidedByRevocation,
+    /// A new key whose generation is not above every key the author had seen.
+    #[error("key generation {generation} is not above generation {newest} already in the log")]
+    StaleKeyGeneration {
+        /// The entry's generation.
+        generation: u32,
+        /// The highest generation in its causal past.
+        newest: u32,
+    },
+    /// A shared key whose `NewKey` is not in the entry's causal past, or of another
+    /// generation.
+    #[error("the shared key is not a vault key of that generation in the log")]
+    UnknownKey,
 }
 
 /// A current member.
@@ -636,6 +742,17 @@ pub struct Invite {
     pub secret_hash: Hash,
 }
 
+/// A vault key made by a `NewKey` entry, and to whom it was sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Its generation.
+    pub generation: u32,
+    /// The admin that made it.
+    pub created_by: DeviceId,
+    /// Copies of the key, by recipient.
+    pub sealed: BTreeMap<DeviceId, SealedKey>,
+}
+
 /// Who belongs to a vault at some set of heads. Built by [`evaluate`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Membership {
@@ -644,6 +761,8 @@ pub struct Membership {
     revoked: BTreeMap<DeviceId, Revocation>,
     invites: BTreeMap<Hash, Invite>,
     void: BTreeSet<Hash>,
+    keys: BTreeMap<Hash, KeyInfo>,
+    current_key: Option<Hash>,
 }
 
 impl Membership {
@@ -694,9 +813,21 @@ impl Membership {
             .is_some_and(|i| Hash::of(&[secret]) == i.secret_hash)
     }
 
-    /// Entries that are stored but have no effect (rules 4, 6 and 7).
+    /// Entries that are stored but have no effect (rules 4, 6, 7 and 9).
     pub fn void_entries(&self) -> &BTreeSet<Hash> {
         &self.void
+    }
+
+    /// Every vault key, by the hash of the `NewKey` entry that made it.
+    pub fn keys(&self) -> &BTreeMap<Hash, KeyInfo> {
+        &self.keys
+    }
+
+    /// The key to encrypt with now (rule 10), or `None` until an admin makes one after
+    /// the latest revocation.
+    pub fn current_key(&self) -> Option<(Hash, &KeyInfo)> {
+        let hash = self.current_key?;
+        self.keys.get(&hash).map(|info| (hash, info))
     }
 }
 
@@ -949,6 +1080,47 @@ impl<'a> Replay<'a> {
                 pass.devices.entry(*device).or_default().revocations.push(i);
                 pass.revocations.push(i);
             }
+            Action::NewKey { generation, sealed } => {
+                require_admin()?;
+                let newest = pass
+                    .keys
+                    .values()
+                    .filter(|(position, _)| self.is_ancestor(*position, i))
+                    .map(|(_, info)| info.generation)
+                    .max();
+                if let Some(newest) = newest.filter(|newest| *generation <= *newest) {
+                    return Err(RuleViolation::StaleKeyGeneration {
+                        generation: *generation,
+                        newest,
+                    });
+                }
+                let info = KeyInfo {
+                    generation: *generation,
+                    created_by: author,
+                    sealed: sealed.iter().map(|c| (c.recipient, c.clone())).collect(),
+                };
+                pass.keys.insert(signed.hash, (i, info));
+                pass.new_keys.push(i);
+            }
+            Action::ShareKey {
+                key,
+                generation,
+                sealed,
+            } => {
+                require_admin()?;
+                let (_, info) = pass
+                    .keys
+                    .get_mut(key)
+                    .filter(|(position, info)| {
+                        self.is_ancestor(*position, i) && info.generation == *generation
+                    })
+                    .ok_or(RuleViolation::UnknownKey)?;
+                for copy in sealed {
+                    info.sealed
+                        .entry(copy.recipient)
+                        .or_insert_with(|| copy.clone());
+                }
+            }
         }
         Ok(())
     }
@@ -1024,6 +1196,18 @@ impl<'a> Replay<'a> {
             .into_iter()
             .map(|(hash, state)| (hash, state.invite))
             .collect();
+        // Rule 10: the last new key that saw every revocation.
+        membership.current_key = pass
+            .new_keys
+            .iter()
+            .rev()
+            .find(|&&k| pass.revocations.iter().all(|&r| self.is_ancestor(r, k)))
+            .map(|&k| self.order[k].hash);
+        membership.keys = pass
+            .keys
+            .into_iter()
+            .map(|(hash, (_, info))| (hash, info))
+            .collect();
         let mut refused = pass.refused;
         for &i in void {
             refused.insert(i, RuleViolation::VoidedByRevocation);
@@ -1043,6 +1227,10 @@ struct Pass {
     devices: HashMap<DeviceId, DeviceState>,
     invites: HashMap<Hash, InviteState>,
     revocations: Vec<usize>,
+    /// Vault keys by `NewKey` entry: (position, key).
+    keys: HashMap<Hash, (usize, KeyInfo)>,
+    /// Positions of valid `NewKey` entries, in order.
+    new_keys: Vec<usize>,
     refused: HashMap<usize, RuleViolation>,
 }
 

@@ -376,7 +376,9 @@ impl Node {
         nonce: [u8; 16],
         now_ms: u64,
     ) -> Result<(VaultId, Output), VaultError> {
-        let (vault, batch) = Vault::create(&self.key, name, nonce, now_ms, self.actor.clone())?;
+        let (mut vault, mut batch) =
+            Vault::create(&self.key, name, nonce, now_ms, self.actor.clone())?;
+        batch.extend(vault.maintain_keys(&self.key, now_ms)?);
         let id = vault.id();
         self.vaults.insert(id, vault);
         Ok((
@@ -525,9 +527,15 @@ impl Node {
             ..Output::default()
         };
         out.events.push(Event::MembershipChanged { vault });
-        let Some(v) = self.vaults.get(&vault) else {
+        let key = self.key.clone();
+        let Some(v) = self.vaults.get_mut(&vault) else {
             return out;
         };
+        // An admin keeps the vault key current; a failure leaves it to the next change.
+        if let Ok(batch) = v.maintain_keys(&key, now_ms) {
+            out.batch.extend(batch);
+        }
+        let v = &*v;
         let membership = v.membership().clone();
         let entries: Vec<SignedEntry> = v.log().entries().into_iter().cloned().collect();
         let ids: Vec<SessionId> = self

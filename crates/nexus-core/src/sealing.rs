@@ -9,9 +9,13 @@
 //!
 //! Sealing uses X25519 on the device's own Ed25519 key, converted to its Montgomery form
 //! (the same key pair signs and receives; see "On using the same key pair for Ed25519 and
-//! an X25519 based KEM", ePrint 2021/509): a fresh ephemeral key per sealed copy, the key
+//! an X25519 based KEM", ePrint 2021/509): an ephemeral key per sealed copy, the key
 //! derived with SHA-256 over a domain label, the vault, the generation, both public keys
-//! and the shared secret, then ChaCha20-Poly1305 under that single-use key. Bundles use
+//! and the shared secret, then ChaCha20-Poly1305 under that single-use key. The ephemeral
+//! secret, like a new vault key ([`VaultKey::derive`]), is derived from the sealing
+//! admin's own secret key and what it seals (as RFC 6979 derives signature nonces), so no
+//! randomness is needed and a replayed simulation seals the same bytes; only someone
+//! holding the admin's secret key can predict it. Bundles use
 //! XChaCha20-Poly1305 with a random 24-byte nonce; the vault, the generation and the
 //! bundle id are authenticated with it, so a bundle cannot be moved to another vault or
 //! replayed under another id. All of it compiles for wasm32 as well.
@@ -30,6 +34,9 @@ use crate::ids::VaultId;
 
 const SEAL_DOMAIN: &[u8] = b"nexus/seal-vault-key/v1";
 const BUNDLE_DOMAIN: &[u8] = b"nexus/mailbox-bundle/v1";
+const DERIVE_KEY_DOMAIN: &[u8] = b"nexus/derive-vault-key/v1";
+const EPHEMERAL_DOMAIN: &[u8] = b"nexus/seal-ephemeral/v1";
+const MAILBOX_ID_DOMAIN: &[u8] = b"nexus/mailbox-id/v1";
 /// Bytes of a sealed key's ciphertext: the 32-byte key and a 16-byte tag.
 const SEALED_LEN: usize = 48;
 /// Bytes an encrypted bundle adds to its plaintext: nonce and tag.
@@ -57,9 +64,39 @@ impl VaultKey {
         })
     }
 
+    /// A new key made by `admin` for `vault` on top of the membership heads `context`:
+    /// unpredictable to anyone without the admin's secret key, and different for every
+    /// admin, context and generation.
+    pub fn derive(admin: &DeviceKey, vault: &VaultId, context: &[Hash], generation: u32) -> Self {
+        let secret = admin.scalar_bytes();
+        let mut parts: Vec<&[u8]> = vec![DERIVE_KEY_DOMAIN, &secret, vault.as_bytes()];
+        let generation_bytes = generation.to_be_bytes();
+        parts.push(&generation_bytes);
+        for head in context {
+            parts.push(head.as_bytes());
+        }
+        Self {
+            generation,
+            bytes: Hash::of(&parts).0,
+        }
+    }
+
     /// Which key of the vault this is (0 at creation, one more per rotation).
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// The relay mailbox of `vault` under this key: a hash only holders of the key can
+    /// compute, so the relay cannot tie it to the vault and a revoked device cannot find
+    /// the mailboxes of keys made after its revocation.
+    pub fn mailbox_id(&self, vault: &VaultId) -> [u8; 32] {
+        Hash::of(&[
+            MAILBOX_ID_DOMAIN,
+            vault.as_bytes(),
+            &self.generation.to_be_bytes(),
+            &self.bytes,
+        ])
+        .0
     }
 }
 
@@ -129,13 +166,23 @@ fn seal_aad(vault: &VaultId, generation: u32, recipient: &DeviceId) -> Vec<u8> {
     aad
 }
 
-/// Seals `key` of `vault` to `recipient`'s device key.
+/// Seals `key` of `vault` to `recipient`'s device key; `sealer` is the admin doing it
+/// (its secret key seeds the ephemeral key, see the module doc).
 pub fn seal_key(
     key: &VaultKey,
     vault: &VaultId,
     recipient: &DeviceId,
+    sealer: &DeviceKey,
 ) -> Result<SealedKey, SealError> {
-    let secret: [u8; 32] = random_bytes()?;
+    let secret = Hash::of(&[
+        EPHEMERAL_DOMAIN,
+        &sealer.scalar_bytes(),
+        vault.as_bytes(),
+        &key.generation.to_be_bytes(),
+        &key.bytes,
+        recipient.public_key(),
+    ])
+    .0;
     let ephemeral = MontgomeryPoint::mul_base_clamped(secret).to_bytes();
     let recipient_point = recipient.verifying_key().to_montgomery();
     let shared = recipient_point.mul_clamped(secret).to_bytes();
@@ -212,6 +259,30 @@ pub fn open_key(
 }
 
 impl SealedKey {
+    /// Writes the copy without its generation (a membership entry carries it once).
+    pub(crate) fn write_body(&self, w: &mut Writer) {
+        w.raw(self.recipient.public_key())
+            .raw(&self.ephemeral)
+            .raw(&self.ciphertext);
+    }
+
+    /// Reads [`SealedKey::write_body`]'s output for a key of `generation`.
+    pub(crate) fn read_body(r: &mut Reader<'_>, generation: u32) -> Result<Self, DecodeError> {
+        let recipient =
+            DeviceId::from_public_key(r.array("sealed key recipient")?).map_err(|e| {
+                DecodeError::Invalid {
+                    what: "sealed key recipient",
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(Self {
+            recipient,
+            generation,
+            ephemeral: r.array("sealed key ephemeral")?,
+            ciphertext: r.array("sealed key ciphertext")?,
+        })
+    }
+
     /// The wire and storage form.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
@@ -324,7 +395,8 @@ mod tests {
             DeviceKey::from_secret_bytes(&[3; 32]),
         );
         let key = VaultKey::generate(4).unwrap();
-        let sealed = seal_key(&key, &vault(1), &bob.device_id()).unwrap();
+        let admin = DeviceKey::from_secret_bytes(&[1; 32]);
+        let sealed = seal_key(&key, &vault(1), &bob.device_id(), &admin).unwrap();
         let again = SealedKey::decode(&sealed.encode()).unwrap();
         assert_eq!(again, sealed);
         assert_eq!(open_key(&again, &vault(1), &bob).unwrap(), key);
@@ -351,8 +423,15 @@ mod tests {
         let mut flipped = sealed.clone();
         flipped.ciphertext[5] ^= 1;
         assert!(open_key(&flipped, &vault(1), &bob).is_err());
-        // Two seals of one key differ (fresh ephemeral keys).
-        assert_ne!(seal_key(&key, &vault(1), &bob.device_id()).unwrap(), sealed);
+        // The ephemeral key comes from the sealer's secret: the same admin seals the same
+        // bytes again, another admin different ones that open to the same key.
+        assert_eq!(
+            seal_key(&key, &vault(1), &bob.device_id(), &admin).unwrap(),
+            sealed
+        );
+        let by_carol = seal_key(&key, &vault(1), &bob.device_id(), &carol).unwrap();
+        assert_ne!(by_carol, sealed);
+        assert_eq!(open_key(&by_carol, &vault(1), &bob).unwrap(), key);
         assert!(format!("{key:?}").contains("generation 4"));
     }
 
@@ -378,6 +457,29 @@ mod tests {
             decrypt_bundle(&key, &vault(1), &[7; 16], &sealed[..10]),
             Err(SealError::TooShort { len: 10 })
         ));
+    }
+
+    #[test]
+    fn derived_keys_and_mailbox_ids_depend_on_admin_vault_context_and_generation() {
+        let (alice, bob) = (
+            DeviceKey::from_secret_bytes(&[1; 32]),
+            DeviceKey::from_secret_bytes(&[2; 32]),
+        );
+        let heads = [Hash([5; 32])];
+        let key = VaultKey::derive(&alice, &vault(1), &heads, 0);
+        assert_eq!(key, VaultKey::derive(&alice, &vault(1), &heads, 0));
+        for other in [
+            VaultKey::derive(&bob, &vault(1), &heads, 0),
+            VaultKey::derive(&alice, &vault(2), &heads, 0),
+            VaultKey::derive(&alice, &vault(1), &[Hash([6; 32])], 0),
+            VaultKey::derive(&alice, &vault(1), &heads, 1),
+        ] {
+            assert_ne!(other.bytes, key.bytes);
+            assert_ne!(other.mailbox_id(&vault(1)), key.mailbox_id(&vault(1)));
+        }
+        assert_ne!(key.mailbox_id(&vault(1)), key.mailbox_id(&vault(2)));
+        // The id says nothing a relay could tie to the vault id.
+        assert_ne!(key.mailbox_id(&vault(1)), vault(1).as_bytes().to_owned());
     }
 
     #[test]

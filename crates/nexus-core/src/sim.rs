@@ -696,6 +696,32 @@ fn check(net: &Network, vault: VaultId, report: &mut Report) -> Result<(), Strin
             }
         }
     }
+    // Rules 9 and 10 at rest: while the vault has an admin there is a current key, every
+    // member holds a copy, and no revoked device does.
+    if membership.members().values().any(|m| m.role == Role::Admin) {
+        let (current, _) = reference
+            .current_key(net.devices[0].node.key())
+            .or_else(|| {
+                members.iter().find_map(|&i| {
+                    let node = &net.devices[i].node;
+                    node.vault(&vault)?.current_key(node.key())
+                })
+            })
+            .ok_or("no member holds a current vault key")?;
+        for &i in &members {
+            let node = &net.devices[i].node;
+            let held = node.vault(&vault).and_then(|v| v.current_key(node.key()));
+            if held.map(|(hash, _)| hash) != Some(current) {
+                return Err(format!("member {i} has no copy of the current vault key"));
+            }
+        }
+        for revoked in membership.revoked().keys() {
+            let (_, info) = membership.current_key().ok_or("the current key vanished")?;
+            if info.sealed.contains_key(revoked) {
+                return Err(format!("revoked device {revoked} holds the current key"));
+            }
+        }
+    }
     // No store of a non-revoked device holds a change the final membership rejects, and
     // every stored signature verifies.
     for (i, device) in net.devices.iter().enumerate() {

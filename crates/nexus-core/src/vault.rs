@@ -36,8 +36,10 @@ use crate::hash::Hash;
 use crate::identity::{DeviceId, DeviceKey};
 use crate::ids::{DocId, VaultId};
 use crate::membership::{
-    EntryError, Membership, MembershipError, MembershipLog, Received, Role, SignedEntry, WorkSeen,
+    Action, EntryError, Membership, MembershipError, MembershipLog, Received, Role, SignedEntry,
+    WorkSeen,
 };
+use crate::sealing::{SealError, VaultKey, open_key, seal_key};
 use crate::storage::{Batch, Storage, Table, keys};
 
 /// Why a vault operation failed. Nothing was changed.
@@ -86,6 +88,14 @@ pub enum VaultError {
         doc: DocId,
         /// What failed.
         source: ChangeError,
+    },
+    /// Sealing a vault key failed.
+    #[error("sealing vault {vault}'s key: {source}")]
+    Seal {
+        /// The vault.
+        vault: VaultId,
+        /// What failed.
+        source: SealError,
     },
 }
 
@@ -323,6 +333,97 @@ impl Vault {
     /// One document.
     pub fn document(&self, id: &DocId) -> Option<&Document> {
         self.docs.get(id)
+    }
+
+    /// Keeps the vault's key current (membership rules 9 and 10) when `admin` is an
+    /// admin: makes a key when there is none (a new vault, or a revocation since the last
+    /// key), and seals the current key to members who lack it. Returns an empty batch when
+    /// nothing is needed or `admin` is not an admin.
+    pub fn maintain_keys(&mut self, admin: &DeviceKey, now_ms: u64) -> Result<Batch, VaultError> {
+        let me = admin.device_id();
+        let vault = self.id();
+        let membership = self.log.membership();
+        if !membership.is_admin(&me) {
+            return Ok(Batch::new());
+        }
+        let seal_error = |source| VaultError::Seal { vault, source };
+        // A current key that no admin holds a copy of (its maker was demoted) cannot be
+        // shared: replace it.
+        let current = membership
+            .current_key()
+            .filter(|(_, info)| info.sealed.keys().any(|holder| membership.is_admin(holder)));
+        let action = match current {
+            None => {
+                let generation = membership
+                    .keys()
+                    .values()
+                    .map(|k| k.generation.saturating_add(1))
+                    .max()
+                    .unwrap_or(0);
+                let key = VaultKey::derive(admin, &vault, &self.log.heads(), generation);
+                let sealed = membership
+                    .members()
+                    .keys()
+                    .map(|device| seal_key(&key, &vault, device, admin))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(seal_error)?;
+                Action::NewKey { generation, sealed }
+            }
+            Some((hash, info)) => {
+                // Only an admin holding the key can share it; others wait for one who does.
+                let Some(own) = info.sealed.get(&me) else {
+                    return Ok(Batch::new());
+                };
+                let key = open_key(own, &vault, admin).map_err(seal_error)?;
+                let sealed = membership
+                    .members()
+                    .keys()
+                    .filter(|device| !info.sealed.contains_key(device))
+                    .map(|device| seal_key(&key, &vault, device, admin))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(seal_error)?;
+                if sealed.is_empty() {
+                    return Ok(Batch::new());
+                }
+                Action::ShareKey {
+                    key: hash,
+                    generation: info.generation,
+                    sealed,
+                }
+            }
+        };
+        let entry = self.log.author(admin, action, now_ms)?;
+        Ok(self.record_entry(&entry))
+    }
+
+    /// The vault key to encrypt with now, opened with this device's key, and the hash of
+    /// the entry that made it. `None` while there is no current key or this device has no
+    /// copy of it yet.
+    pub fn current_key(&self, device: &DeviceKey) -> Option<(Hash, VaultKey)> {
+        let (hash, info) = self.membership().current_key()?;
+        let own = info.sealed.get(&device.device_id())?;
+        open_key(own, &self.id(), device)
+            .ok()
+            .map(|key| (hash, key))
+    }
+
+    /// Every vault key this device holds a copy of, newest generation first: what it
+    /// reads mailbox bundles with.
+    pub fn held_keys(&self, device: &DeviceKey) -> Vec<(Hash, VaultKey)> {
+        let me = device.device_id();
+        let mut keys: Vec<(Hash, VaultKey)> = self
+            .membership()
+            .keys()
+            .iter()
+            .filter_map(|(hash, info)| {
+                let own = info.sealed.get(&me)?;
+                open_key(own, &self.id(), device)
+                    .ok()
+                    .map(|key| (*hash, key))
+            })
+            .collect();
+        keys.sort_by_key(|(_, key)| std::cmp::Reverse(key.generation()));
+        keys
     }
 
     fn record_entry(&self, entry: &SignedEntry) -> Batch {

@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 
 use nexus_core::membership::{MAX_CLOCK_SKEW_MS, evaluate};
+use nexus_core::sealing::{VaultKey, seal_key};
 use nexus_core::{
-    DeviceId, DeviceKey, EntryError, Hash, MembershipError, MembershipLog, Received, Role,
-    RuleViolation, SignedEntry,
+    Action, ActorId, DeviceId, DeviceKey, Entry, EntryError, Hash, MembershipError, MembershipLog,
+    Received, Role, RuleViolation, SignedEntry, Vault,
 };
 use proptest::prelude::*;
 
@@ -411,4 +412,227 @@ proptest! {
             prop_assert!(reference.contains(&member.admitted_by));
         }
     }
+}
+
+// ---- vault keys (rules 9 and 10) ------------------------------------------------------
+
+/// A replica of `vault` built from its entries, as a device that received them holds it.
+fn replica(vault: &Vault) -> Vault {
+    let entries: Vec<SignedEntry> = all_entries(vault.log());
+    let (replica, ingested) =
+        Vault::from_entries(vault.id(), entries, Received::STORED, ActorId::random()).unwrap();
+    assert!(ingested.refused.is_empty(), "{:?}", ingested.refused);
+    replica
+}
+
+#[test]
+fn the_vault_key_reaches_every_member_and_is_rotated_past_a_revoked_device() {
+    let (alice, bob, carol) = (key(0), key(1), key(2));
+    let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
+    assert!(
+        vault.current_key(&alice).is_none(),
+        "no key before an admin makes one"
+    );
+    assert!(!vault.maintain_keys(&alice, 1).unwrap().is_empty());
+    let (first, key0) = vault.current_key(&alice).unwrap();
+    assert_eq!(key0.generation(), 0);
+    // Nothing more to do until membership changes.
+    assert!(vault.maintain_keys(&alice, 2).unwrap().is_empty());
+
+    vault
+        .add_device(&alice, bob.device_id(), Role::Member, 3)
+        .unwrap();
+    vault
+        .add_device(&alice, carol.device_id(), Role::Member, 4)
+        .unwrap();
+    // Bob cannot share it (not an admin); Alice seals it to both newcomers at once.
+    assert!(vault.maintain_keys(&bob, 5).unwrap().is_empty());
+    assert!(!vault.maintain_keys(&alice, 5).unwrap().is_empty());
+    let (_, info) = vault.membership().current_key().unwrap();
+    assert_eq!(info.sealed.len(), 3);
+    for member in [&bob, &carol] {
+        assert_eq!(
+            replica(&vault).current_key(member),
+            Some((first, key0.clone()))
+        );
+    }
+
+    vault.revoke_device(&alice, carol.device_id(), 6).unwrap();
+    assert!(
+        vault.membership().current_key().is_none(),
+        "a revocation retires the key"
+    );
+    vault.maintain_keys(&alice, 7).unwrap();
+    let (second, key1) = vault.current_key(&alice).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(key1.generation(), 1);
+    assert_ne!(key1.mailbox_id(&vault.id()), key0.mailbox_id(&vault.id()));
+    let bobs = replica(&vault);
+    assert_eq!(bobs.current_key(&bob), Some((second, key1.clone())));
+    assert_eq!(
+        bobs.held_keys(&bob).len(),
+        2,
+        "bob keeps the old key for old bundles"
+    );
+    // Carol, holding every entry, still has only the key from before her revocation.
+    let carols = replica(&vault);
+    assert!(carols.current_key(&carol).is_none());
+    let held: Vec<u32> = carols
+        .held_keys(&carol)
+        .iter()
+        .map(|(_, k)| k.generation())
+        .collect();
+    assert_eq!(held, vec![0]);
+}
+
+#[test]
+fn a_key_made_without_seeing_a_revocation_never_becomes_current() {
+    let (alice, dave, carol) = (key(0), key(3), key(2));
+    let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
+    vault.maintain_keys(&alice, 1).unwrap();
+    vault
+        .add_device(&alice, dave.device_id(), Role::Admin, 2)
+        .unwrap();
+    vault
+        .add_device(&alice, carol.device_id(), Role::Member, 3)
+        .unwrap();
+    vault.maintain_keys(&alice, 4).unwrap();
+    // Dave, who has not seen Carol's revocation, makes a key (sealed to Carol too) with
+    // a later timestamp than anything Alice writes.
+    let mut daves = replica(&vault);
+    let key = VaultKey::derive(&dave, &daves.id(), &daves.log().heads(), 1);
+    let sealed = [&alice, &dave, &carol]
+        .map(|k| seal_key(&key, &daves.id(), &k.device_id(), &dave).unwrap());
+    let mut sealed = sealed.to_vec();
+    sealed.sort_by_key(|c| c.recipient);
+    let mut daves_log = daves.log().clone();
+    daves_log
+        .author(
+            &dave,
+            Action::NewKey {
+                generation: 1,
+                sealed,
+            },
+            1_000,
+        )
+        .unwrap();
+    vault.revoke_device(&alice, carol.device_id(), 10).unwrap();
+    let mut merged = vault.log().clone();
+    merge(&mut merged, &daves_log);
+    assert!(
+        merged.membership().current_key().is_none(),
+        "dave's key did not see the revocation"
+    );
+    // Alice, now holding both, makes the key that counts.
+    let mut alices = replica(&vault);
+    alices.ingest_entries(all_entries(&daves_log), Received::STORED);
+    alices.maintain_keys(&alice, 20).unwrap();
+    let (_, info) = alices.membership().current_key().unwrap();
+    assert_eq!(info.generation, 2, "above both generation-1 keys");
+    assert!(!info.sealed.contains_key(&carol.device_id()));
+    // Dave, merging it, agrees and has a copy.
+    daves.ingest_entries(all_entries(alices.log()), Received::STORED);
+    assert_eq!(daves.membership(), alices.membership());
+    assert!(daves.current_key(&dave).is_some());
+}
+
+#[test]
+fn key_entries_by_members_or_with_stale_generations_or_unknown_keys_are_refused() {
+    let (alice, bob) = (key(0), key(1));
+    let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
+    vault.maintain_keys(&alice, 1).unwrap();
+    vault
+        .add_device(&alice, bob.device_id(), Role::Member, 2)
+        .unwrap();
+    let (hash, info) = vault.membership().current_key().unwrap();
+    let generation = info.generation;
+    let mut log = vault.log().clone();
+    let fresh = VaultKey::derive(&bob, &vault.id(), &log.heads(), 5);
+    let to_bob = vec![seal_key(&fresh, &vault.id(), &bob.device_id(), &bob).unwrap()];
+    let refused_for = |result: Result<SignedEntry, MembershipError>| match result {
+        Err(MembershipError::Rejected { rule, .. }) => rule,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    let by_member = log.author(
+        &bob,
+        Action::NewKey {
+            generation: 5,
+            sealed: to_bob.clone(),
+        },
+        3,
+    );
+    assert_eq!(refused_for(by_member), RuleViolation::NotAdmin);
+    let stale = VaultKey::derive(&alice, &vault.id(), &log.heads(), generation);
+    let stale_copy = vec![seal_key(&stale, &vault.id(), &bob.device_id(), &alice).unwrap()];
+    let stale_entry = log.author(
+        &alice,
+        Action::NewKey {
+            generation,
+            sealed: stale_copy.clone(),
+        },
+        3,
+    );
+    assert!(matches!(
+        refused_for(stale_entry),
+        RuleViolation::StaleKeyGeneration { .. }
+    ));
+    let unknown = log.author(
+        &alice,
+        Action::ShareKey {
+            key: Hash::of(&[b"no such entry"]),
+            generation,
+            sealed: stale_copy.clone(),
+        },
+        3,
+    );
+    assert_eq!(refused_for(unknown), RuleViolation::UnknownKey);
+    let wrong_generation = log.author(
+        &alice,
+        Action::ShareKey {
+            key: hash,
+            generation: generation + 1,
+            sealed: stale_copy,
+        },
+        3,
+    );
+    assert_eq!(refused_for(wrong_generation), RuleViolation::UnknownKey);
+}
+
+#[test]
+fn key_entries_round_trip_and_unsorted_copies_do_not_decode() {
+    let (alice, bob, carol) = (key(0), key(1), key(2));
+    let (mut log, _) = MembershipLog::create(&alice, "v", [0; 16], 0).unwrap();
+    let vault = log.vault_id();
+    let key = VaultKey::derive(&alice, &vault, &log.heads(), 0);
+    let mut sealed: Vec<_> = [&alice, &bob, &carol]
+        .iter()
+        .map(|k| seal_key(&key, &vault, &k.device_id(), &alice).unwrap())
+        .collect();
+    sealed.sort_by_key(|c| c.recipient);
+    let entry = log
+        .author(
+            &alice,
+            Action::NewKey {
+                generation: 0,
+                sealed: sealed.clone(),
+            },
+            1,
+        )
+        .unwrap();
+    assert_eq!(SignedEntry::decode(&entry.encode()).unwrap(), entry);
+    // The same entry with its copies out of order is signed but has two encodings of one
+    // meaning: refused at decoding.
+    sealed.reverse();
+    let unsorted = Entry {
+        action: Action::NewKey {
+            generation: 0,
+            sealed,
+        },
+        ..entry.entry().clone()
+    }
+    .sign(&alice);
+    assert!(matches!(
+        SignedEntry::decode(&unsorted.encode()),
+        Err(EntryError::Decode(_))
+    ));
 }
