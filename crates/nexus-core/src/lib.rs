@@ -42,6 +42,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod arch;
+pub mod bundle;
 mod codec;
 pub mod document;
 mod hash;
@@ -72,7 +73,7 @@ pub use membership::{
     Action, Entry, EntryError, Invite, KeyInfo, Member, Membership, MembershipError, MembershipLog,
     Received, Revocation, Role, RuleViolation, SignedEntry, WorkSeen,
 };
-pub use node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
+pub use node::{CloseReason, Event, Node, NodeConfig, Output, PreparedBundle, SessionId};
 pub use protocol::{JoinRequest, Message, RefuseCode};
 pub use storage::{Batch, MemoryStore, MemoryStoreError, Op, Storage, Table};
 pub use vault::{Ingested, Vault, VaultError, VaultLoadError};

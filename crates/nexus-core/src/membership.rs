@@ -54,10 +54,10 @@
 //!    seals a key whose `NewKey` is in its causal past to more devices (a device admitted
 //!    after the key was made); the first copy per device in the canonical order counts.
 //! 10. **The current key** is the last `NewKey` in the canonical order that causally
-//!    follows every revocation. After a revocation there is none until an admin who has
-//!    seen it makes a new key, which the revoked device never receives. Admins' nodes do
-//!    this by themselves ([`crate::Vault::maintain_keys`]): a key at creation, a new one
-//!    after each revocation, and shared copies for members who lack the current key.
+//!     follows every revocation. After a revocation there is none until an admin who has
+//!     seen it makes a new key, which the revoked device never receives. Admins' nodes do
+//!     this by themselves ([`crate::Vault::maintain_keys`]): a key at creation, a new one
+//!     after each revocation, and shared copies for members who lack the current key.
 //!
 //! ```
 //! use nexus_core::{DeviceKey, MembershipLog, Role};

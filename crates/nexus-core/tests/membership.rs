@@ -439,10 +439,10 @@ fn the_vault_key_reaches_every_member_and_is_rotated_past_a_revoked_device() {
     // Nothing more to do until membership changes.
     assert!(vault.maintain_keys(&alice, 2).unwrap().is_empty());
 
-    vault
+    let _ = vault
         .add_device(&alice, bob.device_id(), Role::Member, 3)
         .unwrap();
-    vault
+    let _ = vault
         .add_device(&alice, carol.device_id(), Role::Member, 4)
         .unwrap();
     // Bob cannot share it (not an admin); Alice seals it to both newcomers at once.
@@ -457,12 +457,12 @@ fn the_vault_key_reaches_every_member_and_is_rotated_past_a_revoked_device() {
         );
     }
 
-    vault.revoke_device(&alice, carol.device_id(), 6).unwrap();
+    let _ = vault.revoke_device(&alice, carol.device_id(), 6).unwrap();
     assert!(
         vault.membership().current_key().is_none(),
         "a revocation retires the key"
     );
-    vault.maintain_keys(&alice, 7).unwrap();
+    let _ = vault.maintain_keys(&alice, 7).unwrap();
     let (second, key1) = vault.current_key(&alice).unwrap();
     assert_ne!(second, first);
     assert_eq!(key1.generation(), 1);
@@ -489,14 +489,14 @@ fn the_vault_key_reaches_every_member_and_is_rotated_past_a_revoked_device() {
 fn a_key_made_without_seeing_a_revocation_never_becomes_current() {
     let (alice, dave, carol) = (key(0), key(3), key(2));
     let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
-    vault.maintain_keys(&alice, 1).unwrap();
-    vault
+    let _ = vault.maintain_keys(&alice, 1).unwrap();
+    let _ = vault
         .add_device(&alice, dave.device_id(), Role::Admin, 2)
         .unwrap();
-    vault
+    let _ = vault
         .add_device(&alice, carol.device_id(), Role::Member, 3)
         .unwrap();
-    vault.maintain_keys(&alice, 4).unwrap();
+    let _ = vault.maintain_keys(&alice, 4).unwrap();
     // Dave, who has not seen Carol's revocation, makes a key (sealed to Carol too) with
     // a later timestamp than anything Alice writes.
     let mut daves = replica(&vault);
@@ -516,7 +516,7 @@ fn a_key_made_without_seeing_a_revocation_never_becomes_current() {
             1_000,
         )
         .unwrap();
-    vault.revoke_device(&alice, carol.device_id(), 10).unwrap();
+    let _ = vault.revoke_device(&alice, carol.device_id(), 10).unwrap();
     let mut merged = vault.log().clone();
     merge(&mut merged, &daves_log);
     assert!(
@@ -525,13 +525,13 @@ fn a_key_made_without_seeing_a_revocation_never_becomes_current() {
     );
     // Alice, now holding both, makes the key that counts.
     let mut alices = replica(&vault);
-    alices.ingest_entries(all_entries(&daves_log), Received::STORED);
-    alices.maintain_keys(&alice, 20).unwrap();
+    let _ = alices.ingest_entries(all_entries(&daves_log), Received::STORED);
+    let _ = alices.maintain_keys(&alice, 20).unwrap();
     let (_, info) = alices.membership().current_key().unwrap();
     assert_eq!(info.generation, 2, "above both generation-1 keys");
     assert!(!info.sealed.contains_key(&carol.device_id()));
     // Dave, merging it, agrees and has a copy.
-    daves.ingest_entries(all_entries(alices.log()), Received::STORED);
+    let _ = daves.ingest_entries(all_entries(alices.log()), Received::STORED);
     assert_eq!(daves.membership(), alices.membership());
     assert!(daves.current_key(&dave).is_some());
 }
@@ -540,8 +540,8 @@ fn a_key_made_without_seeing_a_revocation_never_becomes_current() {
 fn key_entries_by_members_or_with_stale_generations_or_unknown_keys_are_refused() {
     let (alice, bob) = (key(0), key(1));
     let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
-    vault.maintain_keys(&alice, 1).unwrap();
-    vault
+    let _ = vault.maintain_keys(&alice, 1).unwrap();
+    let _ = vault
         .add_device(&alice, bob.device_id(), Role::Member, 2)
         .unwrap();
     let (hash, info) = vault.membership().current_key().unwrap();

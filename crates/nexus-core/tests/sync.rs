@@ -3,6 +3,7 @@
 
 use automerge::transaction::Transactable;
 use automerge::{ObjType, ROOT};
+use nexus_core::bundle::{Bundle, MAX_BUNDLE_PLAINTEXT};
 use nexus_core::node::{Node, NodeConfig};
 use nexus_core::protocol::{Message, RefuseCode};
 use nexus_core::sim::{Faults, Network, Scenario, run_seed};
@@ -238,6 +239,128 @@ fn a_revoked_device_is_cut_off_and_its_later_edits_are_rejected_everywhere() {
             .sessions()
             .all(|(_, peer, _, _)| peer != c)
     );
+}
+
+/// Seals what device `i` has that is newer than `since` under its current vault key, as
+/// its engine would leave it at a relay: (bundle id, bytes).
+fn left_at_relay(
+    net: &Network,
+    i: usize,
+    vault: VaultId,
+    since: &std::collections::BTreeMap<DocId, Vec<automerge::ChangeHash>>,
+) -> ([u8; 16], Vec<u8>) {
+    let node = &net.devices[i].node;
+    let prepared = node
+        .bundle_since(&vault, since, MAX_BUNDLE_PLAINTEXT)
+        .unwrap();
+    let (_, key) = node.vault(&vault).unwrap().current_key(node.key()).unwrap();
+    let id = [i as u8 + 1; 16];
+    (id, prepared.bundle.seal(&key, &vault, &id).unwrap())
+}
+
+/// What device `i` makes of a bundle with the keys it holds: `true` if one opened it.
+fn pick_up(net: &mut Network, i: usize, vault: VaultId, (id, bytes): &([u8; 16], Vec<u8>)) -> bool {
+    let node = &net.devices[i].node;
+    let keys = node.vault(&vault).unwrap().held_keys(node.key());
+    let Some(bundle) = keys
+        .iter()
+        .find_map(|(_, key)| Bundle::open(bytes, key, &vault, id).ok())
+    else {
+        return false;
+    };
+    let now = net.now_ms;
+    let out = net.devices[i].node.receive_bundle(vault, bundle, now);
+    net.apply_output(i, out);
+    true
+}
+
+#[test]
+fn bundles_carry_changes_to_offline_members_and_not_past_a_revocation() {
+    let (mut net, vault) = vault_of(3, 6);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    settle(&mut net);
+    net.disconnect(0, 1);
+    net.disconnect(0, 2);
+    // B and C are offline; A writes and leaves a bundle.
+    let before = std::collections::BTreeMap::new();
+    put(&mut net, 0, vault, doc(7), "left", 1);
+    let first = left_at_relay(&net, 0, vault, &before);
+    assert!(pick_up(&mut net, 1, vault, &first));
+    assert_eq!(get(&net, 1, vault, doc(7)), serde_json::json!({"left": 1}));
+    // A revokes C (offline) and writes again: the bundle is under a new key.
+    let now = net.now_ms;
+    let c = net.id(2);
+    let out = net.devices[0].node.revoke_device(vault, c, now).unwrap();
+    net.apply_output(0, out);
+    let since = net.devices[0]
+        .node
+        .bundle_since(&vault, &before, MAX_BUNDLE_PLAINTEXT)
+        .unwrap()
+        .heads;
+    put(&mut net, 0, vault, doc(7), "secret", 2);
+    let second = left_at_relay(&net, 0, vault, &since);
+    assert!(!pick_up(&mut net, 2, vault, &second), "C cannot open it");
+    assert!(
+        !pick_up(&mut net, 1, vault, &second),
+        "B does not have the new key yet"
+    );
+    // Entries alone under the old key bring B the new key (and C only the news of its
+    // revocation, with a key sealed to others).
+    let node = &net.devices[0].node;
+    let entries = Bundle {
+        entries: node
+            .vault(&vault)
+            .unwrap()
+            .log()
+            .entries()
+            .into_iter()
+            .cloned()
+            .collect(),
+        docs: Vec::new(),
+    };
+    let old = node.vault(&vault).unwrap().held_keys(node.key())[1]
+        .1
+        .clone();
+    let notice = ([9; 16], entries.seal(&old, &vault, &[9; 16]).unwrap());
+    assert!(pick_up(&mut net, 1, vault, &notice));
+    assert!(pick_up(&mut net, 1, vault, &second));
+    assert_eq!(
+        get(&net, 1, vault, doc(7)),
+        serde_json::json!({"left": 1, "secret": 2})
+    );
+    assert!(pick_up(&mut net, 2, vault, &notice));
+    assert!(!pick_up(&mut net, 2, vault, &second), "still not C");
+    assert_eq!(get(&net, 2, vault, doc(7)), serde_json::Value::Null);
+}
+
+#[test]
+fn a_bundle_with_a_strangers_change_adds_only_the_valid_ones() {
+    let (mut net, vault) = vault_of(2, 7);
+    net.connect(0, 1);
+    settle(&mut net);
+    net.disconnect(0, 1);
+    put(&mut net, 0, vault, doc(8), "good", 1);
+    let node = &net.devices[0].node;
+    let mut prepared = node
+        .bundle_since(&vault, &Default::default(), MAX_BUNDLE_PLAINTEXT)
+        .unwrap();
+    // A stranger's change, signed by its own key, slipped in by someone holding the key.
+    let stranger = DeviceKey::from_secret_bytes(&[77; 32]);
+    let (mut other, _) = Vault::create(&stranger, "x", [1; 16], 0, ActorId::random()).unwrap();
+    let _ = other.create_document(&stranger, doc(8), 0).unwrap();
+    let forged = other
+        .change(&stranger, doc(8), |tx| tx.put(ROOT, "evil", 1).map(|_| ()))
+        .unwrap()
+        .unwrap();
+    prepared.bundle.docs[0].1.push(forged.change);
+    let (_, key) = node.vault(&vault).unwrap().current_key(node.key()).unwrap();
+    let sealed = (
+        [3; 16],
+        prepared.bundle.seal(&key, &vault, &[3; 16]).unwrap(),
+    );
+    assert!(pick_up(&mut net, 1, vault, &sealed));
+    assert_eq!(get(&net, 1, vault, doc(8)), serde_json::json!({"good": 1}));
 }
 
 #[test]
