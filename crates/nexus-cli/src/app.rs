@@ -609,6 +609,24 @@ fn log_line(json: bool, event: &PeerEvent) {
         PeerEvent::Rejected { peer, error } => {
             ("rejected", format!("rejected from {peer}: {error}"))
         }
+        PeerEvent::MailboxLeft {
+            vault,
+            changes,
+            bytes,
+        } => (
+            "mailbox-left",
+            format!(
+                "left {changes} change(s) for offline members of {vault} at the relay ({bytes} encrypted bytes)"
+            ),
+        ),
+        PeerEvent::MailboxPickedUp {
+            vault,
+            bundles,
+            changes,
+        } => (
+            "mailbox-picked-up",
+            format!("took {bundles} bundle(s) with {changes} change(s) for {vault} from the relay"),
+        ),
         PeerEvent::Problem(text) => ("problem", text.clone()),
         _ => ("event", format!("{event:?}")),
     };

@@ -636,8 +636,14 @@ impl Node {
             return out;
         };
         // An admin keeps the vault key current; a failure leaves it to the next change.
-        if let Ok(batch) = v.maintain_keys(&key, now_ms) {
+        // A key entry made now is news to every session, the one that brought the change
+        // included.
+        let mut key_entry = false;
+        if let Ok(batch) = v.maintain_keys(&key, now_ms)
+            && !batch.is_empty()
+        {
             out.batch.extend(batch);
+            key_entry = true;
         }
         let v = &*v;
         let membership = v.membership().clone();
@@ -655,7 +661,7 @@ impl Node {
             let peer = session.peer;
             let joining = session.their_join.is_some() && session.phase != Phase::Ready;
             if membership.is_member(&peer) || joining {
-                if Some(id) != except || !session.sent_entries {
+                if Some(id) != except || !session.sent_entries || key_entry {
                     // Small logs: send them whole; the peer drops what it has.
                     session.sent_entries = true;
                     out.send(

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use nexus::{NativePeer, PeerConfig, PeerEvent, SqliteStore};
+use nexus_core::bundle::Bundle;
+use nexus_core::mailbox::{MailboxRequest, MailboxResponse};
 use nexus_core::node::{Node, NodeConfig};
 use nexus_core::{ActorId, DeviceKey, DocId, InviteCode, Role, Storage, VaultId};
 use nexus_relay::{Limits, Relay, RelayConfig, RelayEvent, Tap};
@@ -519,82 +521,259 @@ async fn mailbox_client(
     (control, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bundle_left_at_the_relay_reaches_a_device_never_online_with_the_writer() {
-    use nexus_core::mailbox::{MailboxRequest, MailboxResponse};
-    use nexus_core::sealing::{VaultKey, decrypt_bundle, encrypt_bundle, open_key, seal_key};
+/// Runs a peer; the returned function stops it and waits until it has (bundles it was
+/// still leaving included).
+fn run_until_stopped(peer: NativePeer) -> impl FnOnce() -> tokio::task::JoinHandle<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        peer.run(async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    move || {
+        let _ = stop.send(());
+        task
+    }
+}
 
+async fn wait_for_event(
+    events: &mut mpsc::UnboundedReceiver<PeerEvent>,
+    what: &str,
+    mut wanted: impl FnMut(&PeerEvent) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(event)) if wanted(&event) => return,
+            Ok(Some(event)) => eprintln!("({what}) {event:?}"),
+            _ => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+fn invite_for(
+    home: &Path,
+    key: &DeviceKey,
+    vault: VaultId,
+    address: &Multiaddr,
+    n: u8,
+) -> InviteCode {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let secret = [n; 32];
+    let (mut store, mut node) = node_on(home, key);
+    let (invite, out) = node
+        .create_invite(vault, &secret, Role::Member, now + 600_000, now)
+        .unwrap();
+    store.commit(out.batch).unwrap();
+    InviteCode {
+        vault,
+        invite,
+        secret,
+        expires_at_ms: now + 600_000,
+        addresses: vec![address.to_string()],
+    }
+}
+
+/// `home` joins with `code` through the relay, waits for `field` to arrive, and stops.
+async fn join_and_leave(
+    home: &Path,
+    key: &DeviceKey,
+    relay: &Multiaddr,
+    code: InviteCode,
+    vault: VaultId,
+) {
+    let (mut peer, _events) = peer_via_relay(home, key, relay).await;
+    let (joined_tx, joined) = oneshot::channel();
+    peer.join(code, Some(joined_tx));
+    let stop = run_until_stopped(peer);
+    let reply = tokio::time::timeout(Duration::from_secs(30), joined)
+        .await
+        .expect("join answered")
+        .unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    eventually("the joiner to get the vault's note", || {
+        read(home, key, vault, "note").as_deref() == Some("from the creator")
+    })
+    .await;
+    stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_never_online_together_sync_through_the_mailbox_and_a_revoked_one_reads_nothing_new()
+ {
     let tap = Tap::new();
-    let (relay_address, _, _events) = start_relay(Limits::default(), Some(tap.clone())).await;
+    let (relay_address, _, _relay_events) = start_relay(Limits::default(), Some(tap.clone())).await;
     let relay = match relay_address.iter().last() {
         Some(Protocol::P2p(peer)) => peer,
         _ => unreachable!("relay addresses end in /p2p"),
     };
-    let vault = VaultId(nexus_core::Hash::of(&[b"a vault"]));
-    let (bob, carol) = (
-        DeviceKey::generate().unwrap(),
-        DeviceKey::generate().unwrap(),
-    );
-    // Generation 0 was sealed to Bob and Carol; Carol is revoked, generation 1 to Bob only.
-    let old = VaultKey::generate(0).unwrap();
-    let carols_old = seal_key(&old, &vault, &carol.device_id()).unwrap();
-    let new = VaultKey::generate(1).unwrap();
-    let bobs_new = seal_key(&new, &vault, &bob.device_id()).unwrap();
-    let mailbox = *nexus_core::Hash::of(&[b"mailbox of generation 1"]).as_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    let [home_a, home_b, home_c] = ["a", "b", "c"].map(|n| dir.path().join(n));
+    for home in [&home_a, &home_b, &home_c] {
+        std::fs::create_dir_all(home).unwrap();
+    }
+    let [alice, bob, carol] = [(); 3].map(|()| DeviceKey::generate().unwrap());
 
-    // The writer leaves a bundle and goes away.
-    let (mut writer, writer_task) = mailbox_client(&relay_address).await;
-    let marker = b"the plaintext marker 5f3a";
-    let bundle = [1u8; 16];
-    let sealed = encrypt_bundle(&new, &vault, &bundle, marker).unwrap();
-    let put = MailboxRequest::Put {
-        mailbox,
-        bundle,
-        ttl_secs: 3600,
-        bytes: sealed.clone(),
+    // Carol (admin) makes the vault; Alice joins, leaves; then Bob joins, leaves. Alice
+    // and Bob are never online at the same time.
+    let vault = {
+        let (mut store, mut node) = node_on(&home_c, &carol);
+        let (vault, out) = node.create_vault("Mailbox", [6; 16], 1_000).unwrap();
+        store.commit(out.batch).unwrap();
+        store
+            .commit(node.create_document(vault, DOC, 1_001).unwrap().batch)
+            .unwrap();
+        vault
     };
-    assert_eq!(
-        nexus::mailbox_request(&mut writer, relay, &put)
-            .await
-            .unwrap(),
-        MailboxResponse::Stored
-    );
-    writer_task.abort();
-    drop(writer);
+    edit(&home_c, &carol, vault, "note", "from the creator");
+    let (c, mut c_events) = peer_via_relay(&home_c, &carol, &relay_address).await;
+    let stop_c = run_until_stopped(c);
+    let c_circuit = circuit_address(&mut c_events).await;
+    let code = invite_for(&home_c, &carol, vault, &c_circuit, 1);
+    join_and_leave(&home_a, &alice, &relay_address, code, vault).await;
+    let code = invite_for(&home_c, &carol, vault, &c_circuit, 2);
+    join_and_leave(&home_b, &bob, &relay_address, code, vault).await;
+    stop_c().await.unwrap();
 
-    // Bob, never online with the writer, gets it from the relay alone.
+    // Alice alone writes, leaves it at the relay, and stops.
+    let (a, mut a_events) = peer_via_relay(&home_a, &alice, &relay_address).await;
+    let stop_a = run_until_stopped(a);
+    circuit_address(&mut a_events).await;
+    edit(
+        &home_a,
+        &alice,
+        vault,
+        "marker",
+        "plaintext marker 7d1e from A",
+    );
+    wait_for_event(
+        &mut a_events,
+        "A to leave its change at the relay",
+        |e| matches!(e, PeerEvent::MailboxLeft { changes, .. } if *changes >= 1),
+    )
+    .await;
+    stop_a().await.unwrap();
+
+    // Bob alone starts later and gets it from the relay alone.
+    let (b, mut b_events) = peer_via_relay(&home_b, &bob, &relay_address).await;
+    let stop_b = run_until_stopped(b);
+    eventually("B to get A's change from the mailbox", || {
+        read(&home_b, &bob, vault, "marker").as_deref() == Some("plaintext marker 7d1e from A")
+    })
+    .await;
+    wait_for_event(&mut b_events, "B to report the pickup", |e| {
+        matches!(e, PeerEvent::MailboxPickedUp { .. })
+    })
+    .await;
+    stop_b().await.unwrap();
+
+    // Carol revokes Alice (offline) and writes: the bundle is under a new key.
+    let (c, mut c_events) = peer_via_relay(&home_c, &carol, &relay_address).await;
+    let stop_c = run_until_stopped(c);
+    circuit_address(&mut c_events).await;
+    {
+        let (mut store, mut node) = node_on(&home_c, &carol);
+        let out = node.revoke_device(vault, alice.device_id(), 5_000).unwrap();
+        store.commit(out.batch).unwrap();
+    }
+    edit(
+        &home_c,
+        &carol,
+        vault,
+        "secret",
+        "plaintext secret 94c2 after the revocation",
+    );
+    wait_for_event(
+        &mut c_events,
+        "C to leave the change at the relay",
+        |e| matches!(e, PeerEvent::MailboxLeft { changes, .. } if *changes >= 1),
+    )
+    .await;
+    stop_c().await.unwrap();
+    let (_, node) = node_on(&home_c, &carol);
+    let (_, new_key) = node.vault(&vault).unwrap().current_key(&carol).unwrap();
+    assert_eq!(new_key.generation(), 1);
+
+    // Alice comes back: she learns of her revocation from the old key's mailbox, and
+    // nothing written after it.
+    let (a, _a_events) = peer_via_relay(&home_a, &alice, &relay_address).await;
+    let stop_a = run_until_stopped(a);
+    eventually("A to learn of its revocation", || {
+        let (_, node) = node_on(&home_a, &alice);
+        node.vault(&vault)
+            .is_some_and(|v| v.membership().revocation(&alice.device_id()).is_some())
+    })
+    .await;
+    stop_a().await.unwrap();
+    assert_eq!(read(&home_a, &alice, vault, "secret"), None);
+    // Even given the new mailbox's bundles, none of Alice's keys opens them.
+    let (_, alices) = node_on(&home_a, &alice);
+    let alices_keys = alices.vault(&vault).unwrap().held_keys(&alice);
+    assert!(!alices_keys.is_empty());
     let (mut reader, _reader_task) = mailbox_client(&relay_address).await;
+    let mailbox = new_key.mailbox_id(&vault);
     let listing = nexus::mailbox_request(&mut reader, relay, &MailboxRequest::List { mailbox })
         .await
         .unwrap();
     let MailboxResponse::Listing(items) = listing else {
         panic!("not a listing: {listing:?}");
     };
-    assert_eq!(items.len(), 1);
-    assert_eq!(items[0].size as usize, sealed.len());
-    let got = nexus::mailbox_request(&mut reader, relay, &MailboxRequest::Get { mailbox, bundle })
-        .await
-        .unwrap();
-    let MailboxResponse::Bundle(bytes) = got else {
-        panic!("no bundle: {got:?}");
-    };
-    let key = open_key(&bobs_new, &vault, &bob).unwrap();
-    assert_eq!(
-        decrypt_bundle(&key, &vault, &bundle, &bytes).unwrap(),
-        marker
-    );
+    assert!(!items.is_empty(), "C's bundle is in the new mailbox");
+    for item in items {
+        let get = MailboxRequest::Get {
+            mailbox,
+            bundle: item.bundle,
+        };
+        let MailboxResponse::Bundle(bytes) = nexus::mailbox_request(&mut reader, relay, &get)
+            .await
+            .unwrap()
+        else {
+            panic!("bundle gone");
+        };
+        for (_, key) in &alices_keys {
+            assert!(Bundle::open(&bytes, key, &vault, &item.bundle).is_err());
+        }
+        assert!(Bundle::open(&bytes, &new_key, &vault, &item.bundle).is_ok());
+    }
 
-    // Carol, revoked, holds only generation 0: she cannot open Bob's copy of generation
-    // 1, and her own key does not decrypt the bundle.
-    assert!(open_key(&bobs_new, &vault, &carol).is_err());
-    let carols_key = open_key(&carols_old, &vault, &carol).unwrap();
-    assert!(decrypt_bundle(&carols_key, &vault, &bundle, &bytes).is_err());
+    // Bob, offline during the rotation, gets the new key and the change from the relay.
+    let (b, _b_events) = peer_via_relay(&home_b, &bob, &relay_address).await;
+    let stop_b = run_until_stopped(b);
+    eventually("B to get C's change written after the rotation", || {
+        read(&home_b, &bob, vault, "secret").as_deref()
+            == Some("plaintext secret 94c2 after the revocation")
+    })
+    .await;
+    stop_b().await.unwrap();
 
-    // The relay held and forwarded the bundle without being able to read it.
-    assert!(!tap.contains(marker));
+    // The relay stored and forwarded all of it without reading any of it.
+    for secret in [
+        "plaintext marker 7d1e",
+        "plaintext secret 94c2",
+        "from the creator",
+        "Mailbox",
+    ] {
+        assert!(!tap.contains(secret.as_bytes()), "the relay saw {secret:?}");
+    }
     assert!(!tap.contains(vault.as_bytes()));
+    assert!(!tap.contains(vault.to_string().as_bytes()));
+}
 
-    // One writer flooding puts is refused past its burst; another still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_mailbox_puts_from_one_writer_is_refused_while_another_gets_through() {
+    let (relay_address, _, _events) = start_relay(Limits::default(), None).await;
+    let relay = match relay_address.iter().last() {
+        Some(Protocol::P2p(peer)) => peer,
+        _ => unreachable!("relay addresses end in /p2p"),
+    };
+    let mailbox = *nexus_core::Hash::of(&[b"some mailbox"]).as_bytes();
+    let (mut flooder, _flooder_task) = mailbox_client(&relay_address).await;
     let mut refused = 0;
     for i in 0..70u8 {
         let put = MailboxRequest::Put {
@@ -603,7 +782,7 @@ async fn a_bundle_left_at_the_relay_reaches_a_device_never_online_with_the_write
             ttl_secs: 60,
             bytes: vec![i; 64],
         };
-        if let MailboxResponse::Refused(_) = nexus::mailbox_request(&mut reader, relay, &put)
+        if let MailboxResponse::Refused(_) = nexus::mailbox_request(&mut flooder, relay, &put)
             .await
             .unwrap()
         {

@@ -10,7 +10,10 @@
 //! SQLite's `data_version` within [`POLL_INTERVAL`] and offered to peers like local ones.
 //!
 //! A local control socket (`nexus.sock` in the home) answers `status`, `dial` and `join`
-//! requests from the command line, one JSON object per line.
+//! requests from the command line, one JSON object per line. Members who are offline get
+//! changes through a relay's mailbox ([`mailbox`]).
+
+mod mailbox;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -43,6 +46,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const REFUSED_COOLDOWN_MS: u64 = 30_000;
 /// How long a peer that broke the protocol is kept away.
 const BAN_MS: u64 = 60_000;
+/// How long shutdown waits for bundles still being left at a relay.
+const SHUTDOWN_GRACE_MS: u64 = 3_000;
 /// How long an invite is tried before `join` gives up.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -130,6 +135,24 @@ pub enum PeerEvent {
         /// Why.
         error: String,
     },
+    /// Changes were left at a relay for members who are offline.
+    MailboxLeft {
+        /// The vault.
+        vault: VaultId,
+        /// Changes in the bundle.
+        changes: usize,
+        /// Encrypted bytes left.
+        bytes: usize,
+    },
+    /// Bundles left by other members were taken from a relay's mailbox.
+    MailboxPickedUp {
+        /// The vault.
+        vault: VaultId,
+        /// Bundles opened.
+        bundles: usize,
+        /// Changes they carried (some may have been known already).
+        changes: usize,
+    },
     /// Something went wrong that the runtime recovered from.
     Problem(String),
 }
@@ -190,6 +213,8 @@ enum Internal {
         vault: VaultId,
         error: String,
     },
+    Deposited(Box<mailbox::Deposited>),
+    Fetched(Box<mailbox::Fetched>),
 }
 
 struct Link {
@@ -333,6 +358,7 @@ pub struct NativePeer {
     after_relay: Vec<(PeerId, Multiaddr)>,
     commands_tx: mpsc::UnboundedSender<Command>,
     commands_rx: mpsc::UnboundedReceiver<Command>,
+    mailboxes: mailbox::Mailboxes,
 }
 
 /// How often members look each other up again at the relays' rendezvous points.
@@ -404,7 +430,9 @@ impl NativePeer {
             after_relay: Vec::new(),
             commands_tx,
             commands_rx,
+            mailboxes: mailbox::Mailboxes::default(),
         };
+        peer.init_mailboxes();
         for address in &config.relays {
             match split_peer(address) {
                 (_, Some(relay)) => {
@@ -492,10 +520,22 @@ impl NativePeer {
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_ensure = 0u64;
+        // After the shutdown signal: until when bundles still being left are waited for.
+        let mut stopping: Option<u64> = None;
         tokio::pin!(shutdown);
         loop {
+            if let Some(deadline) = stopping
+                && (!self.mailboxes.busy() || now_ms() >= deadline)
+            {
+                break;
+            }
             tokio::select! {
-                () = &mut shutdown => break,
+                () = &mut shutdown, if stopping.is_none() => {
+                    let now = now_ms();
+                    self.poll_store(now);
+                    self.mailbox_round(now);
+                    stopping = Some(now + SHUTDOWN_GRACE_MS);
+                }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
                 Some((peer, stream)) = self.incoming.next() => self.on_inbound(peer, stream),
@@ -511,9 +551,10 @@ impl NativePeer {
                     self.finish_joins(now);
                     self.disconnect_due(now);
                     self.close_stalled_handshakes(now);
-                    if now.saturating_sub(last_ensure) >= 1_000 {
+                    if now.saturating_sub(last_ensure) >= 1_000 && stopping.is_none() {
                         last_ensure = now;
                         self.ensure_sessions();
+                        self.mailbox_round(now);
                     }
                     if now.saturating_sub(self.last_discovery_ms) >= DISCOVERY_INTERVAL_MS {
                         self.last_discovery_ms = now;
@@ -654,6 +695,7 @@ impl NativePeer {
                         )));
                     }
                     self.discover_at(peer_id);
+                    self.mailboxes.fetch_soon();
                 }
                 self.ensure_sessions();
             }
@@ -1023,6 +1065,8 @@ impl NativePeer {
                 // A failed commit is reported and recovered from inside.
                 let _ = self.carry_out(out);
             }
+            Internal::Deposited(done) => self.on_deposited(*done),
+            Internal::Fetched(fetched) => self.on_fetched(*fetched),
             Internal::OpenFailed { peer, vault, error } => {
                 self.opening.remove(&(peer, vault));
                 self.cooldown
