@@ -192,7 +192,16 @@ pub async fn build_swarm_with_certificate(
         .with_behaviour(|keypair, relay_client| {
             let local = keypair.public().to_peer_id();
             let mdns = if mdns {
-                match mdns::tokio::Behaviour::new(mdns::Config::default(), local) {
+                match mdns::tokio::Behaviour::new(
+                    // Ask again every 20 s (libp2p's default is 5 minutes): two devices
+                    // that start together and miss each other's first query still meet
+                    // soon, for one small multicast packet per interval.
+                    mdns::Config {
+                        query_interval: std::time::Duration::from_secs(20),
+                        ..mdns::Config::default()
+                    },
+                    local,
+                ) {
                     Ok(behaviour) => Some(behaviour),
                     Err(e) => {
                         mdns_error = Some(e.to_string());
