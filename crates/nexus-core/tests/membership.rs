@@ -636,3 +636,14 @@ fn key_entries_round_trip_and_unsorted_copies_do_not_decode() {
         Err(EntryError::Decode(_))
     ));
 }
+
+/// The digest the fixed membership story evaluates to. The browser tests
+/// (`crates/nexus/tests/web.rs`) check the same value in wasm32.
+pub const MEMBERSHIP_FIXTURE_DIGEST: &str =
+    "37044f07cc2bf9d005cd5145394627e12c554fd1e463f19af383b4d82974c9ea";
+
+#[test]
+fn the_fixed_membership_story_evaluates_to_the_recorded_digest() {
+    let digest = nexus_core::sim::membership_fixture_digest().to_string();
+    assert_eq!(digest, MEMBERSHIP_FIXTURE_DIGEST);
+}

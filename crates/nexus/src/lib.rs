@@ -2,9 +2,9 @@
 //!
 //! This crate holds the storage backends, the transports and the node runtime. Platform
 //! differences live in one module per side: `native` (SQLite, the key file, a libp2p
-//! swarm on tokio with TCP, QUIC and WebSocket, and [`NativePeer`], the runtime behind
-//! `nexus serve`) and, later, `wasm` (IndexedDB). [`frames`] is shared: how sync messages
-//! are framed on a stream.
+//! swarm on tokio with TCP, QUIC and WebSocket, and `NativePeer`, the runtime behind
+//! `nexus serve`) and `web` on wasm32 (`IdbStore`, IndexedDB). [`frames`] is shared: how
+//! sync messages are framed on a stream.
 //!
 //! Native storage, end to end:
 //!
@@ -28,8 +28,12 @@
 pub mod frames;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+#[cfg(target_arch = "wasm32")]
+mod web;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::fixtures;
+#[cfg(target_arch = "wasm32")]
+pub use web::idb::{IDB_SCHEMA_VERSION, IdbError, IdbStore};
 
 /// Re-exported so that users of the engine name the same libp2p types.
 #[cfg(not(target_arch = "wasm32"))]

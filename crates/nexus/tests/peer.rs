@@ -3,6 +3,8 @@
 //! `/nexus/sync/1` with garbage, an oversized frame, a stranger's handshake and a
 //! replayed one.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

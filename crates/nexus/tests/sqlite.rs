@@ -2,6 +2,8 @@
 //! errors for full, damaged or too-new databases, and every acknowledged write survives a
 //! `kill -9`.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 

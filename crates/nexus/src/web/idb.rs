@@ -1,0 +1,297 @@
+//! IndexedDB storage for the browser, with the same logical layout as SQLite: one object
+//! store per [`Table`] (named by [`Table::name`]), binary keys (IndexedDB orders them
+//! byte by byte, like SQLite's BLOB keys) and binary values.
+//!
+//! The core reads storage synchronously, and IndexedDB is asynchronous, so an [`IdbStore`]
+//! loads every record into a [`MemoryStore`] when it opens and serves reads from it
+//! ([`IdbStore::cache`]). [`IdbStore::commit`] writes a [`Batch`] in one `readwrite`
+//! transaction over the object stores it touches, and resolves only after the browser
+//! reports the transaction complete; only then does the cache take the batch, so what the
+//! engine reads is always what is durable. The device key lives in the `identity` store
+//! and is created on first open. A quota error, an upgrade blocked by another tab and an
+//! aborted transaction each come back as their own [`IdbError`].
+
+use std::future::Future;
+use std::pin::pin;
+
+use futures::future::{Either, select};
+use js_sys::Uint8Array;
+use nexus_core::{Batch, DeviceKey, MemoryStore, Op, Storage, Table};
+use rexie::{ObjectStore, Rexie, TransactionMode};
+use thiserror::Error;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// The IndexedDB schema version: bump it, with an upgrade step, when the layout changes.
+pub const IDB_SCHEMA_VERSION: u32 = 1;
+/// How long opening waits for other tabs to let an upgrade through.
+const OPEN_TIMEOUT_MS: i32 = 10_000;
+const DEVICE_KEY: &[u8] = b"device";
+
+/// Why an IndexedDB operation failed. Nothing of a failed commit was stored.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum IdbError {
+    /// The browser offers no IndexedDB (private mode in some browsers, or not a window or
+    /// worker).
+    #[error("IndexedDB is not available here: {0}")]
+    Unavailable(String),
+    /// Another tab holds an older version of the database open and does not let go.
+    #[error(
+        "opening the IndexedDB database `{name}` is blocked: another tab of this app holds an older version open; close it and reload"
+    )]
+    Blocked {
+        /// The database.
+        name: String,
+    },
+    /// The site's storage quota is used up.
+    #[error(
+        "the browser's storage quota for this site is used up ({0}); free some space or ask for persistent storage"
+    )]
+    QuotaExceeded(String),
+    /// The browser aborted the transaction; nothing of the batch was stored.
+    #[error("the browser aborted the IndexedDB transaction; nothing of it was stored")]
+    Aborted,
+    /// Another IndexedDB failure.
+    #[error("IndexedDB {operation} failed: {reason}")]
+    Failed {
+        /// What was being done.
+        operation: &'static str,
+        /// The browser's message.
+        reason: String,
+    },
+    /// A stored record is not what this version of Nexus wrote.
+    #[error("a stored record in `{table}` is corrupt: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn failed(operation: &'static str) -> impl Fn(rexie::Error) -> IdbError {
+    move |e| {
+        let reason = e.to_string();
+        if reason.contains("QuotaExceeded") {
+            IdbError::QuotaExceeded(reason)
+        } else {
+            IdbError::Failed { operation, reason }
+        }
+    }
+}
+
+fn bytes(value: &[u8]) -> JsValue {
+    Uint8Array::from(value).into()
+}
+
+fn to_vec(value: &JsValue) -> Option<Vec<u8>> {
+    if value.is_instance_of::<Uint8Array>() || value.is_instance_of::<js_sys::ArrayBuffer>() {
+        Some(Uint8Array::new(value).to_vec())
+    } else {
+        None
+    }
+}
+
+/// Resolves after `ms` milliseconds (`setTimeout`, in a window or a worker).
+fn sleep_ms(ms: i32) -> impl Future<Output = ()> {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        let set_timeout = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match set_timeout {
+            Some(set_timeout) => {
+                let _ = set_timeout.call2(&global, &resolve, &JsValue::from(ms));
+            }
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    });
+    async move {
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+}
+
+/// A Nexus store in one IndexedDB database.
+pub struct IdbStore {
+    name: String,
+    db: Rexie,
+    cache: MemoryStore,
+}
+
+impl std::fmt::Debug for IdbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdbStore")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdbStore {
+    /// Opens (creating or upgrading) the database `name` and loads it.
+    pub async fn open(name: &str) -> Result<Self, IdbError> {
+        let mut builder = Rexie::builder(name).version(IDB_SCHEMA_VERSION);
+        for table in Table::ALL {
+            builder = builder.add_object_store(ObjectStore::new(table.name()));
+        }
+        let opening = pin!(builder.build());
+        let timeout = pin!(sleep_ms(OPEN_TIMEOUT_MS));
+        let db = match select(opening, timeout).await {
+            Either::Left((Ok(db), _)) => db,
+            Either::Left((Err(e), _)) => {
+                let reason = e.to_string();
+                return Err(
+                    if reason.contains("not available") || reason.contains("factory") {
+                        IdbError::Unavailable(reason)
+                    } else {
+                        failed("open")(e)
+                    },
+                );
+            }
+            Either::Right(((), _)) => {
+                return Err(IdbError::Blocked {
+                    name: name.to_owned(),
+                });
+            }
+        };
+        let mut store = Self {
+            name: name.to_owned(),
+            db,
+            cache: MemoryStore::new(),
+        };
+        store.load().await?;
+        Ok(store)
+    }
+
+    async fn load(&mut self) -> Result<(), IdbError> {
+        let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+        let tx = self
+            .db
+            .transaction(&names, TransactionMode::ReadOnly)
+            .map_err(failed("read transaction"))?;
+        let mut batch = Batch::new();
+        for table in Table::ALL {
+            let store = tx.store(table.name()).map_err(failed("read"))?;
+            let records = store
+                .scan(None, None, None, None)
+                .await
+                .map_err(failed("read"))?;
+            for (key, value) in records {
+                let (Some(key), Some(value)) = (to_vec(&key), to_vec(&value)) else {
+                    return Err(IdbError::Corrupt {
+                        table: table.name(),
+                        reason: "a key or value is not binary".into(),
+                    });
+                };
+                batch.put(table, key, value);
+            }
+        }
+        let _ = tx.done().await;
+        self.cache.commit(batch).map_err(|e| IdbError::Failed {
+            operation: "load",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every record, as of the last completed commit: what `Node::load` and `Vault::load`
+    /// read from.
+    pub fn cache(&self) -> &MemoryStore {
+        &self.cache
+    }
+
+    /// Writes `batch` in one IndexedDB transaction. Resolves once the browser has
+    /// completed it (the data is durable); on any error nothing of the batch is stored.
+    pub async fn commit(&mut self, batch: Batch) -> Result<(), IdbError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut names: Vec<&'static str> = batch
+            .ops()
+            .iter()
+            .map(|op| match op {
+                Op::Put { table, .. } | Op::Delete { table, .. } => table.name(),
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let tx = self
+            .db
+            .transaction(&names, TransactionMode::ReadWrite)
+            .map_err(failed("write transaction"))?;
+        for op in batch.ops() {
+            let result = match op {
+                Op::Put { table, key, value } => {
+                    let store = tx.store(table.name()).map_err(failed("write"))?;
+                    store
+                        .put(&bytes(value), Some(&bytes(key)))
+                        .await
+                        .map(|_| ())
+                }
+                Op::Delete { table, key } => {
+                    let store = tx.store(table.name()).map_err(failed("write"))?;
+                    store.delete(bytes(key)).await
+                }
+            };
+            if let Err(e) = result {
+                // Dropping the transaction without completing it aborts it.
+                let _ = tx.abort().await;
+                return Err(failed("write")(e));
+            }
+        }
+        match tx.done().await {
+            Ok(result) if result.is_committed() => {}
+            Ok(_) => return Err(IdbError::Aborted),
+            Err(e) => return Err(failed("commit")(e)),
+        }
+        self.cache.commit(batch).map_err(|e| IdbError::Failed {
+            operation: "cache",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The device key, created and stored on first use.
+    pub async fn load_or_create_device_key(&mut self) -> Result<DeviceKey, IdbError> {
+        let stored = self
+            .cache
+            .get(Table::Identity, DEVICE_KEY)
+            .map_err(|e| IdbError::Failed {
+                operation: "read",
+                reason: e.to_string(),
+            })?;
+        if let Some(secret) = stored {
+            let secret: [u8; 32] = secret.try_into().map_err(|_| IdbError::Corrupt {
+                table: Table::Identity.name(),
+                reason: "the device key is not 32 bytes".into(),
+            })?;
+            return Ok(DeviceKey::from_secret_bytes(&secret));
+        }
+        let key = DeviceKey::generate().map_err(|e| IdbError::Failed {
+            operation: "key generation",
+            reason: e.to_string(),
+        })?;
+        let mut batch = Batch::new();
+        batch.put(
+            Table::Identity,
+            DEVICE_KEY.to_vec(),
+            key.secret_bytes().to_vec(),
+        );
+        self.commit(batch).await?;
+        Ok(key)
+    }
+
+    /// Closes the database (other tabs may then upgrade or delete it).
+    pub fn close(self) {
+        self.db.close();
+    }
+
+    /// Deletes the database `name` and everything in it.
+    pub async fn delete(name: &str) -> Result<(), IdbError> {
+        Rexie::delete(name).await.map_err(failed("delete"))
+    }
+}
