@@ -540,6 +540,15 @@ impl Node {
         max_bytes: usize,
     ) -> Option<PreparedBundle> {
         let v = self.vaults.get(vault)?;
+        // Cheap first: most calls find nothing new. Heads are kept sorted (as
+        // [`Document::heads`] returns them), so they compare directly.
+        let changed: Vec<&Document> = v
+            .documents()
+            .filter(|d| since.get(&d.id()).is_none_or(|have| *have != d.heads()))
+            .collect();
+        if changed.is_empty() {
+            return None;
+        }
         let entries: Vec<SignedEntry> = v.log().entries().into_iter().cloned().collect();
         let base: usize = 64 + entries.iter().map(|e| e.encode().len() + 5).sum::<usize>();
         let mut size = base;
@@ -551,13 +560,10 @@ impl Node {
             heads: BTreeMap::new(),
             too_large: Vec::new(),
         };
-        for d in v.documents() {
+        for d in changed {
             let heads = d.heads();
-            let have = since.get(&d.id()).cloned().unwrap_or_default();
-            if sorted(have.clone()) == sorted(heads.clone()) {
-                continue;
-            }
-            let changes = d.changes_since(&have);
+            let have = since.get(&d.id()).map(Vec::as_slice).unwrap_or_default();
+            let changes = d.changes_since(have);
             let doc_size: usize = 32 + changes.iter().map(|c| c.encoded_len() + 5).sum::<usize>();
             if base + doc_size > max_bytes {
                 prepared.too_large.push(d.id());

@@ -23,6 +23,24 @@ fn node_on(home: &Path, key: &DeviceKey) -> (SqliteStore, Node) {
     (store, node)
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Makes a vault on `home` holding the empty document [`DOC`].
+fn vault_with_doc(home: &Path, key: &DeviceKey, name: &str) -> VaultId {
+    let (mut store, mut node) = node_on(home, key);
+    let (vault, out) = node.create_vault(name, [4; 16], 1_000).unwrap();
+    store.commit(out.batch).unwrap();
+    store
+        .commit(node.create_document(vault, DOC, 1_001).unwrap().batch)
+        .unwrap();
+    vault
+}
+
 fn edit(home: &Path, key: &DeviceKey, vault: VaultId, field: &str, value: &str) {
     nexus::fixtures::edit_field(home, key, vault, DOC, field, value).unwrap();
 }
@@ -136,15 +154,7 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
         DeviceKey::generate().unwrap(),
         DeviceKey::generate().unwrap(),
     );
-    let vault = {
-        let (mut store, mut node) = node_on(&home_a, &alice);
-        let (vault, out) = node.create_vault("Far apart", [4; 16], 1_000).unwrap();
-        store.commit(out.batch).unwrap();
-        store
-            .commit(node.create_document(vault, DOC, 1_001).unwrap().batch)
-            .unwrap();
-        vault
-    };
+    let vault = vault_with_doc(&home_a, &alice, "Far apart");
     edit(&home_a, &alice, vault, "note", "written on A");
 
     let (a, mut a_events) = peer_via_relay(&home_a, &alice, &relay_address).await;
@@ -152,26 +162,7 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
     let a_circuit = circuit_address(&mut a_events).await;
 
     // An invite whose only address is A's circuit through the relay.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let secret = [9u8; 32];
-    let invite = {
-        let (mut store, mut node) = node_on(&home_a, &alice);
-        let (invite, out) = node
-            .create_invite(vault, &secret, Role::Member, now + 600_000, now)
-            .unwrap();
-        store.commit(out.batch).unwrap();
-        invite
-    };
-    let code = InviteCode {
-        vault,
-        invite,
-        secret,
-        expires_at_ms: now + 600_000,
-        addresses: vec![a_circuit.to_string()],
-    };
+    let code = invite_for(&home_a, &alice, vault, &a_circuit, 9);
 
     let (mut b, _b_events) = peer_via_relay(&home_b, &bob, &relay_address).await;
     let (joined_tx, joined) = oneshot::channel();
@@ -229,7 +220,7 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
     {
         let (mut store, mut node) = node_on(&home_a, &alice);
         let out = node
-            .add_device(vault, carol.device_id(), Role::Member, now)
+            .add_device(vault, carol.device_id(), Role::Member, now_ms())
             .unwrap();
         store.commit(out.batch).unwrap();
     }
@@ -561,10 +552,7 @@ fn invite_for(
     address: &Multiaddr,
     n: u8,
 ) -> InviteCode {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = now_ms();
     let secret = [n; 32];
     let (mut store, mut node) = node_on(home, key);
     let (invite, out) = node
@@ -622,15 +610,7 @@ async fn members_never_online_together_sync_through_the_mailbox_and_a_revoked_on
 
     // Carol (admin) makes the vault; Alice joins, leaves; then Bob joins, leaves. Alice
     // and Bob are never online at the same time.
-    let vault = {
-        let (mut store, mut node) = node_on(&home_c, &carol);
-        let (vault, out) = node.create_vault("Mailbox", [6; 16], 1_000).unwrap();
-        store.commit(out.batch).unwrap();
-        store
-            .commit(node.create_document(vault, DOC, 1_001).unwrap().batch)
-            .unwrap();
-        vault
-    };
+    let vault = vault_with_doc(&home_c, &carol, "Mailbox");
     edit(&home_c, &carol, vault, "note", "from the creator");
     let (c, mut c_events) = peer_via_relay(&home_c, &carol, &relay_address).await;
     let stop_c = run_until_stopped(c);

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use libp2p::PeerId;
-use nexus_core::bundle::{Bundle, MAX_BUNDLE_PLAINTEXT};
+use nexus_core::bundle::Bundle;
 use nexus_core::mailbox::{BundleId, MailboxId, MailboxRequest, MailboxResponse};
 use nexus_core::sealing::{BUNDLE_OVERHEAD, VaultKey};
 use nexus_core::{ChangeHash, DocId, Hash, VaultId, random_bytes};
@@ -153,19 +153,13 @@ impl NativePeer {
         if !v.membership().is_member(&me) {
             return;
         }
-        let since = match self.mailboxes.since.get(&vault) {
-            Some(since) => since.clone(),
-            None => {
-                // A vault joined while running: its peers just gave it everything.
-                let heads = heads_of(self, &vault);
-                self.mailboxes.since.insert(vault, heads);
-                return;
-            }
+        let Some(since) = self.mailboxes.since.get(&vault) else {
+            // A vault joined while running: its peers just gave it everything.
+            let heads = heads_of(self, &vault);
+            self.mailboxes.since.insert(vault, heads);
+            return;
         };
-        let Some(prepared) = self
-            .node
-            .bundle_since(&vault, &since, DEPOSIT_MAX_PLAINTEXT)
-        else {
+        let Some(prepared) = self.node.bundle_since(&vault, since, DEPOSIT_MAX_PLAINTEXT) else {
             return;
         };
         let ready = self.node.ready_peers(&vault);
@@ -406,5 +400,5 @@ fn seal_notice(
 ) -> Option<(MailboxId, BundleId, Vec<u8>)> {
     let id: BundleId = random_bytes().ok()?;
     let bytes = notice.seal(key, vault, &id).ok()?;
-    (bytes.len() <= MAX_BUNDLE_PLAINTEXT).then(|| (key.mailbox_id(vault), id, bytes))
+    Some((key.mailbox_id(vault), id, bytes))
 }
