@@ -28,6 +28,8 @@ const DEPOSIT_MAX_PLAINTEXT: usize = 1024 * 1024 - BUNDLE_OVERHEAD;
 const BUNDLE_TTL_SECS: u32 = 7 * 24 * 3600;
 /// How often mailboxes are checked for bundles.
 const FETCH_INTERVAL_MS: u64 = 30_000;
+/// How soon a failed mailbox read is tried again.
+const FETCH_RETRY_MS: u64 = 2_000;
 /// How long a vault waits after a failed deposit before trying again.
 const RETRY_AFTER_FAILURE_MS: u64 = 30_000;
 /// Mailboxes read per vault: the newest keys this device holds.
@@ -340,6 +342,9 @@ impl NativePeer {
             self.emit(PeerEvent::Problem(format!(
                 "reading the relay mailbox: {e}"
             )));
+            // A stream that failed as the connection came up: try again shortly.
+            self.mailboxes.last_fetch_ms =
+                now_ms().saturating_sub(FETCH_INTERVAL_MS - FETCH_RETRY_MS);
         }
         let vault = fetched.vault;
         let key = self.node.vault(&vault).and_then(|v| {
