@@ -133,3 +133,289 @@ mod tests {
         );
     }
 }
+
+/// Why a list of edits could not be applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditError {
+    /// The edit list is not shaped as documented on [`apply_edits`].
+    #[error("edit {index}: {reason}")]
+    Malformed {
+        /// Which edit (from 0).
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The path does not lead to an object of the right kind.
+    #[error("edit {index}: path {path}: {reason}")]
+    Path {
+        /// Which edit.
+        index: usize,
+        /// The path as given.
+        path: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// Automerge refused the operation.
+    #[error("edit {index}: {source}")]
+    Automerge {
+        /// Which edit.
+        index: usize,
+        /// Automerge's error.
+        source: AutomergeError,
+    },
+}
+
+/// Applies a list of edits, all in one transaction (the caller's). This is how the
+/// JavaScript side describes a change: its proxy records what the callback did and sends
+/// the list. Each edit is an object with `op` and `path` (an array of map keys and list
+/// indexes from the document root; the last element names the place edited):
+///
+/// - `{"op": "put", "path": [..., key], "value": V}`: sets a map key, or replaces a list
+///   element (an index equal to the list's length appends). `V` is JSON as for
+///   [`put_json`]; with `"kind": "text"` a string becomes collaborative text, with
+///   `"kind": "counter"` a number becomes a counter.
+/// - `{"op": "insert", "path": [..., index], "value": V}`: inserts into a list.
+/// - `{"op": "delete", "path": [..., key or index]}`: removes a key or list element.
+/// - `{"op": "splice", "path": [...text], "index": I, "delete": D, "insert": "S"}`:
+///   edits collaborative text in place.
+/// - `{"op": "increment", "path": [..., key or index], "by": N}`: adds to a counter.
+pub fn apply_edits(tx: &mut impl Transactable, edits: &Json) -> Result<(), EditError> {
+    let Json::Array(edits) = edits else {
+        return Err(EditError::Malformed {
+            index: 0,
+            reason: "the edits must be an array".into(),
+        });
+    };
+    for (index, edit) in edits.iter().enumerate() {
+        apply_edit(tx, index, edit)?;
+    }
+    Ok(())
+}
+
+fn apply_edit(tx: &mut impl Transactable, index: usize, edit: &Json) -> Result<(), EditError> {
+    let malformed = |reason: &str| EditError::Malformed {
+        index,
+        reason: reason.to_owned(),
+    };
+    let op = edit
+        .get("op")
+        .and_then(Json::as_str)
+        .ok_or_else(|| malformed("no \"op\" string"))?;
+    let path = edit
+        .get("path")
+        .and_then(Json::as_array)
+        .ok_or_else(|| malformed("no \"path\" array"))?;
+    let am = |source| EditError::Automerge { index, source };
+    if op == "splice" {
+        let text = resolve(tx, index, path, path.len())?;
+        let at = edit
+            .get("index")
+            .and_then(Json::as_u64)
+            .ok_or_else(|| malformed("splice needs an \"index\""))?;
+        let delete = edit.get("delete").and_then(Json::as_i64).unwrap_or(0);
+        let insert = edit.get("insert").and_then(Json::as_str).unwrap_or("");
+        if tx.object_type(&text).map_err(am)? != ObjType::Text {
+            return Err(EditError::Path {
+                index,
+                path: Json::Array(path.clone()).to_string(),
+                reason: "splice works on text".into(),
+            });
+        }
+        return tx
+            .splice_text(&text, at as usize, delete as isize, insert)
+            .map_err(am);
+    }
+    let Some(last) = path.last() else {
+        return Err(malformed("the path is empty"));
+    };
+    let parent = resolve(tx, index, path, path.len() - 1)?;
+    let prop: Prop = match last {
+        Json::String(key) => Prop::Map(key.clone()),
+        Json::Number(n) => Prop::Seq(
+            n.as_u64()
+                .ok_or_else(|| malformed("a list index must be a whole number"))?
+                as usize,
+        ),
+        _ => return Err(malformed("path elements are strings or whole numbers")),
+    };
+    let is_list = matches!(
+        tx.object_type(&parent).map_err(am)?,
+        ObjType::List | ObjType::Text
+    );
+    let value = || edit.get("value").ok_or_else(|| malformed("no \"value\""));
+    match (op, &prop) {
+        ("put", Prop::Seq(i)) if is_list && *i >= tx.length(&parent) => {
+            insert_value(tx, &parent, *i, value()?, edit).map_err(am)
+        }
+        ("put", _) => {
+            if is_list {
+                tx.delete(&parent, prop.clone()).map_err(am)?;
+                let Prop::Seq(i) = prop else {
+                    return Err(malformed("a list takes an index"));
+                };
+                insert_value(tx, &parent, i, value()?, edit).map_err(am)
+            } else {
+                put_value(tx, &parent, prop, value()?, edit).map_err(am)
+            }
+        }
+        ("insert", Prop::Seq(i)) if is_list => {
+            insert_value(tx, &parent, *i, value()?, edit).map_err(am)
+        }
+        ("insert", _) => Err(malformed("insert needs a list index")),
+        ("delete", _) => tx.delete(&parent, prop).map_err(am),
+        ("increment", _) => {
+            let by = edit
+                .get("by")
+                .and_then(Json::as_i64)
+                .ok_or_else(|| malformed("increment needs a whole number \"by\""))?;
+            tx.increment(&parent, prop, by).map_err(am)
+        }
+        (other, _) => Err(malformed(&format!("unknown op \"{other}\""))),
+    }
+}
+
+/// The object that the first `depth` elements of `path` lead to.
+fn resolve(
+    tx: &impl Transactable,
+    index: usize,
+    path: &[Json],
+    depth: usize,
+) -> Result<ObjId, EditError> {
+    let mut obj = ObjId::Root;
+    for (i, element) in path.iter().take(depth).enumerate() {
+        let prop: Prop = match element {
+            Json::String(key) => Prop::Map(key.clone()),
+            Json::Number(n) => match n.as_u64() {
+                Some(n) => Prop::Seq(n as usize),
+                None => {
+                    return Err(EditError::Malformed {
+                        index,
+                        reason: "a list index must be a whole number".into(),
+                    });
+                }
+            },
+            _ => {
+                return Err(EditError::Malformed {
+                    index,
+                    reason: "path elements are strings or whole numbers".into(),
+                });
+            }
+        };
+        let found = tx
+            .get(&obj, prop)
+            .map_err(|source| EditError::Automerge { index, source })?;
+        match found {
+            Some((automerge::Value::Object(_), id)) => obj = id,
+            _ => {
+                return Err(EditError::Path {
+                    index,
+                    path: Json::Array(path[..=i].to_vec()).to_string(),
+                    reason: "no map, list or text there".into(),
+                });
+            }
+        }
+    }
+    Ok(obj)
+}
+
+fn put_value(
+    tx: &mut impl Transactable,
+    obj: &ObjId,
+    prop: Prop,
+    value: &Json,
+    edit: &Json,
+) -> Result<(), AutomergeError> {
+    match (edit.get("kind").and_then(Json::as_str), value) {
+        (Some("text"), Json::String(text)) => {
+            let id = tx.put_object(obj, prop, ObjType::Text)?;
+            tx.splice_text(&id, 0, 0, text)
+        }
+        (Some("counter"), Json::Number(n)) => {
+            tx.put(obj, prop, ScalarValue::counter(n.as_i64().unwrap_or(0)))
+        }
+        _ => put_json(tx, obj, prop, value),
+    }
+}
+
+fn insert_value(
+    tx: &mut impl Transactable,
+    list: &ObjId,
+    index: usize,
+    value: &Json,
+    edit: &Json,
+) -> Result<(), AutomergeError> {
+    match (edit.get("kind").and_then(Json::as_str), value) {
+        (Some("text"), Json::String(text)) => {
+            let id = tx.insert_object(list, index, ObjType::Text)?;
+            tx.splice_text(&id, 0, 0, text)
+        }
+        (Some("counter"), Json::Number(n)) => {
+            tx.insert(list, index, ScalarValue::counter(n.as_i64().unwrap_or(0)))
+        }
+        _ => put_json(tx, list, index, value),
+    }
+}
+
+#[cfg(test)]
+mod edit_tests {
+    use super::*;
+    use automerge::{AutoCommit, ReadDoc};
+    use serde_json::json;
+
+    fn doc_json(doc: &mut AutoCommit) -> Json {
+        to_json(&doc.document().hydrate(None))
+    }
+
+    #[test]
+    fn edits_put_insert_delete_splice_and_increment() {
+        let mut doc = AutoCommit::new();
+        apply_edits(
+            &mut doc,
+            &json!([
+                {"op": "put", "path": ["title"], "value": "Groceries"},
+                {"op": "put", "path": ["items"], "value": ["milk", "eggs"]},
+                {"op": "insert", "path": ["items", 1], "value": "bread"},
+                {"op": "put", "path": ["items", 3], "value": "tea"},
+                {"op": "delete", "path": ["items", 0]},
+                {"op": "put", "path": ["note"], "value": "hello", "kind": "text"},
+                {"op": "splice", "path": ["note"], "index": 5, "delete": 0, "insert": " world"},
+                {"op": "put", "path": ["done"], "value": 0, "kind": "counter"},
+                {"op": "increment", "path": ["done"], "by": 2},
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            doc_json(&mut doc),
+            json!({"title": "Groceries", "items": ["bread", "eggs", "tea"], "note": "hello world", "done": 2})
+        );
+        assert_eq!(
+            doc.object_type(&doc.get(ObjId::Root, "note").unwrap().unwrap().1)
+                .unwrap(),
+            ObjType::Text
+        );
+    }
+
+    #[test]
+    fn bad_edits_are_refused_with_the_edit_named() {
+        let mut doc = AutoCommit::new();
+        let cases = [
+            (json!({"op": "put"}), "must be an array"),
+            (json!([{"path": ["a"], "value": 1}]), "edit 0: no \"op\""),
+            (json!([{"op": "put", "path": []}]), "the path is empty"),
+            (
+                json!([{"op": "put", "path": ["a"], "value": 1}, {"op": "put", "path": ["a", "b"], "value": 1}]),
+                "edit 1: path [\"a\"]",
+            ),
+            (json!([{"op": "fly", "path": ["a"]}]), "unknown op \"fly\""),
+            (
+                json!([{"op": "splice", "path": [], "index": 0}]),
+                "splice works on text",
+            ),
+        ];
+        for (edits, expected) in cases {
+            let error = apply_edits(&mut doc, &edits).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error} should say {expected}");
+        }
+    }
+}

@@ -26,6 +26,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod frames;
+pub mod p2p;
+pub mod rt;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(target_arch = "wasm32")]
@@ -34,10 +36,14 @@ mod web;
 pub use native::fixtures;
 #[cfg(target_arch = "wasm32")]
 pub use web::idb::{IDB_SCHEMA_VERSION, IdbError, IdbStore};
+#[cfg(target_arch = "wasm32")]
+pub use web::peer::{
+    WEB_CONNECT_TIMEOUT, WEB_JOIN_TIMEOUT, WebError, WebEvent, WebHandle, WebPeer, WebPeerStatus,
+    WebStatus,
+};
+#[cfg(target_arch = "wasm32")]
+pub use web::swarm::{WebBehaviour, build_web_swarm};
 
-/// Re-exported so that users of the engine name the same libp2p types.
-#[cfg(not(target_arch = "wasm32"))]
-pub use libp2p;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::daemon::{
     CONTROL_SOCKET, ControlError, JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError,
@@ -51,7 +57,9 @@ pub use native::mailbox_client::{MAILBOX, MailboxError, mailbox_request};
 pub use native::sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::swarm::{
-    CertificateError, PeerBehaviour, SYNC_PROTOCOL, SwarmError, build_swarm,
-    build_swarm_with_certificate, device_of, install_crypto_provider, keypair,
-    load_or_create_certificate, peer_of, webrtc_transport,
+    CertificateError, PeerBehaviour, SwarmError, build_swarm, build_swarm_with_certificate,
+    install_crypto_provider, load_or_create_certificate, webrtc_transport,
 };
+pub use p2p::{SYNC_PROTOCOL, device_of, keypair, peer_of};
+/// Re-exported so that users of the engine name the same libp2p types.
+pub use libp2p;

@@ -34,10 +34,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite::{SqliteError, SqliteStore};
-use super::swarm::{
-    PeerBehaviour, PeerBehaviourEvent, SYNC_PROTOCOL, SwarmError, build_swarm_with_certificate,
-    device_of,
-};
+use super::swarm::{PeerBehaviour, PeerBehaviourEvent, SwarmError, build_swarm_with_certificate};
+use crate::p2p::{SYNC_PROTOCOL, device_of, peer_of, relay_of, relay_part, split_peer};
 use crate::frames::{FrameError, read_frame, write_frame};
 
 /// How often the node ticks and the database is checked for other processes' writes.
@@ -291,32 +289,6 @@ fn now_ms() -> u64 {
 
 fn jitter() -> u64 {
     nexus_core::random_bytes::<8>().map_or(0, u64::from_le_bytes)
-}
-
-/// The relay a circuit address goes through (the peer named before `/p2p-circuit`).
-fn relay_of(address: &Multiaddr) -> Option<PeerId> {
-    let mut relay = None;
-    for protocol in address.iter() {
-        match protocol {
-            Protocol::P2p(peer) => relay = Some(peer),
-            Protocol::P2pCircuit => return relay,
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The address without a trailing `/p2p/…`, and the peer it names.
-fn split_peer(address: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
-    let mut address = address.clone();
-    match address.pop() {
-        Some(Protocol::P2p(peer)) => (address, Some(peer)),
-        Some(other) => {
-            address.push(other);
-            (address, None)
-        }
-        None => (address, None),
-    }
 }
 
 /// A running native peer. Build with [`NativePeer::start`], then drive with
@@ -599,14 +571,7 @@ impl NativePeer {
         if let Some(relay) = relay_of(&address)
             && !self.connected.contains(&relay)
         {
-            let mut relay_address = Multiaddr::empty();
-            for protocol in address.iter() {
-                if matches!(protocol, Protocol::P2pCircuit) {
-                    break;
-                }
-                relay_address.push(protocol);
-            }
-            let _ = self.swarm.dial(relay_address);
+            let _ = self.swarm.dial(relay_part(&address));
             if !self.after_relay.iter().any(|(_, a)| *a == address) {
                 self.after_relay.push((relay, address));
             }
@@ -823,7 +788,7 @@ impl NativePeer {
             .filter(|v| v.membership().is_member(&me))
             .flat_map(|v| v.membership().members().keys().copied().collect::<Vec<_>>())
             .filter(|d| *d != me)
-            .filter(|d| super::swarm::peer_of(d).is_none_or(|p| !self.connected.contains(&p)))
+            .filter(|d| peer_of(d).is_none_or(|p| !self.connected.contains(&p)))
             .collect();
         unconnected.sort();
         unconnected.dedup();
@@ -1309,7 +1274,7 @@ impl NativePeer {
         record.last_seen_ms = now;
         let fingerprint = self.node.fingerprint(&vault).unwrap_or_default();
         record.last_synced.insert(vault, (now, fingerprint));
-        if let Some(peer) = super::swarm::peer_of(&device)
+        if let Some(peer) = peer_of(&device)
             && let Some(addresses) = self.identified.get(&peer)
         {
             for address in addresses.iter().rev() {
@@ -1380,7 +1345,7 @@ impl NativePeer {
         if let Ok((records, _)) = PeerRecord::load_all(&self.store) {
             for record in records {
                 let known = self.peers.contains_key(&record.device);
-                if !known && let Some(peer) = super::swarm::peer_of(&record.device) {
+                if !known && let Some(peer) = peer_of(&record.device) {
                     self.peers.insert(record.device, record);
                     self.next_dial.insert(peer, now);
                 }
@@ -1477,9 +1442,9 @@ impl NativePeer {
             .values()
             .map(|r| {
                 let connected =
-                    super::swarm::peer_of(&r.device).is_some_and(|p| self.connected.contains(&p));
+                    peer_of(&r.device).is_some_and(|p| self.connected.contains(&p));
                 let relay =
-                    super::swarm::peer_of(&r.device).is_some_and(|p| self.relays.contains_key(&p));
+                    peer_of(&r.device).is_some_and(|p| self.relays.contains_key(&p));
                 json!({
                     "device_id": r.device.to_string(),
                     "relay": relay,

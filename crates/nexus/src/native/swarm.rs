@@ -9,16 +9,12 @@ use std::time::Duration;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, dcutr, identify, identity, mdns, noise, ping, relay, rendezvous,
-    tcp, yamux,
+    PeerId, Swarm, dcutr, identify, identity, mdns, noise, ping, relay, rendezvous, tcp, yamux,
 };
-use nexus_core::{DeviceId, DeviceKey};
-use thiserror::Error;
+use nexus_core::DeviceKey;
 
-/// The sync protocol's libp2p name.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new(nexus_core::protocol::PROTOCOL_NAME);
-/// What identify announces as our protocol version.
-const IDENTIFY_PROTOCOL: &str = "/nexus/1.0.0";
+use crate::p2p::{IDENTIFY_PROTOCOL, keypair};
+use thiserror::Error;
 
 /// The behaviours a Nexus peer runs.
 #[derive(NetworkBehaviour)]
@@ -54,27 +50,6 @@ pub enum SwarmError {
     /// mDNS could not start (for example, no multicast-capable interface).
     #[error("starting mDNS discovery: {0} (run with --no-mdns to go without)")]
     Mdns(String),
-}
-
-/// The libp2p keypair for a device key.
-pub fn keypair(key: &DeviceKey) -> identity::Keypair {
-    let mut secret = key.secret_bytes();
-    // `ed25519_from_bytes` zeroes the buffer it is given.
-    match identity::Keypair::ed25519_from_bytes(&mut secret) {
-        Ok(pair) => pair,
-        // Unreachable: any 32 bytes are an Ed25519 secret key.
-        Err(_) => identity::Keypair::generate_ed25519(),
-    }
-}
-
-/// The `DeviceId` of a libp2p peer, if it is an Ed25519 peer (every Nexus device is).
-pub fn device_of(peer: &PeerId) -> Option<DeviceId> {
-    DeviceId::from_peer_id_bytes(&peer.to_bytes()).ok()
-}
-
-/// The libp2p `PeerId` of a device.
-pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
-    PeerId::from_bytes(&device.to_peer_id_bytes()).ok()
 }
 
 /// Why the WebRTC certificate file could not be used.

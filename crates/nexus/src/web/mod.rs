@@ -1,4 +1,6 @@
-//! The browser side of the engine: IndexedDB storage (and, as it grows, the websys
-//! transports and tab coordination).
+//! The browser side of the engine: IndexedDB storage, the websys swarm and the browser
+//! peer runtime.
 
 pub(crate) mod idb;
+pub(crate) mod peer;
+pub(crate) mod swarm;

@@ -1,0 +1,463 @@
+//! The JavaScript binding of the Nexus browser engine.
+//!
+//! A thin `#[wasm_bindgen]` layer over [`nexus::WebHandle`]: it converts JavaScript
+//! values (through `serde-wasm-bindgen`, as plain JSON-shaped objects) and errors, and
+//! nothing else: every rule lives in `nexus-core`, every effect in `nexus`. Errors reach
+//! JavaScript as `Error`s with a `code` a program can branch on:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | `BAD_ARGUMENT` | an id, address, invite code or edit list could not be read |
+//! | `QUOTA_EXCEEDED` | the browser refused to store more |
+//! | `BLOCKED` | another tab keeps an older version of the database open |
+//! | `STORAGE` | IndexedDB failed or holds something unreadable |
+//! | `NETWORK` | the network stack could not be set up |
+//! | `CONNECT` | a peer could not be reached |
+//! | `JOIN` | no member accepted the invite in time, or the invite was refused |
+//! | `UNKNOWN_VAULT` / `UNKNOWN_DOCUMENT` | not held by this device |
+//! | `NOT_ALLOWED` | the membership rules refuse it (not an admin, revoked, …) |
+//! | `EDIT` | the document refused an edit |
+//! | `CLOSED` | the instance was closed |
+
+#![cfg(target_arch = "wasm32")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+use std::str::FromStr;
+
+use futures::StreamExt;
+use nexus::{IdbError, WebError, WebEvent, WebHandle, WebPeer};
+use nexus_core::invite_code::InviteCode;
+use nexus_core::node::NodeConfig;
+use nexus_core::{DeviceId, DocId, Role, VaultError, VaultId};
+use serde_json::{Value as Json, json};
+use wasm_bindgen::prelude::*;
+
+fn js_error(code: &str, message: impl std::fmt::Display) -> JsValue {
+    let error = js_sys::Error::new(&message.to_string());
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
+    error.into()
+}
+
+fn web_error(error: WebError) -> JsValue {
+    let code = match &error {
+        WebError::Storage(IdbError::QuotaExceeded(_)) => "QUOTA_EXCEEDED",
+        WebError::Storage(IdbError::Blocked { .. }) => "BLOCKED",
+        WebError::Storage(_) | WebError::Load(_) => "STORAGE",
+        WebError::Network(_) => "NETWORK",
+        WebError::Connect { .. } => "CONNECT",
+        WebError::Join(_) => "JOIN",
+        WebError::Vault(e) => vault_error_code(e),
+        WebError::Edit(_) => "EDIT",
+        WebError::Stopped => "CLOSED",
+        _ => "INTERNAL",
+    };
+    js_error(code, error)
+}
+
+fn vault_error_code(error: &VaultError) -> &'static str {
+    match error {
+        VaultError::UnknownVault { .. } => "UNKNOWN_VAULT",
+        VaultError::UnknownDocument { .. } => "UNKNOWN_DOCUMENT",
+        VaultError::Change { .. } => "EDIT",
+        _ => "NOT_ALLOWED",
+    }
+}
+
+fn bad_argument(what: &str, error: impl std::fmt::Display) -> JsValue {
+    js_error("BAD_ARGUMENT", format!("{what}: {error}"))
+}
+
+fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, JsValue>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| bad_argument(&format!("{what} `{text}`"), e))
+}
+
+fn to_js(value: &Json) -> Result<JsValue, JsValue> {
+    use serde::Serialize as _;
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| js_error("INTERNAL", e))
+}
+
+fn from_js(what: &str, value: JsValue) -> Result<Json, JsValue> {
+    if value.is_undefined() {
+        return Ok(Json::Null);
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| bad_argument(what, e))
+}
+
+fn event_json(event: &WebEvent) -> Json {
+    match event {
+        WebEvent::Connected(device) => json!({ "type": "connected", "deviceId": device.to_string() }),
+        WebEvent::Disconnected(device) => {
+            json!({ "type": "disconnected", "deviceId": device.to_string() })
+        }
+        WebEvent::Reachable(address) => {
+            json!({ "type": "reachable", "address": address.to_string() })
+        }
+        WebEvent::SessionReady { vault, peer } => {
+            json!({ "type": "syncing", "vaultId": vault.to_string(), "deviceId": peer.to_string() })
+        }
+        WebEvent::SessionRefused { peer, reason } => json!({
+            "type": "refused",
+            "deviceId": peer.to_string(),
+            "code": format!("{:?}", reason.code),
+            "reason": reason.reason,
+            "byUs": reason.by_us,
+        }),
+        WebEvent::DocChanged { vault, doc } => {
+            json!({ "type": "docChanged", "vaultId": vault.to_string(), "docId": doc.to_string() })
+        }
+        WebEvent::MembershipChanged(vault) => {
+            json!({ "type": "membershipChanged", "vaultId": vault.to_string() })
+        }
+        WebEvent::VaultJoined(vault) => {
+            json!({ "type": "vaultJoined", "vaultId": vault.to_string() })
+        }
+        WebEvent::Rejected { peer, error } => {
+            json!({ "type": "rejected", "deviceId": peer.to_string(), "error": error })
+        }
+        WebEvent::Online(online) => json!({ "type": "online", "online": online }),
+        WebEvent::Problem(message) => json!({ "type": "problem", "message": message }),
+        _ => json!({ "type": "other" }),
+    }
+}
+
+/// One device's Nexus in this browser profile: its key and vaults in IndexedDB, its
+/// connections, its documents.
+#[wasm_bindgen]
+pub struct Nexus {
+    handle: WebHandle,
+}
+
+#[wasm_bindgen]
+impl Nexus {
+    /// Opens (or creates) the IndexedDB database `name` and starts the peer.
+    pub async fn open(name: String) -> Result<Nexus, JsValue> {
+        let handle = WebPeer::start(&name, NodeConfig::new())
+            .await
+            .map_err(web_error)?;
+        Ok(Nexus { handle })
+    }
+
+    /// This device's id (what an admin approves).
+    #[wasm_bindgen(getter, js_name = deviceId)]
+    pub fn device_id(&self) -> String {
+        self.handle.device_id().to_string()
+    }
+
+    /// Creates a vault with this device as its admin; resolves with its id once stored.
+    #[wasm_bindgen(js_name = createVault)]
+    pub async fn create_vault(&self, name: String) -> Result<String, JsValue> {
+        let nonce: [u8; 16] = nexus_core::random_bytes().map_err(|e| js_error("INTERNAL", e))?;
+        let vault = self
+            .handle
+            .update(move |node, now| Ok(node.create_vault(&name, nonce, now)?))
+            .await
+            .map_err(web_error)?;
+        Ok(vault.to_string())
+    }
+
+    /// The vaults this device holds: `[{ id, name, role, members }]`.
+    pub async fn vaults(&self) -> Result<JsValue, JsValue> {
+        let list = self
+            .handle
+            .read(|node| {
+                let me = node.device_id();
+                node.vaults()
+                    .map(|v| {
+                        let m = v.membership();
+                        json!({
+                            "id": v.id().to_string(),
+                            "name": m.name(),
+                            "role": m.role(&me).map(|r| r.to_string()),
+                            "members": m.members().len(),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(web_error)?;
+        to_js(&Json::Array(list))
+    }
+
+    /// The devices of a vault: `[{ deviceId, role, status: "member" | "revoked", thisDevice }]`.
+    pub async fn devices(&self, vault: String) -> Result<JsValue, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let rows = self
+            .handle
+            .read(move |node| {
+                let me = node.device_id();
+                let v = node.vault(&vault).ok_or(VaultError::UnknownVault { vault })?;
+                let m = v.membership();
+                let mut rows: Vec<Json> = m
+                    .members()
+                    .iter()
+                    .map(|(device, member)| {
+                        json!({ "deviceId": device.to_string(), "role": member.role.to_string(), "status": "member", "thisDevice": *device == me })
+                    })
+                    .collect();
+                rows.extend(m.revoked().keys().map(|device| {
+                    json!({ "deviceId": device.to_string(), "role": null, "status": "revoked", "thisDevice": *device == me })
+                }));
+                Ok::<_, VaultError>(rows)
+            })
+            .await
+            .map_err(web_error)?
+            .map_err(|e| web_error(e.into()))?;
+        to_js(&Json::Array(rows))
+    }
+
+    /// An admin makes an invite code for `role` ("member" or "admin") that expires after
+    /// `expiresInSeconds`. The code carries the addresses at which this browser can be
+    /// reached through relays.
+    #[wasm_bindgen(js_name = createInvite)]
+    pub async fn create_invite(
+        &self,
+        vault: String,
+        expires_in_seconds: f64,
+        role: String,
+    ) -> Result<String, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let role: Role = parse("role", &role)?;
+        if !(expires_in_seconds.is_finite() && expires_in_seconds > 0.0) {
+            return Err(bad_argument(
+                "expiresInSeconds",
+                "must be a positive number of seconds",
+            ));
+        }
+        let secret: [u8; 32] = nexus_core::random_bytes().map_err(|e| js_error("INTERNAL", e))?;
+        let addresses: Vec<String> = self
+            .handle
+            .status()
+            .await
+            .map_err(web_error)?
+            .reachable_at
+            .iter()
+            .map(ToString::to_string)
+            .take(nexus_core::invite_code::MAX_ADDRESSES)
+            .collect();
+        let code = self
+            .handle
+            .update(move |node, now| {
+                let expires_at_ms = now.saturating_add((expires_in_seconds * 1000.0) as u64);
+                let (invite, out) = node.create_invite(vault, &secret, role, expires_at_ms, now)?;
+                let code = InviteCode {
+                    vault,
+                    invite,
+                    secret,
+                    expires_at_ms,
+                    addresses,
+                };
+                Ok((code, out))
+            })
+            .await
+            .map_err(web_error)?;
+        Ok(code.to_string())
+    }
+
+    /// Redeems an invite code: resolves with the vault's id once a member let this device
+    /// in and the vault is stored.
+    pub async fn join(&self, code: String) -> Result<String, JsValue> {
+        let code: InviteCode = parse("invite code", code.trim())?;
+        let vault = self.handle.join(code).await.map_err(web_error)?;
+        Ok(vault.to_string())
+    }
+
+    /// An admin approves a device by its id.
+    pub async fn approve(&self, vault: String, device: String, role: String) -> Result<(), JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let device: DeviceId = parse("device id", device.trim())?;
+        let role: Role = parse("role", &role)?;
+        self.handle
+            .update(move |node, now| Ok(((), node.add_device(vault, device, role, now)?)))
+            .await
+            .map_err(web_error)
+    }
+
+    /// An admin revokes a device: its later changes are refused everywhere.
+    pub async fn revoke(&self, vault: String, device: String) -> Result<(), JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let device: DeviceId = parse("device id", device.trim())?;
+        self.handle
+            .update(move |node, now| Ok(((), node.revoke_device(vault, device, now)?)))
+            .await
+            .map_err(web_error)
+    }
+
+    /// Creates a document holding `initial` (a JSON object, or nothing); resolves with its
+    /// id once stored.
+    #[wasm_bindgen(js_name = createDocument)]
+    pub async fn create_document(&self, vault: String, initial: JsValue) -> Result<String, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let initial = from_js("initial", initial)?;
+        let edits: Vec<Json> = match &initial {
+            Json::Null => Vec::new(),
+            Json::Object(map) => map
+                .iter()
+                .map(|(k, v)| json!({ "op": "put", "path": [k], "value": v }))
+                .collect(),
+            _ => return Err(bad_argument("initial", "must be an object")),
+        };
+        let doc = DocId::random().map_err(|e| js_error("INTERNAL", e))?;
+        self.handle
+            .update(move |node, now| {
+                let mut out = node.create_document(vault, doc, now)?;
+                if !edits.is_empty() {
+                    let edits = Json::Array(edits);
+                    out.extend(change_with_edits(node, vault, doc, &edits)?);
+                }
+                Ok((doc, out))
+            })
+            .await
+            .map_err(web_error)?;
+        Ok(doc.to_string())
+    }
+
+    /// The ids of a vault's documents.
+    pub async fn documents(&self, vault: String) -> Result<JsValue, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let ids = self
+            .handle
+            .read(move |node| {
+                node.vault(&vault)
+                    .map(|v| v.documents().map(|d| json!(d.id().to_string())).collect())
+                    .ok_or(VaultError::UnknownVault { vault })
+            })
+            .await
+            .map_err(web_error)?
+            .map_err(|e| web_error(e.into()))?;
+        to_js(&Json::Array(ids))
+    }
+
+    /// A document's content as plain JSON (text as strings, counters as numbers).
+    pub async fn read(&self, vault: String, doc: String) -> Result<JsValue, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let doc: DocId = parse("document id", &doc)?;
+        let content = self
+            .handle
+            .read(move |node| {
+                node.vault(&vault)
+                    .ok_or(VaultError::UnknownVault { vault })?
+                    .document(&doc)
+                    .map(|d| d.to_json())
+                    .ok_or(VaultError::UnknownDocument { vault, doc })
+            })
+            .await
+            .map_err(web_error)?
+            .map_err(|e| web_error(e.into()))?;
+        to_js(&content)
+    }
+
+    /// A document's heads (hex change hashes): equal on two devices that hold the same
+    /// changes.
+    pub async fn heads(&self, vault: String, doc: String) -> Result<JsValue, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let doc: DocId = parse("document id", &doc)?;
+        let heads = self
+            .handle
+            .read(move |node| {
+                node.vault(&vault)
+                    .and_then(|v| v.document(&doc))
+                    .map(|d| d.heads().iter().map(|h| json!(h.to_string())).collect())
+                    .ok_or(VaultError::UnknownDocument { vault, doc })
+            })
+            .await
+            .map_err(web_error)?
+            .map_err(|e| web_error(e.into()))?;
+        to_js(&Json::Array(heads))
+    }
+
+    /// Applies a list of edits (see `nexus_core::json::apply_edits`) as one signed change.
+    /// Resolves once the change is in IndexedDB.
+    pub async fn change(&self, vault: String, doc: String, edits: JsValue) -> Result<(), JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let doc: DocId = parse("document id", &doc)?;
+        let edits = from_js("edits", edits)?;
+        if !edits.is_array() {
+            return Err(bad_argument("edits", "must be an array"));
+        }
+        self.handle
+            .update(move |node, _| Ok(((), change_with_edits(node, vault, doc, &edits)?)))
+            .await
+            .map_err(web_error)
+    }
+
+    /// Connects to a peer or relay by multiaddr (WebSocket, WebRTC-direct or a relay
+    /// circuit, ending in `/p2p/<id>`); resolves with its device id once connected.
+    pub async fn connect(&self, address: String) -> Result<String, JsValue> {
+        let address: nexus::libp2p::Multiaddr = parse("address", address.trim())?;
+        let device = self.handle.connect(address).await.map_err(web_error)?;
+        Ok(device.to_string())
+    }
+
+    /// What the peer is doing: `{ deviceId, online, peers: [{ deviceId, connected,
+    /// relay, syncing: [vaultId] }], reachableAt: [address], joining }`.
+    pub async fn status(&self) -> Result<JsValue, JsValue> {
+        let status = self.handle.status().await.map_err(web_error)?;
+        let peers: Vec<Json> = status
+            .peers
+            .iter()
+            .map(|p| {
+                json!({
+                    "deviceId": p.device.to_string(),
+                    "connected": p.connected,
+                    "relay": p.relay,
+                    "syncing": p.syncing.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        to_js(&json!({
+            "deviceId": status.device.to_string(),
+            "online": status.online,
+            "peers": peers,
+            "reachableAt": status.reachable_at.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "joining": status.joining,
+        }))
+    }
+
+    /// Calls `listener` with each event from now on (`{ type, ... }`: `connected`,
+    /// `disconnected`, `reachable`, `syncing`, `refused`, `docChanged`,
+    /// `membershipChanged`, `vaultJoined`, `rejected`, `online`, `problem`).
+    pub async fn subscribe(&self, listener: js_sys::Function) -> Result<(), JsValue> {
+        let mut events = self.handle.events().await.map_err(web_error)?;
+        wasm_bindgen_futures::spawn_local(async move {
+            while let Some(event) = events.next().await {
+                if let Ok(value) = to_js(&event_json(&event)) {
+                    let _ = listener.call1(&JsValue::NULL, &value);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops the peer and closes IndexedDB. Everything already resolved is stored.
+    pub async fn close(&self) -> Result<(), JsValue> {
+        self.handle.close().await.map_err(web_error)
+    }
+}
+
+fn change_with_edits(
+    node: &mut nexus_core::node::Node,
+    vault: VaultId,
+    doc: DocId,
+    edits: &Json,
+) -> Result<nexus_core::node::Output, WebError> {
+    let mut failure = None;
+    let out = node.change(vault, doc, |tx| {
+        nexus_core::json::apply_edits(tx, edits).map_err(|e| {
+            failure = Some(e);
+            nexus_core::automerge::AutomergeError::Fail
+        })
+    });
+    match (out, failure) {
+        (_, Some(edit)) => Err(WebError::Edit(edit.to_string())),
+        (Ok(out), None) => Ok(out),
+        (Err(e), None) => Err(e.into()),
+    }
+}
