@@ -93,7 +93,9 @@ fn from_js(what: &str, value: JsValue) -> Result<Json, JsValue> {
 
 fn event_json(event: &WebEvent) -> Json {
     match event {
-        WebEvent::Connected(device) => json!({ "type": "connected", "deviceId": device.to_string() }),
+        WebEvent::Connected(device) => {
+            json!({ "type": "connected", "deviceId": device.to_string() })
+        }
         WebEvent::Disconnected(device) => {
             json!({ "type": "disconnected", "deviceId": device.to_string() })
         }
@@ -270,7 +272,12 @@ impl Nexus {
     }
 
     /// An admin approves a device by its id.
-    pub async fn approve(&self, vault: String, device: String, role: String) -> Result<(), JsValue> {
+    pub async fn approve(
+        &self,
+        vault: String,
+        device: String,
+        role: String,
+    ) -> Result<(), JsValue> {
         let vault: VaultId = parse("vault id", &vault)?;
         let device: DeviceId = parse("device id", device.trim())?;
         let role: Role = parse("role", &role)?;
@@ -293,7 +300,11 @@ impl Nexus {
     /// Creates a document holding `initial` (a JSON object, or nothing); resolves with its
     /// id once stored.
     #[wasm_bindgen(js_name = createDocument)]
-    pub async fn create_document(&self, vault: String, initial: JsValue) -> Result<String, JsValue> {
+    pub async fn create_document(
+        &self,
+        vault: String,
+        initial: JsValue,
+    ) -> Result<String, JsValue> {
         let vault: VaultId = parse("vault id", &vault)?;
         let initial = from_js("initial", initial)?;
         let edits: Vec<Json> = match &initial {

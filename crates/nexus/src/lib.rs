@@ -26,10 +26,10 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod frames;
-pub mod p2p;
-pub mod rt;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+pub mod p2p;
+pub mod rt;
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(not(target_arch = "wasm32"))]
@@ -44,6 +44,8 @@ pub use web::peer::{
 #[cfg(target_arch = "wasm32")]
 pub use web::swarm::{WebBehaviour, build_web_swarm};
 
+/// Re-exported so that users of the engine name the same libp2p types.
+pub use libp2p;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::daemon::{
     CONTROL_SOCKET, ControlError, JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError,
@@ -61,5 +63,3 @@ pub use native::swarm::{
     install_crypto_provider, load_or_create_certificate, webrtc_transport,
 };
 pub use p2p::{SYNC_PROTOCOL, device_of, keypair, peer_of};
-/// Re-exported so that users of the engine name the same libp2p types.
-pub use libp2p;

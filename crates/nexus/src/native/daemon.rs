@@ -35,8 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite::{SqliteError, SqliteStore};
 use super::swarm::{PeerBehaviour, PeerBehaviourEvent, SwarmError, build_swarm_with_certificate};
-use crate::p2p::{SYNC_PROTOCOL, device_of, peer_of, relay_of, relay_part, split_peer};
 use crate::frames::{FrameError, read_frame, write_frame};
+use crate::p2p::{SYNC_PROTOCOL, device_of, peer_of, relay_of, relay_part, split_peer};
 
 /// How often the node ticks and the database is checked for other processes' writes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -1441,10 +1441,8 @@ impl NativePeer {
             .peers
             .values()
             .map(|r| {
-                let connected =
-                    peer_of(&r.device).is_some_and(|p| self.connected.contains(&p));
-                let relay =
-                    peer_of(&r.device).is_some_and(|p| self.relays.contains_key(&p));
+                let connected = peer_of(&r.device).is_some_and(|p| self.connected.contains(&p));
+                let relay = peer_of(&r.device).is_some_and(|p| self.relays.contains_key(&p));
                 json!({
                     "device_id": r.device.to_string(),
                     "relay": relay,

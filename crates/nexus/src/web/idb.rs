@@ -16,7 +16,7 @@ use std::pin::pin;
 
 use futures::future::{Either, select};
 use js_sys::Uint8Array;
-use nexus_core::{Batch, DeviceKey, MemoryStore, Op, Storage, Table};
+use nexus_core::{Batch, DeviceKey, MemoryStore, Op, Storage, Table, VaultId};
 use rexie::{ObjectStore, Rexie, TransactionMode};
 use thiserror::Error;
 use wasm_bindgen::{JsCast, JsValue};
@@ -192,6 +192,58 @@ impl IdbStore {
             operation: "load",
             reason: e.to_string(),
         })
+    }
+
+    /// Reads `vaults`' records again (what another tab of this profile committed) and
+    /// replaces them in the cache. Other vaults and the peer records are left alone.
+    pub async fn reload_vaults(&mut self, vaults: &[VaultId]) -> Result<(), IdbError> {
+        const VAULT_TABLES: [Table; 4] = [
+            Table::Membership,
+            Table::Docs,
+            Table::Changes,
+            Table::Snapshots,
+        ];
+        let names: Vec<&str> = VAULT_TABLES.iter().map(|t| t.name()).collect();
+        let tx = self
+            .db
+            .transaction(&names, TransactionMode::ReadOnly)
+            .map_err(failed("read transaction"))?;
+        let cache_error = |e: nexus_core::MemoryStoreError| IdbError::Failed {
+            operation: "reload",
+            reason: e.to_string(),
+        };
+        let mut batch = Batch::new();
+        for vault in vaults {
+            let lower = nexus_core::storage::keys::vault_prefix(vault);
+            // Every key of the vault starts with its 32 bytes and is shorter than this.
+            let upper = [lower.as_slice(), &[0xff; 96]].concat();
+            let range = rexie::KeyRange::bound(&bytes(&lower), &bytes(&upper), None, None)
+                .map_err(|e| IdbError::Failed {
+                    operation: "key range",
+                    reason: e.to_string(),
+                })?;
+            for table in VAULT_TABLES {
+                for (key, _) in self.cache.scan(table, &lower).map_err(cache_error)? {
+                    batch.delete(table, key);
+                }
+                let store = tx.store(table.name()).map_err(failed("read"))?;
+                let records = store
+                    .scan(Some(range.clone()), None, None, None)
+                    .await
+                    .map_err(failed("read"))?;
+                for (key, value) in records {
+                    let (Some(key), Some(value)) = (to_vec(&key), to_vec(&value)) else {
+                        return Err(IdbError::Corrupt {
+                            table: table.name(),
+                            reason: "a key or value is not binary".into(),
+                        });
+                    };
+                    batch.put(table, key, value);
+                }
+            }
+        }
+        let _ = tx.done().await;
+        self.cache.commit(batch).map_err(cache_error)
     }
 
     /// The database's name.

@@ -419,22 +419,22 @@ impl WebPeer {
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<WebBehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
-                    self.swarm.add_external_address(address.clone());
-                    let relay = address.iter().find_map(|p| match p {
-                        Protocol::P2p(peer) if self.relays.contains(&peer) => Some(peer),
-                        _ => None,
-                    });
-                    if let Some(relay) = relay {
-                        self.registrable.insert(relay);
-                        self.register_at(relay);
-                    }
-                    let local = *self.swarm.local_peer_id();
-                    let full = address.with(Protocol::P2p(local));
-                    self.reachable_at.push(full.clone());
-                    self.emit(WebEvent::Reachable(full));
+            SwarmEvent::NewListenAddr { address, .. }
+                if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) =>
+            {
+                self.swarm.add_external_address(address.clone());
+                let relay = address.iter().find_map(|p| match p {
+                    Protocol::P2p(peer) if self.relays.contains(&peer) => Some(peer),
+                    _ => None,
+                });
+                if let Some(relay) = relay {
+                    self.registrable.insert(relay);
+                    self.register_at(relay);
                 }
+                let local = *self.swarm.local_peer_id();
+                let full = address.with(Protocol::P2p(local));
+                self.reachable_at.push(full.clone());
+                self.emit(WebEvent::Reachable(full));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.reachable_at
@@ -790,10 +790,7 @@ impl WebPeer {
         for connect in expired {
             let _ = connect.reply.send(Err(WebError::Connect {
                 address: connect.address.to_string(),
-                reason: format!(
-                    "no connection within {} s",
-                    WEB_CONNECT_TIMEOUT.as_secs()
-                ),
+                reason: format!("no connection within {} s", WEB_CONNECT_TIMEOUT.as_secs()),
             }));
         }
     }

@@ -1,0 +1,130 @@
+// Helpers for the browser <-> native tests: a static server for the page and the wasm
+// package, Debian's Chromium through playwright-core (one persistent profile per
+// device), and native `nexus` / `nexus-relay` processes on loopback.
+import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, extname, normalize } from "node:path";
+import { chromium } from "playwright-core";
+
+const here = new URL(".", import.meta.url).pathname;
+export const bin = process.env.NEXUS_BIN_DIR ?? join(here, "../../target/debug");
+const pkg = process.env.NEXUS_WASM_PKG ?? join(here, "../../target/nexus-wasm-pkg");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+
+/** Serves page.html at / and the wasm-bindgen output under /pkg/ on 127.0.0.1. */
+export async function startServer() {
+  if (!existsSync(join(pkg, "nexus_wasm.js"))) {
+    throw new Error(`no wasm package in ${pkg}: run scripts/test-browser (it builds one)`);
+  }
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    let file;
+    if (path === "/") file = join(here, "page.html");
+    else if (path.startsWith("/pkg/")) file = join(pkg, normalize(path.slice(5)).replace(/^(\.\.\/)+/, ""));
+    if (!file || !existsSync(file)) {
+      res.writeHead(404).end("not found");
+      return;
+    }
+    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
+    res.end(readFileSync(file));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  return { url, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+/** A browser profile (its own user-data-dir: its own IndexedDB, so its own device). */
+export async function openProfile(url) {
+  const dir = mkdtempSync(join(tmpdir(), "nexus-profile-"));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--allow-loopback-in-peer-connection",
+    ],
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const log = [];
+  page.on("console", (m) => log.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => log.push(`pageerror: ${e.message}`));
+  await page.goto(url);
+  await page.waitForFunction(() => window.nexusReady === true, null, { timeout: 30_000 });
+  return {
+    context,
+    page,
+    log,
+    async close() {
+      await context.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs `nexus --home HOME ARGS…` and returns its stdout, trimmed. */
+export function nexus(home, ...args) {
+  return execFileSync(join(bin, "nexus"), ["--home", home, ...args], { encoding: "utf8" }).trim();
+}
+
+/** Starts a long-running process and waits until it printed `count` "Listening on" lines. */
+export async function startListening(program, args, { count = 1, timeoutMs = 20_000 } = {}) {
+  const child = spawn(program, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const addresses = [...out.matchAll(/^Listening on (\S+)$/gm)].map((m) => m[1]);
+    if (addresses.length >= count) {
+      return {
+        child,
+        addresses,
+        output: () => out,
+        errors: () => err,
+        stop() {
+          child.kill("SIGTERM");
+          return new Promise((resolve) => child.once("exit", resolve));
+        },
+      };
+    }
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`${program} did not start listening: ${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A fresh temporary directory, removed by the returned function. */
+export function tempHome() {
+  const dir = mkdtempSync(join(tmpdir(), "nexus-home-"));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Polls `check` (sync or async) until it returns a truthy value, or throws `what`. */
+export async function eventually(what, check, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
