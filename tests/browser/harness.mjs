@@ -128,3 +128,83 @@ export async function eventually(what, check, timeoutMs = 30_000) {
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/**
+ * What one test file sets up: the page server, desktop homes and daemons, browser
+ * profiles; `close()` takes everything down in reverse order.
+ */
+export class Scene {
+  #cleanups = [];
+
+  async start() {
+    this.server = await startServer();
+    this.#cleanups.push(() => this.server.close());
+    return this;
+  }
+
+  defer(cleanup) {
+    this.#cleanups.push(cleanup);
+  }
+
+  async close() {
+    for (const cleanup of this.#cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch {
+        // Keep tearing down.
+      }
+    }
+    this.#cleanups = [];
+  }
+
+  /** A desktop device with a vault "Family" holding one document titled "Shopping". */
+  desktopWithVault() {
+    const home = tempHome();
+    this.defer(home.remove);
+    nexus(home.dir, "init");
+    const vault = nexus(home.dir, "vault", "create", "Family");
+    const doc = nexus(home.dir, "doc", "create", "--vault", "Family");
+    nexus(home.dir, "doc", "put", "--vault", "Family", doc, "title", '"Shopping"');
+    return { home: home.dir, vault, doc };
+  }
+
+  /** `nexus serve` on `home`, listening on each address given. */
+  async serve(home, ...listen) {
+    const args = ["--home", home, "serve", "--no-mdns"];
+    for (const address of listen) args.push("--listen", address);
+    const daemon = await startListening(join(bin, "nexus"), args, { count: listen.length });
+    this.defer(() => daemon.stop());
+    return daemon;
+  }
+
+  async profile() {
+    const profile = await openProfile(this.server.url);
+    this.defer(() => profile.close());
+    return profile;
+  }
+}
+
+/** Opens Nexus in the page as window.n (events go to the page's console); returns the DeviceId. */
+export async function openNexus(page, name = "nexus") {
+  return page.evaluate(async (name) => {
+    window.n = await window.Nexus.open(name);
+    const t0 = Date.now();
+    await window.n.subscribe((e) => console.log(`${Date.now() - t0} ${JSON.stringify(e)}`));
+    return window.n.deviceId;
+  }, name);
+}
+
+/** Reads a document in the page. */
+export function readDoc(page, vault, doc) {
+  return page.evaluate(([v, d]) => window.n.read(v, d), [vault, doc]);
+}
+
+/** Applies edits in the page; resolves once they are in IndexedDB. */
+export function changeDoc(page, vault, doc, edits) {
+  return page.evaluate(([v, d, e]) => window.n.change(v, d, e), [vault, doc, edits]);
+}
+
+/** `nexus doc get` of a "Family" document. */
+export function docGet(home, doc) {
+  return JSON.parse(nexus(home, "doc", "get", "--vault", "Family", doc));
+}

@@ -209,7 +209,7 @@ async fn main() {
         DeviceKey::generate().unwrap(),
     );
     let (vault, heads) =
-        nexus::fixtures::home_with_changes(&source, &alice, &bob, DOC, changes).unwrap();
+        nexus::fixtures::home_with_changes(&source, &alice, bob.device_id(), DOC, changes).unwrap();
 
     let (tx, mut relay_events) = mpsc::unbounded_channel();
     let relay = Relay::start(

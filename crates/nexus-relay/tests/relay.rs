@@ -297,7 +297,8 @@ async fn floods_of_circuits_or_reservations_from_one_peer_are_cut_off_while_a_pa
         DeviceKey::generate().unwrap(),
         DeviceKey::generate().unwrap(),
     );
-    let (vault, _) = nexus::fixtures::home_with_changes(&home_a, &alice, &bob, DOC, 0).unwrap();
+    let (vault, _) =
+        nexus::fixtures::home_with_changes(&home_a, &alice, bob.device_id(), DOC, 0).unwrap();
     edit(&home_a, &alice, vault, "n", "0");
     let (a, mut a_events) = peer_via_relay(&home_a, &alice, &relay_address).await;
     let _stop_a = run(a);

@@ -125,6 +125,7 @@ fn event_json(event: &WebEvent) -> Json {
             json!({ "type": "rejected", "deviceId": peer.to_string(), "error": error })
         }
         WebEvent::Online(online) => json!({ "type": "online", "online": online }),
+        WebEvent::Leader => json!({ "type": "leader" }),
         WebEvent::Problem(message) => json!({ "type": "problem", "message": message }),
         _ => json!({ "type": "other" }),
     }
@@ -407,7 +408,7 @@ impl Nexus {
         Ok(device.to_string())
     }
 
-    /// What the peer is doing: `{ deviceId, online, peers: [{ deviceId, connected,
+    /// What the peer is doing: `{ deviceId, online, leader, peers: [{ deviceId, connected,
     /// relay, syncing: [vaultId] }], reachableAt: [address], joining }`.
     pub async fn status(&self) -> Result<JsValue, JsValue> {
         let status = self.handle.status().await.map_err(web_error)?;
@@ -426,6 +427,7 @@ impl Nexus {
         to_js(&json!({
             "deviceId": status.device.to_string(),
             "online": status.online,
+            "leader": status.leader,
             "peers": peers,
             "reachableAt": status.reachable_at.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "joining": status.joining,
@@ -434,7 +436,7 @@ impl Nexus {
 
     /// Calls `listener` with each event from now on (`{ type, ... }`: `connected`,
     /// `disconnected`, `reachable`, `syncing`, `refused`, `docChanged`,
-    /// `membershipChanged`, `vaultJoined`, `rejected`, `online`, `problem`).
+    /// `membershipChanged`, `vaultJoined`, `rejected`, `online`, `leader`, `problem`).
     pub async fn subscribe(&self, listener: js_sys::Function) -> Result<(), JsValue> {
         let mut events = self.handle.events().await.map_err(web_error)?;
         wasm_bindgen_futures::spawn_local(async move {

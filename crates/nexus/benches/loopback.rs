@@ -26,7 +26,7 @@ fn prepare(
     bob: &DeviceKey,
     changes: usize,
 ) -> (VaultId, Vec<nexus_core::ChangeHash>) {
-    nexus::fixtures::home_with_changes(home, alice, bob, DOC, changes).unwrap()
+    nexus::fixtures::home_with_changes(home, alice, bob.device_id(), DOC, changes).unwrap()
 }
 
 async fn transfer(

@@ -126,7 +126,7 @@ async fn refusal(stream: &mut libp2p::Stream) -> Option<RefuseCode> {
 
 /// Alice's home with a vault in which Bob is approved, and one document.
 fn vault_for_two(home_a: &Path, alice: &DeviceKey, bob: &DeviceKey) -> VaultId {
-    nexus::fixtures::home_with_changes(home_a, alice, bob, DOC, 0)
+    nexus::fixtures::home_with_changes(home_a, alice, bob.device_id(), DOC, 0)
         .unwrap()
         .0
 }

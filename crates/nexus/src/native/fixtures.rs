@@ -7,20 +7,20 @@ use std::path::Path;
 use nexus_core::automerge::ROOT;
 use nexus_core::automerge::transaction::Transactable;
 use nexus_core::node::{Node, NodeConfig};
-use nexus_core::{ActorId, Batch, ChangeHash, DeviceKey, DocId, Role, Storage, VaultId};
+use nexus_core::{ActorId, Batch, ChangeHash, DeviceId, DeviceKey, DocId, Role, Storage, VaultId};
 
 use super::sqlite::SqliteStore;
 
 /// Why a fixture could not be made.
 pub type FixtureError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Creates, in `home`, a vault owned by `owner` in which `member` is approved, with
+/// Creates, in `home`, a vault "Bench" owned by `owner` in which `member` is approved, with
 /// document `doc` holding `changes` signed changes (each sets one of 100 keys), committed
 /// in batches of 10,000. Returns the vault and the document's heads.
 pub fn home_with_changes(
     home: &Path,
     owner: &DeviceKey,
-    member: &DeviceKey,
+    member: DeviceId,
     doc: DocId,
     changes: usize,
 ) -> Result<(VaultId, Vec<ChangeHash>), FixtureError> {
@@ -29,10 +29,7 @@ pub fn home_with_changes(
     let mut node = Node::new(owner.clone(), ActorId::random(), NodeConfig::new());
     let (vault, out) = node.create_vault("Bench", [2; 16], 1_000)?;
     store.commit(out.batch)?;
-    store.commit(
-        node.add_device(vault, member.device_id(), Role::Member, 1_001)?
-            .batch,
-    )?;
+    store.commit(node.add_device(vault, member, Role::Member, 1_001)?.batch)?;
     store.commit(node.create_document(vault, doc, 1_002)?.batch)?;
     let mut batch = Batch::new();
     for i in 0..changes {

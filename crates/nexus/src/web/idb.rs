@@ -246,6 +246,34 @@ impl IdbStore {
         self.cache.commit(batch).map_err(cache_error)
     }
 
+    /// Reads the peer records again (what the leader tab wrote) into the cache.
+    pub async fn reload_peers(&mut self) -> Result<(), IdbError> {
+        let tx = self
+            .db
+            .transaction(&[Table::Peers.name()], TransactionMode::ReadOnly)
+            .map_err(failed("read transaction"))?;
+        let store = tx.store(Table::Peers.name()).map_err(failed("read"))?;
+        let records = store
+            .scan(None, None, None, None)
+            .await
+            .map_err(failed("read"))?;
+        let mut batch = Batch::new();
+        for (key, value) in records {
+            let (Some(key), Some(value)) = (to_vec(&key), to_vec(&value)) else {
+                return Err(IdbError::Corrupt {
+                    table: Table::Peers.name(),
+                    reason: "a key or value is not binary".into(),
+                });
+            };
+            batch.put(Table::Peers, key, value);
+        }
+        let _ = tx.done().await;
+        self.cache.commit(batch).map_err(|e| IdbError::Failed {
+            operation: "reload",
+            reason: e.to_string(),
+        })
+    }
+
     /// The database's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -1,6 +1,7 @@
-//! The browser side of the engine: IndexedDB storage, the websys swarm and the browser
-//! peer runtime.
+//! The browser side of the engine: IndexedDB storage, the websys swarm, the browser
+//! peer runtime and the coordination of a profile's tabs.
 
 pub(crate) mod idb;
 pub(crate) mod peer;
 pub(crate) mod swarm;
+pub(crate) mod tabs;

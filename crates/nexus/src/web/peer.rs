@@ -15,7 +15,7 @@
 //! runtime carries out between network events, so the node is never touched from two
 //! places.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
@@ -27,13 +27,14 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, rendezvous};
 use nexus_core::node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
 use nexus_core::peers::{Backoff, PeerRecord};
 use nexus_core::protocol::{Message, RefuseCode};
-use nexus_core::{ActorId, DeviceId, DocId, InviteCode, Vault, VaultError, VaultId};
+use nexus_core::{ActorId, DeviceId, DocId, InviteCode, Op, Table, Vault, VaultError, VaultId};
 use thiserror::Error;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
 use super::idb::{IdbError, IdbStore};
 use super::swarm::{WebBehaviour, WebBehaviourEvent, build_web_swarm};
+use super::tabs::{TabMessage, Tabs};
 use crate::frames::{FrameError, read_frame, write_frame};
 use crate::p2p::{RELAY_HOP_PROTOCOL, SYNC_PROTOCOL, device_of, peer_of, relay_part, split_peer};
 
@@ -96,6 +97,9 @@ pub enum WebEvent {
     },
     /// The browser went offline (`false`) or came back (`true`).
     Online(bool),
+    /// This tab now holds the profile's network connections (the previous leader tab
+    /// closed, or this is the first tab).
+    Leader,
     /// Something went wrong that the runtime recovered from.
     Problem(String),
 }
@@ -155,6 +159,9 @@ pub struct WebStatus {
     pub device: DeviceId,
     /// Whether the browser says it is online.
     pub online: bool,
+    /// Whether this tab holds the profile's connections (otherwise another tab does, and
+    /// `connected` below is what that tab reported).
+    pub leader: bool,
     /// Known peers.
     pub peers: Vec<WebPeerStatus>,
     /// Addresses at relays where this browser can be reached.
@@ -181,6 +188,8 @@ enum Internal {
         error: String,
     },
     Online(bool),
+    Tab(TabMessage),
+    Leader,
 }
 
 struct Link {
@@ -255,6 +264,14 @@ pub struct WebPeer {
     online: bool,
     stopping: bool,
     _online_listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    /// This tab's part in the profile's tab coordination.
+    tabs: Option<Tabs>,
+    /// Whether this tab holds the network connections.
+    leader: bool,
+    /// Vaults another tab changed, read again at the next tick.
+    dirty_vaults: BTreeSet<VaultId>,
+    /// What the leader tab last reported as connected (in follower tabs).
+    leader_peers: BTreeSet<DeviceId>,
 }
 
 /// The app's side of a running [`WebPeer`]. Cheap to clone; every call waits for the
@@ -284,6 +301,23 @@ impl WebPeer {
         let (internal_tx, internal_rx) = mpsc::unbounded();
         let (commands_tx, commands_rx) = mpsc::unbounded();
         let online_listeners = watch_online(&internal_tx);
+        let (tabs, has_locks) = {
+            let messages = internal_tx.clone();
+            let leader = internal_tx.clone();
+            Tabs::join(
+                name,
+                move |message| {
+                    let _ = messages.unbounded_send(Internal::Tab(message));
+                },
+                move || {
+                    let _ = leader.unbounded_send(Internal::Leader);
+                },
+            )
+        };
+        if !has_locks {
+            // Without Web Locks there is no way to agree on a leader: this tab leads.
+            let _ = internal_tx.unbounded_send(Internal::Leader);
+        }
         let online = navigator_online();
         let device = node.device_id();
         let peer = Self {
@@ -317,6 +351,10 @@ impl WebPeer {
             online,
             stopping: false,
             _online_listeners: online_listeners,
+            tabs: Some(tabs),
+            leader: false,
+            dirty_vaults: BTreeSet::new(),
+            leader_peers: BTreeSet::new(),
         };
         crate::rt::spawn(peer.run(commands_rx));
         Ok(WebHandle {
@@ -326,12 +364,6 @@ impl WebPeer {
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        // Peers this device synced with before: dial them again.
-        let now = now_ms();
-        let known: Vec<PeerId> = self.peers.keys().filter_map(peer_of).collect();
-        for peer in known {
-            self.next_dial.insert(peer, now);
-        }
         let mut ticker = futures_timer::Delay::new(TICK).fuse();
         let mut last_ensure = 0u64;
         while !self.stopping {
@@ -350,6 +382,9 @@ impl WebPeer {
                 },
                 () = ticker => {
                     ticker = futures_timer::Delay::new(TICK).fuse();
+                    if !self.dirty_vaults.is_empty() {
+                        self.read_other_tabs_changes().await;
+                    }
                     let now = now_ms();
                     let out = self.node.tick(now);
                     let _ = self.carry_out(out).await;
@@ -377,6 +412,8 @@ impl WebPeer {
         for connect in self.connects.drain(..) {
             let _ = connect.reply.send(Err(WebError::Stopped));
         }
+        // Hands leadership to the next tab.
+        self.tabs = None;
         self.store.close();
     }
 
@@ -475,6 +512,7 @@ impl WebPeer {
                 }
                 if self.connected.insert(peer_id) {
                     self.emit(WebEvent::Connected(device));
+                    self.tell_tabs_peers();
                 }
                 let (now_dialable, waiting): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut self.after_relay)
@@ -504,6 +542,7 @@ impl WebPeer {
                 if let Some(device) = device_of(&peer_id) {
                     self.emit(WebEvent::Disconnected(device));
                 }
+                self.tell_tabs_peers();
                 if self.reserved.remove(&peer_id) {
                     let prefix = format!("/p2p/{peer_id}/p2p-circuit");
                     self.reachable_at
@@ -688,8 +727,8 @@ impl WebPeer {
     }
 
     fn redial(&mut self, now: u64) {
-        if !self.online {
-            return; // the `online` event redials everything at once
+        if !self.online || !self.leader {
+            return; // the `online` event (or leadership) redials everything at once
         }
         let due: Vec<PeerId> = self
             .next_dial
@@ -908,6 +947,30 @@ impl WebPeer {
                     "opening a sync stream to {peer}: {error}"
                 )));
             }
+            Internal::Leader => self.become_leader().await,
+            Internal::Tab(TabMessage::Changed(vaults)) => self.dirty_vaults.extend(vaults),
+            Internal::Tab(TabMessage::Peers(peers)) => {
+                self.leader_peers = peers.iter().filter_map(|p| p.parse().ok()).collect();
+            }
+            Internal::Tab(TabMessage::Connect(address)) if self.leader => {
+                match address.parse::<Multiaddr>() {
+                    Ok(address) => {
+                        if let Err(e) = self.dial_address(address) {
+                            self.emit(WebEvent::Problem(format!("dialing for another tab: {e}")));
+                        }
+                    }
+                    Err(e) => self.emit(WebEvent::Problem(format!(
+                        "another tab asked to dial `{address}`: {e}"
+                    ))),
+                }
+            }
+            Internal::Tab(TabMessage::Join(code)) if self.leader => match code.parse() {
+                Ok(code) => self.start_join(code, None),
+                Err(e) => self.emit(WebEvent::Problem(format!(
+                    "another tab's invite code is unreadable: {e}"
+                ))),
+            },
+            Internal::Tab(_) => {}
             Internal::Online(online) => {
                 self.online = online;
                 self.emit(WebEvent::Online(online));
@@ -1050,6 +1113,7 @@ impl WebPeer {
     /// close, report. When the commit fails nothing is sent and the node starts over from
     /// what IndexedDB holds.
     async fn carry_out(&mut self, out: Output) -> Result<(), WebError> {
+        let changed_vaults = vaults_in(&out.batch);
         if !out.batch.is_empty()
             && let Err(e) = self.store.commit(out.batch).await
         {
@@ -1058,6 +1122,11 @@ impl WebPeer {
             )));
             self.reload_from_store();
             return Err(WebError::Storage(e));
+        }
+        if !changed_vaults.is_empty()
+            && let Some(tabs) = &self.tabs
+        {
+            tabs.post(&TabMessage::Changed(changed_vaults));
         }
         for (session, bytes) in out.transmits {
             if let Some(link) = self.links.get(&session) {
@@ -1174,6 +1243,134 @@ impl WebPeer {
         }
     }
 
+    /// This tab got the leader lock: it takes over the connections, starting with every
+    /// peer the profile knows (the previous leader's records included).
+    async fn become_leader(&mut self) {
+        self.leader = true;
+        self.leader_peers.clear();
+        match self.store.reload_peers().await {
+            Ok(()) => match PeerRecord::load_all(self.store.cache()) {
+                Ok((records, _)) => {
+                    for record in records {
+                        self.peers.insert(record.device, record);
+                    }
+                }
+                Err(e) => self.emit(WebEvent::Problem(format!("reading peer records: {e}"))),
+            },
+            Err(e) => self.emit(WebEvent::Problem(format!("reading peer records: {e}"))),
+        }
+        let now = now_ms();
+        let known: Vec<PeerId> = self.peers.keys().filter_map(peer_of).collect();
+        for peer in known {
+            self.next_dial.insert(peer, now);
+        }
+        // Invites a follower was waiting on are tried here now.
+        let codes: Vec<InviteCode> = self.joins.iter().map(|j| j.code.clone()).collect();
+        for code in codes {
+            self.dial_invite_addresses(&code);
+        }
+        self.emit(WebEvent::Leader);
+        self.tell_tabs_peers();
+        self.redial(now);
+    }
+
+    fn tell_tabs_peers(&self) {
+        if self.leader
+            && let Some(tabs) = &self.tabs
+        {
+            let peers = self
+                .connected
+                .iter()
+                .filter_map(device_of)
+                .map(|d| d.to_string())
+                .collect();
+            tabs.post(&TabMessage::Peers(peers));
+        }
+    }
+
+    /// Reads again the vaults other tabs changed, and takes them in as the native peer
+    /// takes in another process's writes: new changes are offered to peers, the app hears
+    /// of each document that moved.
+    async fn read_other_tabs_changes(&mut self) {
+        let vaults: Vec<VaultId> = std::mem::take(&mut self.dirty_vaults).into_iter().collect();
+        if let Err(e) = self.store.reload_vaults(&vaults).await {
+            self.emit(WebEvent::Problem(format!(
+                "reading another tab's changes: {e}"
+            )));
+            return;
+        }
+        let now = now_ms();
+        for id in vaults {
+            let before: BTreeMap<DocId, Vec<nexus_core::ChangeHash>> = self
+                .node
+                .vault(&id)
+                .map(|v| v.documents().map(|d| (d.id(), d.heads())).collect())
+                .unwrap_or_default();
+            let fresh = match Vault::load(self.store.cache(), id, self.node.actor().clone()) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    self.emit(WebEvent::Problem(format!(
+                        "loading vault {id} as another tab left it: {e}"
+                    )));
+                    continue;
+                }
+            };
+            let moved: Vec<DocId> = fresh
+                .documents()
+                .filter(|d| before.get(&d.id()) != Some(&d.heads()))
+                .map(|d| d.id())
+                .collect();
+            let out = self.node.refresh_vault(fresh, now);
+            let _ = self.carry_out(out).await;
+            for doc in moved {
+                self.emit(WebEvent::DocChanged { vault: id, doc });
+            }
+        }
+        self.ensure_sessions();
+    }
+
+    fn dial_invite_addresses(&mut self, code: &InviteCode) {
+        for address in &code.addresses {
+            match address.parse::<Multiaddr>() {
+                Ok(address) => {
+                    if let Err(e) = self.dial_address(address) {
+                        self.emit(WebEvent::Problem(format!("invite address: {e}")));
+                    }
+                }
+                Err(e) => self.emit(WebEvent::Problem(format!(
+                    "invite address `{address}` is not a multiaddr: {e}"
+                ))),
+            }
+        }
+    }
+
+    /// Starts trying an invite (the leader dials its addresses; a follower asks the
+    /// leader). `reply` hears the outcome.
+    fn start_join(
+        &mut self,
+        code: InviteCode,
+        reply: Option<oneshot::Sender<Result<VaultId, WebError>>>,
+    ) {
+        if self.node.vault(&code.vault).is_some() {
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(code.vault));
+            }
+            return;
+        }
+        if self.leader {
+            self.dial_invite_addresses(&code);
+        } else if let Some(tabs) = &self.tabs {
+            tabs.post(&TabMessage::Join(code.to_string()));
+        }
+        self.joins.push(PendingJoin {
+            code,
+            deadline_ms: now_ms() + WEB_JOIN_TIMEOUT.as_millis() as u64,
+            last_error: None,
+            reply,
+        });
+        self.ensure_sessions();
+    }
+
     fn status(&self) -> WebStatus {
         let ready: Vec<(DeviceId, VaultId)> = self
             .node
@@ -1182,6 +1379,7 @@ impl WebPeer {
             .collect();
         let mut devices: Vec<DeviceId> = self.peers.keys().copied().collect();
         devices.extend(self.connected.iter().filter_map(device_of));
+        devices.extend(self.leader_peers.iter().copied());
         devices.sort();
         devices.dedup();
         let peers = devices
@@ -1190,7 +1388,11 @@ impl WebPeer {
                 let peer = peer_of(&device);
                 WebPeerStatus {
                     device,
-                    connected: peer.is_some_and(|p| self.connected.contains(&p)),
+                    connected: if self.leader {
+                        peer.is_some_and(|p| self.connected.contains(&p))
+                    } else {
+                        self.leader_peers.contains(&device)
+                    },
                     relay: peer.is_some_and(|p| self.relays.contains(&p)),
                     syncing: ready
                         .iter()
@@ -1203,11 +1405,28 @@ impl WebPeer {
         WebStatus {
             device: self.node.device_id(),
             online: self.online,
+            leader: self.leader,
             peers,
             reachable_at: self.reachable_at.clone(),
             joining: self.joins.len(),
         }
     }
+}
+
+/// The vaults whose records a batch writes (peer records and the device key name none).
+fn vaults_in(batch: &nexus_core::Batch) -> Vec<VaultId> {
+    let mut vaults = BTreeSet::new();
+    for op in batch.ops() {
+        let (Op::Put { table, key, .. } | Op::Delete { table, key }) = op;
+        if matches!(
+            table,
+            Table::Membership | Table::Docs | Table::Changes | Table::Snapshots
+        ) && let Some(id) = key.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok())
+        {
+            vaults.insert(VaultId(nexus_core::Hash(id)));
+        }
+    }
+    vaults.into_iter().collect()
 }
 
 /// Listens for the browser's `online` and `offline` events. The closures must live as
@@ -1317,6 +1536,21 @@ impl WebHandle {
                     let _ = tx.send(Ok(device));
                     return;
                 }
+                if !peer.leader {
+                    // The leader tab holds the connections: hand it the address.
+                    let reply = match (target.as_ref().and_then(device_of), &peer.tabs) {
+                        (Some(device), Some(tabs)) => {
+                            tabs.post(&TabMessage::Connect(address.to_string()));
+                            Ok(device)
+                        }
+                        _ => Err(WebError::Connect {
+                            address: address.to_string(),
+                            reason: "the address must end in /p2p/<peer id>".into(),
+                        }),
+                    };
+                    let _ = tx.send(reply);
+                    return;
+                }
                 match peer.dial_address(address.clone()) {
                     Ok(()) => peer.connects.push(PendingConnect {
                         peer: target,
@@ -1342,32 +1576,8 @@ impl WebHandle {
     pub async fn join(&self, code: InviteCode) -> Result<VaultId, WebError> {
         let (tx, rx) = oneshot::channel();
         self.send(Box::new(move |peer: &mut WebPeer| {
-            async move {
-                if peer.node.vault(&code.vault).is_some() {
-                    let _ = tx.send(Ok(code.vault));
-                    return;
-                }
-                for address in &code.addresses {
-                    match address.parse::<Multiaddr>() {
-                        Ok(address) => {
-                            if let Err(e) = peer.dial_address(address) {
-                                peer.emit(WebEvent::Problem(format!("invite address: {e}")));
-                            }
-                        }
-                        Err(e) => peer.emit(WebEvent::Problem(format!(
-                            "invite address `{address}` is not a multiaddr: {e}"
-                        ))),
-                    }
-                }
-                peer.joins.push(PendingJoin {
-                    code,
-                    deadline_ms: now_ms() + WEB_JOIN_TIMEOUT.as_millis() as u64,
-                    last_error: None,
-                    reply: Some(tx),
-                });
-                peer.ensure_sessions();
-            }
-            .boxed_local()
+            peer.start_join(code, Some(tx));
+            async {}.boxed_local()
         }))?;
         rx.await.map_err(|_| WebError::Stopped)?
     }
