@@ -182,6 +182,99 @@ pub fn verify_signatures(items: &[(&[u8], DeviceId, Signature)]) -> Vec<bool> {
         .collect()
 }
 
+/// A peer's document snapshot, parsed, whose signatures are checked a slice at a time
+/// so that a big document does not hold up a single-threaded engine (a browser tab) for
+/// the whole check: [`StagedSnapshot::verify_some`] between other work, then
+/// [`Document::apply_staged_snapshot`].
+#[derive(Clone)]
+pub struct StagedSnapshot {
+    vault: VaultId,
+    doc: DocId,
+    bytes: Vec<u8>,
+    loaded: Automerge,
+    auths: Vec<(ChangeHash, ChangeAuth)>,
+    verified: usize,
+    forged: Option<usize>,
+}
+
+impl std::fmt::Debug for StagedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedSnapshot")
+            .field("doc", &self.doc)
+            .field("changes", &self.auths.len())
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StagedSnapshot {
+    /// Parses a snapshot of `doc` in `vault` (loading the document it carries). A
+    /// snapshot that does not parse gives the aborted [`Applied`] to report.
+    pub fn parse(vault: VaultId, doc: DocId, bytes: &[u8]) -> Result<Self, Applied> {
+        match Document::parse_snapshot(doc, bytes) {
+            Ok((loaded, auths)) => Ok(Self {
+                vault,
+                doc,
+                bytes: bytes.to_vec(),
+                loaded,
+                auths,
+                verified: 0,
+                forged: None,
+            }),
+            Err(e) => {
+                let mut applied = Applied::default();
+                applied.rejected.push(ApplyError::MalformedSnapshot {
+                    reason: e.to_string(),
+                });
+                applied.aborted = true;
+                Err(applied)
+            }
+        }
+    }
+
+    /// Checks up to `max` more signatures (as one batch). Returns whether every signature
+    /// has been checked (or one failed: the rest need not be).
+    pub fn verify_some(&mut self, max: usize) -> bool {
+        if self.is_checked() {
+            return true;
+        }
+        let end = self
+            .auths
+            .len()
+            .min(self.verified.saturating_add(max.max(1)));
+        let messages: Vec<[u8; 95]> = self.auths[self.verified..end]
+            .iter()
+            .map(|(hash, _)| change_signing_message(&self.vault, &self.doc, hash))
+            .collect();
+        let items: Vec<(&[u8], DeviceId, Signature)> = messages
+            .iter()
+            .zip(&self.auths[self.verified..end])
+            .map(|(m, (_, auth))| (m.as_slice(), auth.author, auth.signature))
+            .collect();
+        let results = verify_signatures(&items);
+        if let Some(bad) = results.iter().position(|ok| !ok) {
+            self.forged = Some(self.verified + bad);
+        }
+        self.verified = end;
+        self.is_checked()
+    }
+
+    /// Whether every signature has been checked, or one failed.
+    pub fn is_checked(&self) -> bool {
+        self.forged.is_some() || self.verified >= self.auths.len()
+    }
+
+    /// The document.
+    pub fn doc(&self) -> DocId {
+        self.doc
+    }
+
+    /// Changes the snapshot covers.
+    pub fn changes(&self) -> usize {
+        self.auths.len()
+    }
+}
+
 /// Why a remote change was rejected. Rejected changes are never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -1026,19 +1119,33 @@ impl Document {
     /// a revoked device's changes need their cut checked, the snapshot's changes go through
     /// [`Document::apply`].
     pub fn apply_snapshot(&mut self, bytes: &[u8], membership: &Membership) -> Applied {
-        let mut applied = Applied::default();
-        let (loaded, auths) = match Self::parse_snapshot(self.id, bytes) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                applied.rejected.push(ApplyError::MalformedSnapshot {
-                    reason: e.to_string(),
-                });
-                applied.aborted = true;
-                return applied;
+        match StagedSnapshot::parse(self.vault, self.id, bytes) {
+            Ok(mut staged) => {
+                staged.verify_some(usize::MAX);
+                self.apply_staged_snapshot(staged, membership)
             }
-        };
-        let verified = self.verify_auths(auths.iter().map(|(h, a)| (*h, a)));
-        if let Some(((hash, auth), _)) = auths.iter().zip(&verified).find(|(_, ok)| !**ok) {
+            Err(applied) => applied,
+        }
+    }
+
+    /// [`Document::apply_snapshot`] for a snapshot parsed and verified ahead, a slice at a
+    /// time ([`StagedSnapshot`]). Signatures not verified yet are verified now.
+    pub fn apply_staged_snapshot(
+        &mut self,
+        mut staged: StagedSnapshot,
+        membership: &Membership,
+    ) -> Applied {
+        let mut applied = Applied::default();
+        if staged.vault != self.vault || staged.doc != self.id {
+            applied.rejected.push(ApplyError::MalformedSnapshot {
+                reason: format!("a snapshot of {} applied to {}", staged.doc, self.id),
+            });
+            applied.aborted = true;
+            return applied;
+        }
+        staged.verify_some(usize::MAX);
+        if let Some(index) = staged.forged {
+            let (hash, auth) = &staged.auths[index];
             applied.rejected.push(ApplyError::BadSignature {
                 change: *hash,
                 author: auth.author,
@@ -1046,6 +1153,13 @@ impl Document {
             applied.aborted = true;
             return applied;
         }
+        let StagedSnapshot {
+            bytes,
+            loaded,
+            auths,
+            ..
+        } = staged;
+        let bytes = bytes.as_slice();
         let all_members = auths.iter().all(|(_, a)| membership.is_member(&a.author));
         if all_members && self.auth.is_empty() {
             let actor = self.doc.get_actor().clone();

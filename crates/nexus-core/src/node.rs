@@ -31,7 +31,7 @@
 //! device that sits between two groups bridges them. Every `tick` the initiator
 //! reconciles again, which repairs anything a lost message left undone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use automerge::{AutomergeError, ChangeHash};
 
@@ -66,6 +66,11 @@ pub struct NodeConfig {
     /// A device with none of a document gets it as one snapshot when it has at least this
     /// many changes (and the snapshot fits a message); smaller ones travel as changes.
     pub snapshot_min_changes: usize,
+    /// Most signatures of a peer's snapshot checked per call (0: all at once). With a
+    /// limit, a big snapshot is checked over several [`Node::work`] calls, and the
+    /// session's later messages wait their turn: an engine on one thread (a browser tab)
+    /// gives the page a turn between calls.
+    pub verify_slice: usize,
 }
 
 impl NodeConfig {
@@ -76,7 +81,15 @@ impl NodeConfig {
             reconcile_interval_ms: 30_000,
             retry_ms: 5_000,
             snapshot_min_changes: SNAPSHOT_MIN_CHANGES,
+            verify_slice: 0,
         }
+    }
+
+    /// Checks at most `signatures` of a peer's snapshot per call (see
+    /// [`NodeConfig::verify_slice`]).
+    pub fn with_verify_slice(mut self, signatures: usize) -> Self {
+        self.verify_slice = signatures;
+        self
     }
 
     /// Sets the snapshot threshold.
@@ -234,7 +247,23 @@ struct Session {
     need_sent: HashMap<DocId, Vec<ChangeHash>>,
     last_sent_ms: u64,
     last_reconcile_ms: u64,
+    /// A snapshot being checked a slice at a time, with the heads the peer announced.
+    staged: Option<(Vec<ChangeHash>, Staged)>,
+    /// Messages that arrived while a snapshot was being checked, in order.
+    backlog: VecDeque<Vec<u8>>,
 }
+
+/// A peer's snapshot on its way in: each step is one call of [`Node::work`].
+#[derive(Debug, Clone)]
+enum Staged {
+    /// Received, not parsed yet.
+    Received { doc: DocId, bytes: Vec<u8> },
+    /// Parsed; signatures being checked.
+    Parsed(Box<crate::document::StagedSnapshot>),
+}
+
+/// Most messages a session may queue while one of its snapshots is checked.
+const MAX_BACKLOG: usize = 1024;
 
 impl Session {
     fn new(
@@ -258,6 +287,8 @@ impl Session {
             need_sent: HashMap::new(),
             last_sent_ms: 0,
             last_reconcile_ms: 0,
+            staged: None,
+            backlog: VecDeque::new(),
         }
     }
 }
@@ -796,14 +827,105 @@ impl Node {
     /// protocol, closes the session; storage is untouched by anything refused.
     pub fn handle_message(&mut self, id: SessionId, bytes: &[u8], now_ms: u64) -> Output {
         let mut out = Output::default();
-        if !self.sessions.contains_key(&id) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return out;
+        };
+        if session.staged.is_some() || !session.backlog.is_empty() {
+            // A snapshot of this session is being checked: the message waits its turn.
+            if session.backlog.len() >= MAX_BACKLOG {
+                self.close_with(
+                    id,
+                    RefuseCode::ProtocolViolation,
+                    format!("sent over {MAX_BACKLOG} messages while a snapshot was checked"),
+                    &mut out,
+                );
+            } else {
+                session.backlog.push_back(bytes.to_vec());
+            }
             return out;
         }
+        self.handle_message_now(id, bytes, now_ms, &mut out);
+        out
+    }
+
+    /// Whether [`Node::work`] has something to do (a snapshot being checked, messages
+    /// waiting behind one).
+    pub fn has_work(&self) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.staged.is_some() || !s.backlog.is_empty())
+    }
+
+    /// Does one slice of pending work: checks the next [`NodeConfig::verify_slice`]
+    /// signatures of a staged snapshot (applying it once all are checked), or handles one
+    /// message that waited behind one. Call while [`Node::has_work`], giving other work a
+    /// turn between calls.
+    pub fn work(&mut self, now_ms: u64) -> Output {
+        let mut out = Output::default();
+        let slice = self.config.verify_slice;
+        let Some((&id, session)) = self
+            .sessions
+            .iter_mut()
+            .find(|(_, s)| s.staged.is_some() || !s.backlog.is_empty())
+        else {
+            return out;
+        };
+        let vault = session.vault;
+        match session.staged.take() {
+            Some((theirs, Staged::Received { doc, bytes })) => {
+                // Parsing (loading the document) is a step of its own.
+                let Some(vault) = vault else {
+                    return out;
+                };
+                match crate::document::StagedSnapshot::parse(vault, doc, &bytes) {
+                    Ok(staged) => session.staged = Some((theirs, Staged::Parsed(Box::new(staged)))),
+                    Err(aborted) => self.after_apply(id, vault, doc, theirs, aborted, &mut out),
+                }
+                return out;
+            }
+            Some((theirs, Staged::Parsed(mut staged))) => {
+                // Checking the last slice and applying are separate steps too.
+                if staged.is_checked() {
+                    self.apply_staged(id, theirs, *staged, now_ms, &mut out);
+                } else {
+                    staged.verify_some(slice);
+                    session.staged = Some((theirs, Staged::Parsed(staged)));
+                }
+                return out;
+            }
+            None => {}
+        }
+        if let Some(bytes) = session.backlog.pop_front() {
+            self.handle_message_now(id, &bytes, now_ms, &mut out);
+        }
+        out
+    }
+
+    fn apply_staged(
+        &mut self,
+        id: SessionId,
+        theirs: Vec<ChangeHash>,
+        staged: crate::document::StagedSnapshot,
+        now_ms: u64,
+        out: &mut Output,
+    ) {
+        let Some(vault) = self.sessions.get(&id).and_then(|s| s.vault) else {
+            return;
+        };
+        let Some(v) = self.vaults.get_mut(&vault) else {
+            return;
+        };
+        let doc = staged.doc();
+        let applied = v.apply_staged_snapshot_from_peer(staged, now_ms);
+        self.after_apply(id, vault, doc, theirs, applied, out);
+    }
+
+    fn handle_message_now(&mut self, id: SessionId, bytes: &[u8], now_ms: u64, out: &mut Output) {
         let message = match Message::decode(bytes) {
             Ok(message) => message,
             Err(e) => {
-                self.violation(id, &e, &mut out);
-                return out;
+                self.violation(id, &e, out);
+                return;
             }
         };
         match message {
@@ -811,9 +933,9 @@ impl Node {
                 vault,
                 membership_heads,
                 join,
-            } => self.on_hello(id, vault, membership_heads, join, now_ms, &mut out),
+            } => self.on_hello(id, vault, membership_heads, join, now_ms, out),
             Message::Entries { entries, withheld } => {
-                self.on_entries(id, entries, withheld, now_ms, &mut out)
+                self.on_entries(id, entries, withheld, now_ms, out)
             }
             Message::Refuse { code, reason } => {
                 self.sessions.remove(&id);
@@ -828,17 +950,16 @@ impl Node {
             }
             other => {
                 let Some(session) = self.sessions.get(&id) else {
-                    return out;
+                    return;
                 };
                 // Document messages before the handshake completed are dropped: they can
                 // only be reordered early, and the next reconciliation repeats them.
                 if session.phase != Phase::Ready {
-                    return out;
+                    return;
                 }
-                self.on_document_message(id, other, now_ms, &mut out);
+                self.on_document_message(id, other, now_ms, out);
             }
         }
-        out
     }
 
     fn violation(&mut self, id: SessionId, error: &DecodeError, out: &mut Output) {
@@ -1237,6 +1358,13 @@ impl Node {
                 doc,
                 heads,
                 snapshot,
+            } if self.config.verify_slice > 0 => {
+                self.stage_snapshot(id, doc, sorted(heads), snapshot)
+            }
+            Message::DocSnapshot {
+                doc,
+                heads,
+                snapshot,
             } => self.on_doc_data(
                 id,
                 doc,
@@ -1382,6 +1510,20 @@ impl Node {
         send_chunked(out, id, doc, &heads, missing);
         if !known {
             self.send_have(id, vault, doc, out);
+        }
+    }
+
+    /// A snapshot to check a slice at a time: kept as received; [`Node::work`] parses it,
+    /// checks its signatures a slice per call, then applies it.
+    fn stage_snapshot(
+        &mut self,
+        id: SessionId,
+        doc: DocId,
+        theirs: Vec<ChangeHash>,
+        bytes: Vec<u8>,
+    ) {
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.staged = Some((theirs, Staged::Received { doc, bytes }));
         }
     }
 

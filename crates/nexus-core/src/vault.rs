@@ -636,6 +636,19 @@ impl Vault {
         })
     }
 
+    /// Takes a peer's snapshot that was parsed and verified ahead (see
+    /// [`crate::document::StagedSnapshot`]).
+    pub fn apply_staged_snapshot_from_peer(
+        &mut self,
+        staged: crate::document::StagedSnapshot,
+        now_ms: u64,
+    ) -> Applied {
+        let doc = staged.doc();
+        self.apply_with(doc, now_ms, |document, membership| {
+            document.apply_staged_snapshot(staged, membership)
+        })
+    }
+
     fn apply_changes_with(
         &mut self,
         doc: DocId,

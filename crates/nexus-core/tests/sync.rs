@@ -14,6 +14,7 @@ const CONFIG: NodeConfig = NodeConfig {
     reconcile_interval_ms: 1_000,
     retry_ms: 500,
     snapshot_min_changes: 32,
+    verify_slice: 0,
 };
 
 fn doc(n: u8) -> DocId {
@@ -22,7 +23,11 @@ fn doc(n: u8) -> DocId {
 
 /// Device 0 creates a vault; the others are approved by id. Nobody is connected yet.
 fn vault_of(n: usize, seed: u64) -> (Network, VaultId) {
-    let mut net = Network::new(n, seed, CONFIG);
+    vault_with(n, seed, CONFIG)
+}
+
+fn vault_with(n: usize, seed: u64, config: NodeConfig) -> (Network, VaultId) {
+    let mut net = Network::new(n, seed, config);
     let now = net.now_ms;
     let (vault, out) = net.devices[0]
         .node
@@ -598,6 +603,144 @@ fn a_fresh_device_gets_a_large_document_as_one_snapshot_and_a_tampered_one_is_re
             .vault(&vault)
             .unwrap()
             .document(&doc(2))
+            .is_none()
+    );
+}
+
+#[test]
+fn a_snapshot_checked_a_slice_at_a_time_arrives_whole_and_later_messages_wait_their_turn() {
+    let sliced = NodeConfig {
+        verify_slice: 10,
+        ..CONFIG
+    };
+    let (mut net, vault) = vault_with(2, 12, sliced);
+    for k in 0..100 {
+        put(&mut net, 0, vault, doc(1), &format!("k{}", k % 7), k);
+    }
+    net.connect(0, 1);
+    settle(&mut net);
+    assert_eq!(get(&net, 1, vault, doc(1)), get(&net, 0, vault, doc(1)));
+    assert_eq!(net.devices[1].store.count(nexus_core::Table::Snapshots), 1);
+    assert!(!net.devices[1].node.has_work());
+
+    // By hand: device 2 (a member never connected) wrote two documents; their snapshots
+    // reach device 1 on one session. The first is checked over several calls, the
+    // second waits behind it, and both land, in order.
+    let (mut net, vault) = vault_with(3, 13, sliced);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    settle(&mut net);
+    net.disconnect(0, 2);
+    for k in 0..50 {
+        put(&mut net, 2, vault, doc(3), "a", k);
+    }
+    for k in 0..20 {
+        put(&mut net, 2, vault, doc(4), "b", k);
+    }
+    let snapshot_of = |net: &Network, d: DocId| {
+        let document = net.devices[2]
+            .node
+            .vault(&vault)
+            .unwrap()
+            .document(&d)
+            .unwrap();
+        Message::DocSnapshot {
+            doc: d,
+            heads: document.heads(),
+            snapshot: document.snapshot_bytes(),
+        }
+        .encode()
+    };
+    let peer = net.id(2);
+    let session = net.devices[1].node.accept_session(peer);
+    let hello = Message::Hello {
+        vault,
+        membership_heads: net.devices[1].node.vault(&vault).unwrap().log().heads(),
+        join: None,
+    };
+    let out = net.devices[1]
+        .node
+        .handle_message(session, &hello.encode(), net.now_ms);
+    assert!(out.closed.is_empty());
+    let now = net.now_ms;
+    let (snapshot_3, snapshot_4) = (snapshot_of(&net, doc(3)), snapshot_of(&net, doc(4)));
+    let first = net.devices[1]
+        .node
+        .handle_message(session, &snapshot_3, now);
+    assert!(
+        first.batch.is_empty(),
+        "nothing stored before every signature is checked"
+    );
+    assert!(net.devices[1].node.has_work());
+    let queued = net.devices[1]
+        .node
+        .handle_message(session, &snapshot_4, now);
+    assert!(queued.batch.is_empty() && queued.transmits.is_empty());
+    let mut calls = 0;
+    let mut stored = Vec::new();
+    while net.devices[1].node.has_work() {
+        calls += 1;
+        assert!(calls < 100, "work ends");
+        let out = net.devices[1].node.work(now);
+        assert!(out.closed.is_empty(), "{:?}", out.closed);
+        for op in out.batch.ops() {
+            if let nexus_core::Op::Put {
+                table: nexus_core::Table::Snapshots,
+                key,
+                ..
+            } = op
+            {
+                stored.push(key[32..48].to_vec());
+            }
+        }
+    }
+    assert!(
+        calls >= 5,
+        "50 signatures in slices of 10 take several calls, took {calls}"
+    );
+    assert_eq!(stored, vec![doc(3).0.to_vec(), doc(4).0.to_vec()]);
+    assert_eq!(get(&net, 1, vault, doc(3)), get(&net, 2, vault, doc(3)));
+    assert_eq!(get(&net, 1, vault, doc(4)), get(&net, 2, vault, doc(4)));
+
+    // A snapshot whose last signature was altered is refused whole when its last slice
+    // is checked, and nothing of it is stored.
+    for k in 0..30 {
+        put(&mut net, 2, vault, doc(5), "c", k);
+    }
+    let mut tampered = net.devices[2]
+        .node
+        .vault(&vault)
+        .unwrap()
+        .document(&doc(5))
+        .unwrap()
+        .snapshot_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let message = Message::DocSnapshot {
+        doc: doc(5),
+        heads: vec![],
+        snapshot: tampered,
+    };
+    let out = net.devices[1]
+        .node
+        .handle_message(session, &message.encode(), now);
+    assert!(out.closed.is_empty() && net.devices[1].node.has_work());
+    let mut closed = Vec::new();
+    while net.devices[1].node.has_work() {
+        let out = net.devices[1].node.work(now);
+        assert!(out.batch.is_empty());
+        closed.extend(out.closed);
+    }
+    assert_eq!(
+        closed.first().map(|(_, r)| r.code),
+        Some(RefuseCode::ProtocolViolation)
+    );
+    assert!(
+        net.devices[1]
+            .node
+            .vault(&vault)
+            .unwrap()
+            .document(&doc(5))
             .is_none()
     );
 }

@@ -519,6 +519,12 @@ impl NativePeer {
                     let out = self.node.tick(now);
                     // A failed commit is reported and recovered from inside.
                     let _ = self.carry_out(out);
+                    // Work a config with `verify_slice` left for later (each call makes
+                    // progress, so this ends).
+                    while self.node.has_work() {
+                        let out = self.node.work(now);
+                        let _ = self.carry_out(out);
+                    }
                     self.redial(now);
                     self.finish_joins(now);
                     self.disconnect_due(now);

@@ -40,6 +40,10 @@ use crate::p2p::{RELAY_HOP_PROTOCOL, SYNC_PROTOCOL, device_of, peer_of, relay_pa
 
 /// How often the node ticks (retries, reconciliation, handshake timeouts).
 const TICK: Duration = Duration::from_millis(100);
+/// Signatures of a big snapshot checked per turn of the page's event loop (about 10 ms
+/// of work in a release build), so that a fresh tab receiving a big document stays
+/// responsive.
+pub const WEB_VERIFY_SLICE: usize = 500;
 /// How long a refused session waits before it is tried again.
 const REFUSED_COOLDOWN_MS: u64 = 30_000;
 /// How long a peer that broke the protocol is kept away.
@@ -285,7 +289,11 @@ pub struct WebHandle {
 impl WebPeer {
     /// Opens (or creates) the IndexedDB database `name`, loads its device key and vaults,
     /// builds the swarm and starts the runtime on the page's event loop.
-    pub async fn start(name: &str, config: NodeConfig) -> Result<WebHandle, WebError> {
+    /// A `config` without a [`NodeConfig::verify_slice`] gets [`WEB_VERIFY_SLICE`].
+    pub async fn start(name: &str, mut config: NodeConfig) -> Result<WebHandle, WebError> {
+        if config.verify_slice == 0 {
+            config.verify_slice = WEB_VERIFY_SLICE;
+        }
         let mut store = IdbStore::open(name).await?;
         let key = store.load_or_create_device_key().await?;
         // Each open (each tab) writes with its own Automerge actor.
@@ -367,7 +375,18 @@ impl WebPeer {
         let mut ticker = futures_timer::Delay::new(TICK).fuse();
         let mut last_ensure = 0u64;
         while !self.stopping {
+            // Pending node work (a big snapshot being checked) runs one slice per turn of
+            // the event loop, between network events and the page's own work.
+            let mut work = if self.node.has_work() {
+                futures_timer::Delay::new(Duration::ZERO).fuse()
+            } else {
+                futures::future::Fuse::terminated()
+            };
             futures::select! {
+                () = work => {
+                    let out = self.node.work(now_ms());
+                    let _ = self.carry_out(out).await;
+                }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 internal = self.internal_rx.select_next_some() => self.on_internal(internal).await,
                 incoming = self.incoming.next() => {
