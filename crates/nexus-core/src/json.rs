@@ -162,7 +162,7 @@ pub enum EditError {
         /// Which edit.
         index: usize,
         /// Automerge's error.
-        source: AutomergeError,
+        source: Box<AutomergeError>,
     },
 }
 
@@ -206,7 +206,10 @@ fn apply_edit(tx: &mut impl Transactable, index: usize, edit: &Json) -> Result<(
         .get("path")
         .and_then(Json::as_array)
         .ok_or_else(|| malformed("no \"path\" array"))?;
-    let am = |source| EditError::Automerge { index, source };
+    let am = |source| EditError::Automerge {
+        index,
+        source: Box::new(source),
+    };
     if op == "splice" {
         let text = resolve(tx, index, path, path.len())?;
         let at = edit
@@ -302,9 +305,10 @@ fn resolve(
                 });
             }
         };
-        let found = tx
-            .get(&obj, prop)
-            .map_err(|source| EditError::Automerge { index, source })?;
+        let found = tx.get(&obj, prop).map_err(|source| EditError::Automerge {
+            index,
+            source: Box::new(source),
+        })?;
         match found {
             Some((automerge::Value::Object(_), id)) => obj = id,
             _ => {
