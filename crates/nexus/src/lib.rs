@@ -3,8 +3,10 @@
 //! This crate holds the storage backends, the transports and the node runtime. Platform
 //! differences live in one module per side: `native` (SQLite, the key file, a libp2p
 //! swarm on tokio with TCP, QUIC and WebSocket, and `NativePeer`, the runtime behind
-//! `nexus serve`) and `web` on wasm32 (`IdbStore`, IndexedDB). [`frames`] is shared: how
-//! sync messages are framed on a stream.
+//! `nexus serve`) and `web` on wasm32 (`IdbStore` on IndexedDB, the websys swarm, and
+//! `WebPeer`, the browser runtime, with tab coordination). Shared by both: [`frames`] (how
+//! sync messages are framed on a stream), [`p2p`] (identity and address helpers) and
+//! [`rt`] (spawning and sleeping).
 //!
 //! Native storage, end to end:
 //!
