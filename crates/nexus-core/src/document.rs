@@ -1274,6 +1274,19 @@ impl Document {
         crate::json::to_json(&self.hydrate())
     }
 
+    /// What changed between `before` (heads this document had at some point, for example
+    /// from [`Document::heads`]) and now, as Automerge patches. Hashes this document does
+    /// not hold (left by a change that revocation later removed) are skipped, so the
+    /// patches then start from the part of `before` that is still known.
+    pub fn patches_since(&self, before: &[ChangeHash]) -> Vec<automerge::Patch> {
+        let known: Vec<ChangeHash> = before
+            .iter()
+            .filter(|h| self.doc.get_change_by_hash(h).is_some())
+            .copied()
+            .collect();
+        self.doc.diff(&known, &self.doc.get_heads())
+    }
+
     /// The stored metadata record of a document.
     pub fn meta_record(&self, created_ms: u64) -> Batch {
         let mut w = Writer::new();

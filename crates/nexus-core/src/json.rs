@@ -2,7 +2,7 @@
 
 use automerge::hydrate::Value;
 use automerge::transaction::Transactable;
-use automerge::{AutomergeError, ObjId, ObjType, Prop, ScalarValue};
+use automerge::{AutomergeError, ObjId, ObjType, Patch, PatchAction, Prop, ScalarValue};
 use serde_json::{Map, Number, Value as Json};
 
 /// Writes a JSON value at `prop` of `obj`: objects become maps, arrays lists, strings
@@ -83,6 +83,117 @@ fn scalar_to_json(scalar: &ScalarValue) -> Json {
         ScalarValue::Boolean(b) => Json::Bool(*b),
         ScalarValue::Bytes(bytes) => Json::Array(bytes.iter().map(|b| Json::from(*b)).collect()),
         ScalarValue::Unknown { .. } | ScalarValue::Null => Json::Null,
+    }
+}
+
+/// Converts Automerge patches to the JSON shape JavaScript users know from
+/// `@automerge/automerge`: `{ action, path, ... }` with `path` an array of map keys and
+/// list indexes from the root, and the actions
+///
+/// - `put` (`value`, `conflict` when concurrent writes left other values),
+/// - `insert` (`values`, inserted at the index ending the path),
+/// - `splice` (`value`, text inserted at the index ending the path),
+/// - `del` (`length` when more than one list element went),
+/// - `inc` (`value`, added to a counter),
+/// - `conflict` (a key or index now holds concurrent values),
+/// - `mark` (`marks`: `{ name, value, start, end }`).
+///
+/// A new map, list or text arrives as `{}`, `[]` or `""` followed by patches that fill it.
+pub fn patches_to_json(patches: &[Patch]) -> Json {
+    Json::Array(patches.iter().map(patch_to_json).collect())
+}
+
+fn patch_to_json(patch: &Patch) -> Json {
+    let mut path: Vec<Json> = patch.path.iter().map(|(_, prop)| prop_json(prop)).collect();
+    let mut object = Map::new();
+    let action = match &patch.action {
+        PatchAction::PutMap {
+            key,
+            value,
+            conflict,
+        } => {
+            path.push(Json::String(key.clone()));
+            object.insert("value".into(), value_json(&value.0));
+            if *conflict {
+                object.insert("conflict".into(), Json::Bool(true));
+            }
+            "put"
+        }
+        PatchAction::PutSeq {
+            index,
+            value,
+            conflict,
+        } => {
+            path.push(Json::from(*index));
+            object.insert("value".into(), value_json(&value.0));
+            if *conflict {
+                object.insert("conflict".into(), Json::Bool(true));
+            }
+            "put"
+        }
+        PatchAction::Insert { index, values } => {
+            path.push(Json::from(*index));
+            let values = values.iter().map(|(v, _, _)| value_json(v)).collect();
+            object.insert("values".into(), Json::Array(values));
+            "insert"
+        }
+        PatchAction::SpliceText { index, value, .. } => {
+            path.push(Json::from(*index));
+            object.insert("value".into(), Json::String(value.make_string()));
+            "splice"
+        }
+        PatchAction::Increment { prop, value } => {
+            path.push(prop_json(prop));
+            object.insert("value".into(), Json::from(*value));
+            "inc"
+        }
+        PatchAction::Conflict { prop } => {
+            path.push(prop_json(prop));
+            "conflict"
+        }
+        PatchAction::DeleteMap { key } => {
+            path.push(Json::String(key.clone()));
+            "del"
+        }
+        PatchAction::DeleteSeq { index, length } => {
+            path.push(Json::from(*index));
+            if *length > 1 {
+                object.insert("length".into(), Json::from(*length));
+            }
+            "del"
+        }
+        PatchAction::Mark { marks } => {
+            let marks = marks
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "name": m.name.as_str(), "value": scalar_to_json(&m.value),
+                        "start": m.start, "end": m.end,
+                    })
+                })
+                .collect();
+            object.insert("marks".into(), Json::Array(marks));
+            "mark"
+        }
+    };
+    object.insert("action".into(), Json::String(action.into()));
+    object.insert("path".into(), Json::Array(path));
+    Json::Object(object)
+}
+
+fn prop_json(prop: &Prop) -> Json {
+    match prop {
+        Prop::Map(key) => Json::String(key.clone()),
+        Prop::Seq(index) => Json::from(*index),
+    }
+}
+
+fn value_json(value: &automerge::Value<'_>) -> Json {
+    match value {
+        automerge::Value::Object(ObjType::Map | ObjType::Table) => Json::Object(Map::new()),
+        automerge::Value::Object(ObjType::List) => Json::Array(Vec::new()),
+        automerge::Value::Object(ObjType::Text) => Json::String(String::new()),
+        automerge::Value::Scalar(scalar) => scalar_to_json(scalar),
     }
 }
 
@@ -364,7 +475,7 @@ fn insert_value(
 #[cfg(test)]
 mod edit_tests {
     use super::*;
-    use automerge::{AutoCommit, ReadDoc};
+    use automerge::{AutoCommit, Automerge, ROOT, ReadDoc};
     use serde_json::json;
 
     fn doc_json(doc: &mut AutoCommit) -> Json {
@@ -421,5 +532,125 @@ mod edit_tests {
             let error = apply_edits(&mut doc, &edits).unwrap_err().to_string();
             assert!(error.contains(expected), "{error} should say {expected}");
         }
+    }
+
+    /// Applies patches in the JSON shape to a JSON value, as a JavaScript user would.
+    fn apply_patches(state: &mut serde_json::Value, patches: &serde_json::Value) {
+        for patch in patches.as_array().unwrap() {
+            let path = patch["path"].as_array().unwrap();
+            let (last, parents) = path.split_last().unwrap();
+            let mut target = &mut *state;
+            for p in parents {
+                target = match p {
+                    serde_json::Value::String(k) => target.get_mut(k.as_str()).unwrap(),
+                    n => target.get_mut(n.as_u64().unwrap() as usize).unwrap(),
+                };
+            }
+            let action = patch["action"].as_str().unwrap();
+            match (target, last) {
+                (serde_json::Value::Object(map), serde_json::Value::String(key)) => match action {
+                    "put" => {
+                        map.insert(key.clone(), patch["value"].clone());
+                    }
+                    "del" => {
+                        map.remove(key);
+                    }
+                    "inc" => {
+                        let n = map[key].as_i64().unwrap() + patch["value"].as_i64().unwrap();
+                        map.insert(key.clone(), n.into());
+                    }
+                    other => panic!("{other} on a map"),
+                },
+                (serde_json::Value::Array(list), index) => {
+                    let i = index.as_u64().unwrap() as usize;
+                    match action {
+                        "put" => list[i] = patch["value"].clone(),
+                        "insert" => {
+                            for (k, v) in patch["values"].as_array().unwrap().iter().enumerate() {
+                                list.insert(i + k, v.clone());
+                            }
+                        }
+                        "del" => {
+                            let n = patch.get("length").map_or(1, |l| l.as_u64().unwrap());
+                            list.drain(i..i + n as usize);
+                        }
+                        other => panic!("{other} on a list"),
+                    }
+                }
+                (serde_json::Value::String(text), index) => {
+                    let i = index.as_u64().unwrap() as usize;
+                    let mut chars: Vec<char> = text.chars().collect();
+                    match action {
+                        "splice" => {
+                            let insert: Vec<char> =
+                                patch["value"].as_str().unwrap().chars().collect();
+                            chars.splice(i..i, insert);
+                        }
+                        "del" => {
+                            let n = patch.get("length").map_or(1, |l| l.as_u64().unwrap());
+                            chars.drain(i..i + n as usize);
+                        }
+                        other => panic!("{other} on text"),
+                    }
+                    *text = chars.into_iter().collect();
+                }
+                (target, last) => panic!("{action} at {last} of {target}"),
+            }
+        }
+    }
+
+    #[test]
+    fn patches_replayed_on_the_old_value_give_the_new_one() {
+        let mut doc = Automerge::new();
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            tx.put(ROOT, "title", "groceries")?;
+            tx.put(ROOT, "gone", 1_i64)?;
+            tx.put(ROOT, "count", ScalarValue::counter(5))?;
+            let list = tx.put_object(ROOT, "items", ObjType::List)?;
+            tx.insert(&list, 0, "milk")?;
+            tx.insert(&list, 1, "eggs")?;
+            tx.insert(&list, 2, "rice")?;
+            let text = tx.put_object(ROOT, "note", ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, "buy soon")?;
+            Ok(())
+        })
+        .unwrap();
+        let before_heads = doc.get_heads();
+        let mut state = to_json(&doc.hydrate(None));
+        let edits = serde_json::json!([
+            {"op": "put", "path": ["title"], "value": "market"},
+            {"op": "delete", "path": ["gone"]},
+            {"op": "increment", "path": ["count"], "by": -2},
+            {"op": "delete", "path": ["items", 0]},
+            {"op": "delete", "path": ["items", 0]},
+            {"op": "insert", "path": ["items", 1], "value": {"name": "tea", "tags": ["hot"]}},
+            {"op": "splice", "path": ["note"], "index": 4, "delete": 4, "insert": "later"},
+            {"op": "put", "path": ["meta"], "value": {"by": "ana"}},
+        ]);
+        doc.transact::<_, _, EditError>(|tx| apply_edits(tx, &edits))
+            .unwrap();
+        let patches = patches_to_json(&doc.diff(&before_heads, &doc.get_heads()));
+        let actions: Vec<&str> = patches
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["action"].as_str().unwrap())
+            .collect();
+        for expected in ["put", "del", "inc", "insert", "splice"] {
+            assert!(
+                actions.contains(&expected),
+                "{expected} missing in {patches}"
+            );
+        }
+        apply_patches(&mut state, &patches);
+        assert_eq!(state, to_json(&doc.hydrate(None)));
+
+        // From nothing, the patches build the whole document.
+        let mut state = serde_json::json!({});
+        apply_patches(
+            &mut state,
+            &patches_to_json(&doc.diff(&[], &doc.get_heads())),
+        );
+        assert_eq!(state, to_json(&doc.hydrate(None)));
     }
 }

@@ -385,6 +385,47 @@ impl Nexus {
         to_js(&Json::Array(heads))
     }
 
+    /// What changed in a document since `since` (heads from `heads` or an earlier call):
+    /// `{ heads, patches }`, the patches in `@automerge/automerge`'s shape (see
+    /// `nexus_core::json::patches_to_json`). `since` empty gives the whole document.
+    pub async fn patches(
+        &self,
+        vault: String,
+        doc: String,
+        since: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let doc: DocId = parse("document id", &doc)?;
+        let since: Vec<String> = match from_js("since", since)? {
+            Json::Null => Vec::new(),
+            value => serde_json::from_value(value)
+                .map_err(|e| bad_argument("since", format!("must be an array of heads: {e}")))?,
+        };
+        let since = since
+            .iter()
+            .map(|h| parse::<nexus_core::automerge::ChangeHash>("head", h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let diff = self
+            .handle
+            .read(move |node| {
+                node.vault(&vault)
+                    .and_then(|v| v.document(&doc))
+                    .map(|d| {
+                        let heads: Vec<Json> =
+                            d.heads().iter().map(|h| json!(h.to_string())).collect();
+                        json!({
+                            "heads": heads,
+                            "patches": nexus_core::json::patches_to_json(&d.patches_since(&since)),
+                        })
+                    })
+                    .ok_or(VaultError::UnknownDocument { vault, doc })
+            })
+            .await
+            .map_err(web_error)?
+            .map_err(|e| web_error(e.into()))?;
+        to_js(&diff)
+    }
+
     /// Applies a list of edits (see `nexus_core::json::apply_edits`) as one signed change.
     /// Resolves once the change is in IndexedDB.
     pub async fn change(&self, vault: String, doc: String, edits: JsValue) -> Result<(), JsValue> {
