@@ -3,7 +3,7 @@
 // device), and native `nexus` / `nexus-relay` processes on loopback.
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, existsSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, extname, normalize } from "node:path";
 import { chromium } from "playwright-core";
@@ -13,7 +13,17 @@ export const bin = process.env.NEXUS_BIN_DIR ?? join(here, "../../target/debug")
 const pkg = process.env.NEXUS_WASM_PKG ?? join(here, "../../target/nexus-wasm-pkg");
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+const types = {
+  ".html": "text/html",
+  ".js": "text/javascript",
+  ".mjs": "text/javascript",
+  ".css": "text/css",
+  ".json": "application/json",
+  ".webmanifest": "application/manifest+json",
+  ".png": "image/png",
+  ".svg": "image/svg+xml",
+  ".wasm": "application/wasm",
+};
 
 /** Serves page.html at / and the wasm-bindgen output under /pkg/ on 127.0.0.1. */
 export async function startServer() {
@@ -37,8 +47,31 @@ export async function startServer() {
   return { url, close: () => new Promise((resolve) => server.close(resolve)) };
 }
 
-/** A browser profile (its own user-data-dir: its own IndexedDB, so its own device). */
-export async function openProfile(url) {
+/**
+ * Serves the files of `dir` (a built web app) on 127.0.0.1; paths without a file get
+ * index.html, as a single-page app expects.
+ */
+export async function serveDir(dir) {
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    let file = join(dir, normalize(path).replace(/^(\.\.\/)+/, ""));
+    if (!existsSync(file) || !statSync(file).isFile()) file = join(dir, "index.html");
+    res.writeHead(200, {
+      "content-type": types[extname(file)] ?? "application/octet-stream",
+      "cache-control": "no-cache",
+    });
+    res.end(readFileSync(file));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  return { url, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+/**
+ * A browser profile (its own user-data-dir: its own IndexedDB, so its own device) with
+ * a page open at `url`, once `ready` (a JavaScript expression) holds in it.
+ */
+export async function openProfile(url, { ready = "window.nexusReady === true" } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "nexus-profile-"));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: chromiumPath,
@@ -58,7 +91,11 @@ export async function openProfile(url) {
   page.on("console", (m) => log.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => log.push(`pageerror: ${e.message}`));
   await page.goto(url);
-  await page.waitForFunction(() => window.nexusReady === true, null, { timeout: 30_000 });
+  await page.waitForFunction(ready, null, { timeout: 30_000 }).catch(async (e) => {
+    await context.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`${url}: ${ready} did not hold: ${e.message}\n${log.join("\n")}`);
+  });
   return {
     context,
     page,
@@ -177,8 +214,9 @@ export class Scene {
     return daemon;
   }
 
-  async profile() {
-    const profile = await openProfile(this.server.url);
+  /** A browser profile on the test page, or on `url` (see openProfile). */
+  async profile(url = this.server.url, options = {}) {
+    const profile = await openProfile(url, options);
     this.defer(() => profile.close());
     return profile;
   }

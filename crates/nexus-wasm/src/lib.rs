@@ -298,8 +298,8 @@ impl Nexus {
             .map_err(web_error)
     }
 
-    /// Creates a document holding `initial` (a JSON object, or nothing); resolves with its
-    /// id once stored.
+    /// Creates a document holding `initial` (a JSON object, a list of edits as for
+    /// `change`, or nothing) in one signed change; resolves with its id once stored.
     #[wasm_bindgen(js_name = createDocument)]
     pub async fn create_document(
         &self,
@@ -308,13 +308,19 @@ impl Nexus {
     ) -> Result<String, JsValue> {
         let vault: VaultId = parse("vault id", &vault)?;
         let initial = from_js("initial", initial)?;
-        let edits: Vec<Json> = match &initial {
+        let edits: Vec<Json> = match initial {
             Json::Null => Vec::new(),
             Json::Object(map) => map
                 .iter()
                 .map(|(k, v)| json!({ "op": "put", "path": [k], "value": v }))
                 .collect(),
-            _ => return Err(bad_argument("initial", "must be an object")),
+            Json::Array(edits) => edits,
+            _ => {
+                return Err(bad_argument(
+                    "initial",
+                    "must be an object or a list of edits",
+                ));
+            }
         };
         let doc = DocId::random().map_err(|e| js_error("INTERNAL", e))?;
         self.handle

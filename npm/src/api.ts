@@ -1,0 +1,376 @@
+/**
+ * The TypeScript API over the engine (`nexus-wasm`): a `Nexus` per device, its vaults,
+ * and handles on documents in the style of automerge-repo. The engine does the work
+ * (storage, signatures, sync); this layer keeps each handle's copy of its document up to
+ * date and turns proxy mutations into edit lists.
+ */
+import { Nexus as Engine } from "./wasm/nexus_wasm.js";
+import { NexusError, recordChange, type Edit } from "./change.js";
+import { applyPatches, type Patch } from "./patches.js";
+
+let initialize: (() => Promise<void>) | null = null;
+let initialized: Promise<void> | null = null;
+
+/** Called by the entry points: how to load the WebAssembly module, once. */
+export function setInitializer(init: () => Promise<void>): void {
+  initialize = init;
+}
+
+/** Loads the WebAssembly module if that has not happened yet. */
+export function ensureInitialized(): Promise<void> {
+  if (!initialized) {
+    if (!initialize) {
+      return Promise.reject(
+        new NexusError("NOT_INITIALIZED", 'call initializeWasm(url) from "nexus-sync/slim" before Nexus.open'),
+      );
+    }
+    initialized = initialize().catch((e) => {
+      initialized = null;
+      throw new NexusError("WASM_LOAD_FAILED", `the WebAssembly module could not be loaded: ${e?.message ?? e}`);
+    });
+  }
+  return initialized;
+}
+
+/** A vault's role for a device. */
+export type Role = "admin" | "member";
+
+/** What `Nexus.open` takes. */
+export interface OpenOptions {
+  /** The IndexedDB database, and so the device: tabs that open the same name are one device. Default `"nexus"`. */
+  name?: string;
+}
+
+/** A device of a vault as seen in its membership log. */
+export interface Device {
+  deviceId: string;
+  role: Role | null;
+  status: "member" | "revoked";
+  thisDevice: boolean;
+}
+
+/** What the peer is doing. */
+export interface Status {
+  deviceId: string;
+  /** The browser's `navigator.onLine`. */
+  online: boolean;
+  /** Whether this tab holds the network connections for the profile (one tab does). */
+  leader: boolean;
+  peers: { deviceId: string; connected: boolean; relay: boolean; syncing: string[] }[];
+  /** Relay circuit addresses at which this browser can be reached. */
+  reachableAt: string[];
+  /** Invites being redeemed. */
+  joining: number;
+}
+
+/** An event from the engine. `type` says which; the other fields depend on it. */
+export type NexusEvent =
+  | { type: "connected" | "disconnected"; deviceId: string }
+  | { type: "reachable"; address: string }
+  | { type: "syncing"; vaultId: string; deviceId: string }
+  | { type: "refused"; deviceId: string; code: string; reason: string; byUs: boolean }
+  | { type: "docChanged"; vaultId: string; docId: string }
+  | { type: "membershipChanged" | "vaultJoined"; vaultId: string }
+  | { type: "rejected"; deviceId: string; error: string }
+  | { type: "online"; online: boolean }
+  | { type: "leader" }
+  | { type: "problem"; message: string };
+
+/** What `handle.on("change", ...)` listeners get. */
+export interface ChangeEvent<T> {
+  handle: DocHandle<T>;
+  /** The document after the change. */
+  doc: T;
+  /** What changed, in `@automerge/automerge`'s patch shape. */
+  patches: Patch[];
+  /** Whether the change was made by `handle.change` in this tab. */
+  local: boolean;
+}
+
+type Listener<E> = (event: E) => void;
+
+class Listeners<E> {
+  #set = new Set<Listener<E>>();
+  add(listener: Listener<E>): () => void {
+    this.#set.add(listener);
+    return () => this.#set.delete(listener);
+  }
+  emit(event: E): void {
+    for (const listener of [...this.#set]) {
+      try {
+        listener(event);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+  get size(): number {
+    return this.#set.size;
+  }
+}
+
+const STATUS_EVENTS = new Set(["connected", "disconnected", "reachable", "syncing", "refused", "online", "leader"]);
+
+/** One device in this browser profile: its key, vaults and documents in IndexedDB, its connections. */
+export class Nexus {
+  readonly #engine: Engine;
+  readonly #events = new Listeners<NexusEvent>();
+  readonly #status = new Listeners<Status>();
+  readonly #handles = new Map<string, DocHandle<any>>();
+  #closed = false;
+
+  private constructor(engine: Engine) {
+    this.#engine = engine;
+  }
+
+  /** Opens (or creates, on first use) this profile's device and starts syncing. */
+  static async open(options: OpenOptions = {}): Promise<Nexus> {
+    await ensureInitialized();
+    const engine = await Engine.open(options.name ?? "nexus");
+    const nexus = new Nexus(engine);
+    await engine.subscribe((event: NexusEvent) => nexus.#dispatch(event));
+    return nexus;
+  }
+
+  /** This device's id: what an admin approves, as text (also shown as a QR code by apps). */
+  get deviceId(): string {
+    return this.#engine.deviceId;
+  }
+
+  /** @internal */
+  get engine(): Engine {
+    if (this.#closed) throw new NexusError("CLOSED", "this Nexus was closed");
+    return this.#engine;
+  }
+
+  /** Dials a peer or relay (WebSocket, WebRTC-direct or relay circuit multiaddr ending in `/p2p/<id>`); resolves with its device id. */
+  connect(address: string): Promise<string> {
+    return this.engine.connect(address);
+  }
+
+  /** Creates a vault with this device as its admin. */
+  async createVault(name: string): Promise<Vault> {
+    const id = await this.engine.createVault(name);
+    return this.vault(id);
+  }
+
+  /** The vaults this device holds (including ones it was revoked from: `role` is then null). */
+  async vaults(): Promise<Vault[]> {
+    const rows: { id: string; name: string; role: Role | null; members: number }[] = await this.engine.vaults();
+    return rows.map((row) => new Vault(this, row.id, row.name, row.role, row.members));
+  }
+
+  /** A vault this device holds, by id. */
+  async vault(id: string): Promise<Vault> {
+    const found = (await this.vaults()).find((v) => v.id === id);
+    if (!found) throw new NexusError("UNKNOWN_VAULT", `this device holds no vault ${id}`);
+    return found;
+  }
+
+  /** Redeems an invite code; resolves once a member let this device in and the vault is stored. */
+  async join(code: string): Promise<Vault> {
+    const id = await this.engine.join(code);
+    return this.vault(id);
+  }
+
+  /** What the peer is doing now. */
+  status(): Promise<Status> {
+    return this.engine.status();
+  }
+
+  /**
+   * Listens to the engine's events (`"*"` for all, or one `type`), or to `"status"`: the
+   * new `Status` whenever connections, reachability, leadership or being online change.
+   * Returns a function that stops listening.
+   */
+  on(type: "status", listener: Listener<Status>): () => void;
+  on<K extends NexusEvent["type"] | "*">(
+    type: K,
+    listener: Listener<K extends "*" ? NexusEvent : Extract<NexusEvent, { type: K }>>,
+  ): () => void;
+  on(type: string, listener: Listener<any>): () => void {
+    if (type === "status") return this.#status.add(listener);
+    return this.#events.add((event) => {
+      if (type === "*" || event.type === type) listener(event);
+    });
+  }
+
+  /** Stops syncing and closes IndexedDB; everything whose promise resolved is stored. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#engine.close();
+    this.#closed = true;
+  }
+
+  /** @internal A handle per document, shared by every `find`. */
+  handle<T>(vault: string, doc: string, create: () => DocHandle<T>): DocHandle<T> {
+    const key = `${vault}/${doc}`;
+    let handle = this.#handles.get(key);
+    if (!handle) {
+      handle = create();
+      this.#handles.set(key, handle);
+    }
+    return handle;
+  }
+
+  #dispatch(event: NexusEvent): void {
+    if (event.type === "docChanged") {
+      this.#handles.get(`${event.vaultId}/${event.docId}`)?.refresh(false);
+    }
+    if (event.type === "membershipChanged") {
+      for (const handle of this.#handles.values()) if (handle.vaultId === event.vaultId) handle.refresh(false);
+    }
+    this.#events.emit(event);
+    if (STATUS_EVENTS.has(event.type) && this.#status.size > 0 && !this.#closed) {
+      this.#engine.status().then(
+        (status: Status) => this.#status.emit(status),
+        () => {},
+      );
+    }
+  }
+}
+
+/** A vault: a set of documents shared by its member devices. */
+export class Vault {
+  readonly #nexus: Nexus;
+  /** The vault's id. */
+  readonly id: string;
+  /** Its name, as its creator gave it. */
+  readonly name: string;
+  /** This device's role, or null once revoked. */
+  readonly role: Role | null;
+  /** How many devices are members. */
+  readonly members: number;
+
+  /** @internal */
+  constructor(nexus: Nexus, id: string, name: string, role: Role | null, members: number) {
+    this.#nexus = nexus;
+    this.id = id;
+    this.name = name;
+    this.role = role;
+    this.members = members;
+  }
+
+  /** An invite code (admins only); it carries this browser's relay addresses. Default: a day, member. */
+  createInvite(options: { expiresInSeconds?: number; role?: Role } = {}): Promise<string> {
+    return this.#nexus.engine.createInvite(this.id, options.expiresInSeconds ?? 24 * 3600, options.role ?? "member");
+  }
+
+  /** The vault's devices, members and revoked. */
+  devices(): Promise<Device[]> {
+    return this.#nexus.engine.devices(this.id);
+  }
+
+  /** Approves a device by its id (admins only). */
+  approve(deviceId: string, options: { role?: Role } = {}): Promise<void> {
+    return this.#nexus.engine.approve(this.id, deviceId, options.role ?? "member");
+  }
+
+  /** Revokes a device (admins only): its later changes are refused everywhere and the vault key rotates. */
+  revoke(deviceId: string): Promise<void> {
+    return this.#nexus.engine.revoke(this.id, deviceId);
+  }
+
+  /** The ids of the vault's documents. */
+  documents(): Promise<string[]> {
+    return this.#nexus.engine.documents(this.id);
+  }
+
+  /** Creates a document holding `initial` (`text(...)` and `counter(...)` values too), in one signed change; resolves once it is stored. */
+  async create<T extends object = Record<string, unknown>>(initial?: T): Promise<DocHandle<T>> {
+    const edits = recordChange({} as Record<string, unknown>, (d) => Object.assign(d, initial ?? {}));
+    const id = await this.#nexus.engine.createDocument(this.id, edits);
+    return this.find<T>(id);
+  }
+
+  /** A handle on a document of this vault, with its current content loaded. */
+  async find<T = Record<string, unknown>>(docId: string): Promise<DocHandle<T>> {
+    const handle = this.#nexus.handle<T>(this.id, docId, () => new DocHandle<T>(this.#nexus, this.id, docId));
+    await handle.whenReady();
+    return handle;
+  }
+}
+
+/** A document: its current value, changes to it, and listeners. */
+export class DocHandle<T> {
+  readonly #nexus: Nexus;
+  /** The vault holding the document. */
+  readonly vaultId: string;
+  /** The document's id. */
+  readonly id: string;
+  #doc: T | undefined;
+  #heads: string[] = [];
+  #queue: Promise<void> = Promise.resolve();
+  #ready: Promise<void>;
+  readonly #changes = new Listeners<ChangeEvent<T>>();
+
+  /** @internal */
+  constructor(nexus: Nexus, vaultId: string, id: string) {
+    this.#nexus = nexus;
+    this.vaultId = vaultId;
+    this.id = id;
+    this.#ready = this.#enqueue(async () => {
+      const { heads, patches } = await this.#nexus.engine.patches(vaultId, id, []);
+      this.#doc = applyPatches({} as T, patches);
+      this.#heads = heads;
+    });
+  }
+
+  /** Resolves once the document's content is loaded. */
+  whenReady(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** The document as plain data (text as strings, counters as numbers). Do not mutate it; use `change`. */
+  doc(): T {
+    if (this.#doc === undefined) throw new NexusError("NOT_READY", "await vault.find(id) (or handle.whenReady()) before doc()");
+    return this.#doc;
+  }
+
+  /** The document's heads: equal on two devices holding the same changes. */
+  heads(): string[] {
+    return this.#heads.slice();
+  }
+
+  /**
+   * Changes the document: `callback` mutates a draft (`d.title = "x"`, `d.items.push(...)`,
+   * `delete d.old`, `splice(d, "note", 0, 0, "hi")`, `increment(d, "count")`), and all of it
+   * becomes one signed change. Resolves when the change is durable in IndexedDB.
+   */
+  change(callback: (doc: T) => void): Promise<void> {
+    return this.#enqueue(async () => {
+      await this.#ready;
+      const edits: Edit[] = recordChange(this.doc(), callback);
+      if (edits.length === 0) return;
+      await this.#nexus.engine.change(this.vaultId, this.id, edits);
+      await this.#update(true);
+    });
+  }
+
+  /** Calls `listener` after each change, local or from other tabs and devices. Returns a function that stops it. */
+  on(type: "change", listener: Listener<ChangeEvent<T>>): () => void {
+    if (type !== "change") throw new NexusError("BAD_ARGUMENT", `a document handle has "change" events, not "${type}"`);
+    return this.#changes.add(listener);
+  }
+
+  /** @internal Takes in what changed since the handle's heads. */
+  refresh(local: boolean): void {
+    this.#enqueue(() => this.#update(local)).catch(() => {});
+  }
+
+  async #update(local: boolean): Promise<void> {
+    const { heads, patches } = await this.#nexus.engine.patches(this.vaultId, this.id, this.#heads);
+    this.#heads = heads;
+    if (patches.length === 0) return;
+    this.#doc = applyPatches(this.#doc as T, patches);
+    this.#changes.emit({ handle: this, doc: this.#doc, patches, local });
+  }
+
+  #enqueue(work: () => Promise<void>): Promise<void> {
+    const next = this.#queue.then(work);
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * Recording a change: the callback given to `handle.change` mutates a draft of the
+ * document through proxies, and every mutation is written down as an edit in the list
+ * format the engine applies in one signed change (`nexus_core::json::apply_edits`).
+ */
+
+/** One edit, as the engine takes it. */
+export type Edit =
+  | { op: "put"; path: Path; value: Json; kind?: "text" | "counter" }
+  | { op: "insert"; path: Path; value: Json; kind?: "text" | "counter" }
+  | { op: "delete"; path: Path }
+  | { op: "splice"; path: Path; index: number; delete: number; insert: string }
+  | { op: "increment"; path: Path; by: number };
+
+/** Map keys and list indexes from the document root. */
+export type Path = (string | number)[];
+
+/** What a document holds. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+const PATH = Symbol("nexus.path");
+const RECORDER = Symbol("nexus.recorder");
+const TARGET = Symbol("nexus.target");
+const MARK = Symbol("nexus.kind");
+
+/** A value marked to be stored as collaborative text or as a counter. */
+interface Marked {
+  [MARK]: "text" | "counter";
+  value: string | number;
+}
+
+/**
+ * Stores `value` as collaborative text: concurrent `splice`s on it merge character by
+ * character instead of one write winning. It reads back as a plain string.
+ */
+export function text(value: string): string {
+  return { [MARK]: "text", value } as unknown as string;
+}
+
+/**
+ * Stores `value` as a counter: concurrent `increment`s add up instead of one write
+ * winning. It reads back as a plain number.
+ */
+export function counter(value = 0): number {
+  return { [MARK]: "counter", value } as unknown as number;
+}
+
+/** An error from the package itself (the engine's errors carry a `code` too). */
+export class NexusError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "NexusError";
+    this.code = code;
+  }
+}
+
+interface Recorder {
+  edits: Edit[];
+}
+
+function recorderOf(object: unknown, what: string): { recorder: Recorder; path: Path; target: any } {
+  const o = object as any;
+  if (o === null || typeof o !== "object" || o[RECORDER] === undefined) {
+    throw new NexusError(
+      "BAD_CHANGE",
+      `${what} takes an object or list of the document inside handle.change(d => ...), such as d or d.items`,
+    );
+  }
+  return { recorder: o[RECORDER], path: o[PATH], target: o[TARGET] };
+}
+
+/**
+ * Edits collaborative text (made with `text(...)`) in place: at `index` (counted in
+ * Unicode code points, as `Array.from(string)` does) removes `deleteCount` characters
+ * and inserts `insert`.
+ */
+export function splice(object: object, key: string | number, index: number, deleteCount: number, insert = ""): void {
+  const { recorder, path, target } = recorderOf(object, "splice");
+  const current = target[key];
+  if (typeof current !== "string") {
+    throw new NexusError("BAD_CHANGE", `splice: ${JSON.stringify([...path, key])} is not text`);
+  }
+  if (!Number.isInteger(index) || index < 0 || !Number.isInteger(deleteCount) || deleteCount < 0) {
+    throw new NexusError("BAD_CHANGE", "splice: index and deleteCount must be whole numbers from 0");
+  }
+  recorder.edits.push({ op: "splice", path: [...path, key], index, delete: deleteCount, insert });
+  const chars = Array.from(current);
+  chars.splice(index, deleteCount, ...Array.from(insert));
+  target[key] = chars.join("");
+}
+
+/** Adds `by` to a counter (made with `counter(...)`). */
+export function increment(object: object, key: string | number, by = 1): void {
+  const { recorder, path, target } = recorderOf(object, "increment");
+  if (typeof target[key] !== "number" || !Number.isInteger(by)) {
+    throw new NexusError("BAD_CHANGE", `increment: ${JSON.stringify([...path, key])} by ${by} needs a counter and a whole number`);
+  }
+  recorder.edits.push({ op: "increment", path: [...path, key], by });
+  target[key] += by;
+}
+
+/** Checks a value written into the document and returns it as plain JSON with its kind. */
+function plain(value: unknown, where: Path): { json: Json; kind?: "text" | "counter" } {
+  if (value !== null && typeof value === "object" && MARK in (value as object)) {
+    const marked = value as unknown as Marked;
+    return { json: marked.value, kind: marked[MARK] };
+  }
+  return { json: toJson(value, where) };
+}
+
+function toJson(value: unknown, where: Path): Json {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return value;
+    case "number":
+      if (!Number.isFinite(value)) break;
+      return value;
+    case "object": {
+      if (value === null) return null;
+      const v = value as any;
+      if (v[TARGET] !== undefined) return structuredClone(v[TARGET]);
+      if (MARK in v) {
+        throw new NexusError("BAD_CHANGE", `${JSON.stringify(where)}: text() and counter() values go directly on a key or list index`);
+      }
+      if (Array.isArray(v)) return v.map((item, i) => toJson(item, [...where, i]));
+      if (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null) {
+        const out: { [key: string]: Json } = {};
+        for (const [k, item] of Object.entries(v)) out[k] = toJson(item, [...where, k]);
+        return out;
+      }
+      break;
+    }
+  }
+  throw new NexusError(
+    "BAD_CHANGE",
+    `${JSON.stringify(where)}: ${String(value)} cannot be stored; documents hold objects, arrays, strings, finite numbers, booleans and null`,
+  );
+}
+
+const MUTATING = new Set(["sort", "reverse", "fill", "copyWithin"]);
+
+function proxy(target: any, path: Path, recorder: Recorder): any {
+  const child = (key: string | number) => {
+    const value = target[key];
+    return value !== null && typeof value === "object" ? proxy(value, [...path, key], recorder) : value;
+  };
+  const put = (key: string | number, value: unknown) => {
+    const { json, kind } = plain(value, [...path, key]);
+    const edit: Edit = kind ? { op: "put", path: [...path, key], value: json, kind } : { op: "put", path: [...path, key], value: json };
+    recorder.edits.push(edit);
+    target[key] = structuredClone(json);
+  };
+  if (Array.isArray(target)) {
+    const insertAt = (index: number, ...values: unknown[]) => {
+      values.forEach((value, i) => {
+        const { json, kind } = plain(value, [...path, index + i]);
+        recorder.edits.push(kind ? { op: "insert", path: [...path, index + i], value: json, kind } : { op: "insert", path: [...path, index + i], value: json });
+        target.splice(index + i, 0, structuredClone(json));
+      });
+      return target.length;
+    };
+    const deleteAt = (index: number, count = 1) => {
+      const removed = target.slice(index, index + count);
+      for (let i = 0; i < removed.length; i++) recorder.edits.push({ op: "delete", path: [...path, index] });
+      target.splice(index, removed.length);
+      return removed;
+    };
+    const methods: Record<string, (...args: any[]) => unknown> = {
+      push: (...values) => insertAt(target.length, ...values),
+      unshift: (...values) => insertAt(0, ...values),
+      pop: () => (target.length ? deleteAt(target.length - 1)[0] : undefined),
+      shift: () => (target.length ? deleteAt(0)[0] : undefined),
+      insertAt,
+      deleteAt,
+      splice: (start: number, deleteCount?: number, ...values: unknown[]) => {
+        const from = start < 0 ? Math.max(target.length + start, 0) : Math.min(start, target.length);
+        const count = deleteCount === undefined ? target.length - from : Math.max(0, Math.min(deleteCount, target.length - from));
+        const removed = deleteAt(from, count);
+        insertAt(from, ...values);
+        return removed;
+      },
+    };
+    return new Proxy(target, {
+      get(t, key, receiver) {
+        if (key === PATH) return path;
+        if (key === RECORDER) return recorder;
+        if (key === TARGET) return t;
+        if (typeof key === "string" && key in methods) return methods[key];
+        if (typeof key === "string" && MUTATING.has(key)) {
+          return () => {
+            throw new NexusError("BAD_CHANGE", `${key}() is not supported on a document list; use splice, insertAt and deleteAt`);
+          };
+        }
+        if (typeof key === "string" && /^\d+$/.test(key)) return child(Number(key));
+        return Reflect.get(t, key, receiver);
+      },
+      set(t, key, value) {
+        if (key === "length") {
+          if (typeof value === "number" && value <= t.length) deleteAt(value, t.length - value);
+          else throw new NexusError("BAD_CHANGE", "a document list cannot be made longer by setting its length");
+          return true;
+        }
+        if (typeof key !== "string" || !/^\d+$/.test(key)) {
+          throw new NexusError("BAD_CHANGE", `a document list takes only indexes, not ${String(key)}`);
+        }
+        const index = Number(key);
+        if (index < t.length) put(index, value);
+        else if (index === t.length) insertAt(index, value);
+        else throw new NexusError("BAD_CHANGE", `index ${index} is past the end of ${JSON.stringify(path)} (length ${t.length})`);
+        return true;
+      },
+      deleteProperty(t, key) {
+        if (typeof key === "string" && /^\d+$/.test(key) && Number(key) < t.length) deleteAt(Number(key));
+        return true;
+      },
+    });
+  }
+  return new Proxy(target, {
+    get(t, key, receiver) {
+      if (key === PATH) return path;
+      if (key === RECORDER) return recorder;
+      if (key === TARGET) return t;
+      if (typeof key === "string" && Object.prototype.hasOwnProperty.call(t, key)) return child(key);
+      return Reflect.get(t, key, receiver);
+    },
+    set(_t, key, value) {
+      if (typeof key !== "string") throw new NexusError("BAD_CHANGE", "document keys are strings");
+      if (value === undefined) throw new NexusError("BAD_CHANGE", `${JSON.stringify([...path, key])}: undefined cannot be stored; use delete`);
+      put(key, value);
+      return true;
+    },
+    deleteProperty(t, key) {
+      if (typeof key === "string" && Object.prototype.hasOwnProperty.call(t, key)) {
+        recorder.edits.push({ op: "delete", path: [...path, key] });
+        delete t[key];
+      }
+      return true;
+    },
+  });
+}
+
+/**
+ * Runs `callback` on a draft of `current` and returns the edits it made (empty when it
+ * changed nothing). The draft sees its own writes; `current` is left as it was.
+ */
+export function recordChange<T>(current: T, callback: (draft: T) => void): Edit[] {
+  const recorder: Recorder = { edits: [] };
+  const draft = proxy(structuredClone(current), [], recorder);
+  const result = callback(draft) as unknown;
+  if (result instanceof Promise) {
+    throw new NexusError("BAD_CHANGE", "the change callback must be synchronous; await before handle.change, not inside it");
+  }
+  return recorder.edits;
+}

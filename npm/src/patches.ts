@@ -1,0 +1,76 @@
+/**
+ * Patches: what changed in a document, in the shape `@automerge/automerge` uses, and
+ * how a handle brings its copy of the document up to date with them.
+ */
+import type { Json, Path } from "./change.js";
+
+/** One change to a document's value; `path` leads from the root to the place changed. */
+export type Patch =
+  | { action: "put"; path: Path; value: Json; conflict?: boolean }
+  | { action: "insert"; path: Path; values: Json[] }
+  | { action: "splice"; path: Path; value: string }
+  | { action: "del"; path: Path; length?: number }
+  | { action: "inc"; path: Path; value: number }
+  | { action: "conflict"; path: Path }
+  | { action: "mark"; path: Path; marks: { name: string; value: Json; start: number; end: number }[] };
+
+/**
+ * Returns `doc` with `patches` applied; objects on the changed paths are copied, the
+ * rest is shared with `doc` (which is left as it was).
+ */
+export function applyPatches<T>(doc: T, patches: Patch[]): T {
+  let root: any = doc;
+  for (const patch of patches) {
+    if (patch.action === "conflict" || patch.action === "mark") continue;
+    root = applyAt(root, patch.path, 0, patch);
+  }
+  return root as T;
+}
+
+function applyAt(node: any, path: Path, depth: number, patch: Patch): any {
+  const key = path[depth];
+  if (depth < path.length - 1) {
+    const copy = Array.isArray(node) ? node.slice() : { ...node };
+    copy[key as any] = applyAt(node[key as any], path, depth + 1, patch);
+    return copy;
+  }
+  if (typeof node === "string") {
+    const chars = Array.from(node);
+    const at = key as number;
+    if (patch.action === "splice") chars.splice(at, 0, ...Array.from(patch.value));
+    else if (patch.action === "del") chars.splice(at, patch.length ?? 1);
+    return chars.join("");
+  }
+  if (Array.isArray(node)) {
+    const copy = node.slice();
+    const at = key as number;
+    switch (patch.action) {
+      case "put":
+        copy[at] = patch.value;
+        break;
+      case "insert":
+        copy.splice(at, 0, ...patch.values);
+        break;
+      case "del":
+        copy.splice(at, patch.length ?? 1);
+        break;
+      case "inc":
+        copy[at] = (copy[at] as number) + patch.value;
+        break;
+    }
+    return copy;
+  }
+  const copy = { ...node };
+  switch (patch.action) {
+    case "put":
+      copy[key as string] = patch.value;
+      break;
+    case "del":
+      delete copy[key as string];
+      break;
+    case "inc":
+      copy[key as string] = copy[key as string] + patch.value;
+      break;
+  }
+  return copy;
+}

@@ -1,0 +1,96 @@
+// The npm package as users install it: the packed tarball (scripts/build-npm) goes into a
+// copy of examples/vite-app, Vite builds the app, and the built page syncs with a native
+// `nexus serve` over WebSocket on loopback. The slim entry (wasm loaded from a URL) and
+// the package's TypeScript types are checked too. Run by scripts/test-browser.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Scene, docGet, eventually, nexus, serveDir } from "./harness.mjs";
+
+const here = new URL(".", import.meta.url).pathname;
+const example = join(here, "../../examples/vite-app");
+const tarball = process.env.NEXUS_NPM_TARBALL && resolve(process.env.NEXUS_NPM_TARBALL);
+const npmOptions = ["--no-audit", "--no-fund", "--loglevel=error", "--prefer-offline"];
+
+const scene = new Scene();
+let app;
+
+before(async () => {
+  assert.ok(tarball, "NEXUS_NPM_TARBALL names the packed package (scripts/test-browser sets it)");
+  await scene.start();
+  app = mkdtempSync(join(tmpdir(), "nexus-vite-app-"));
+  scene.defer(() => rmSync(app, { recursive: true, force: true }));
+  cpSync(example, app, { recursive: true, filter: (src) => !/node_modules|dist$/.test(src) });
+  const manifest = JSON.parse(readFileSync(join(app, "package.json"), "utf8"));
+  manifest.dependencies["nexus-sync"] = `file:${tarball}`;
+  writeFileSync(join(app, "package.json"), JSON.stringify(manifest, null, 2));
+  rmSync(join(app, "package-lock.json"), { force: true });
+  execFileSync("npm", ["install", ...npmOptions], { cwd: app, stdio: "inherit" });
+  execFileSync("npx", ["vite", "build", "--logLevel", "error"], { cwd: app, stdio: "inherit" });
+  const server = await serveDir(join(app, "dist"));
+  scene.defer(() => server.close());
+  app = { dir: app, url: server.url };
+});
+after(() => scene.close());
+
+test("a Vite app built against the packed package joins a desktop's vault and syncs", async () => {
+  const desktop = scene.desktopWithVault();
+  await scene.serve(desktop.home, "/ip4/127.0.0.1/tcp/0/ws");
+  const code = nexus(desktop.home, "invite", "create", "--vault", "Family", "--expires", "10m");
+  const { page, log } = await scene.profile(app.url, { ready: "window.exampleReady === true" });
+
+  await page.fill("#code", code);
+  await page.click("#join button");
+  await page.waitForSelector("#add:not([hidden])", { timeout: 60_000 }).catch((e) =>
+    assert.fail(`${e.message}\n${log.join("\n")}`),
+  );
+  await page.fill("#item", "milk");
+  await page.click("#add button");
+  await eventually("the item on the desktop", () => docGet(desktop.home, desktop.doc).items?.[0] === "milk");
+
+  nexus(desktop.home, "doc", "put", "--vault", "Family", desktop.doc, "items", '["milk","eggs"]');
+  await eventually("the desktop's list in the page", async () =>
+    (await page.locator("#items li").allTextContents()).join(",") === "milk,eggs",
+  );
+});
+
+test("the slim entry loads nexus.wasm from a URL and edits text", async () => {
+  const assets = readdirSync(join(app.dir, "dist/assets"));
+  assert.ok(assets.some((f) => f.endsWith(".wasm")), `a .wasm file among ${assets}`);
+  const { page, log } = await scene.profile(`${app.url}slim.html`, { ready: "window.slimResult !== undefined" }).catch(
+    (e) => assert.fail(e.message),
+  );
+  const result = await page.evaluate(() => window.slimResult);
+  assert.equal(result.note, "hello, world", log.join("\n"));
+  assert.match(result.deviceId, /^12D3KooW/);
+});
+
+test("the package's types check in a TypeScript file that uses both entries", () => {
+  const file = join(app.dir, "check.ts");
+  writeFileSync(
+    file,
+    `import { Nexus, text, splice, type DocHandle, type Patch } from "nexus-sync";
+import { initializeWasm } from "nexus-sync/slim";
+interface Note { title: string; body: string; tags: string[] }
+export async function demo(url: string): Promise<Patch[]> {
+  await initializeWasm(url);
+  const nexus = await Nexus.open({ name: "x" });
+  const vault = await nexus.createVault("Notes");
+  const handle: DocHandle<Note> = await vault.create<Note>({ title: "a", body: text("b"), tags: [] });
+  await handle.change((d) => { d.title = "c"; d.tags.push("t"); splice(d, "body", 0, 0, "x"); });
+  const code: string = await vault.createInvite({ expiresInSeconds: 60, role: "member" });
+  let seen: Patch[] = [];
+  handle.on("change", ({ doc, patches }) => { seen = patches; doc.title.toUpperCase(); });
+  return code.length > 0 ? seen : [];
+}
+`,
+  );
+  const tsc = join(here, "../../npm/node_modules/.bin/tsc");
+  execFileSync(tsc, ["--noEmit", "--strict", "--target", "es2022", "--module", "es2022", "--moduleResolution", "bundler", "--skipLibCheck", "false", "--lib", "es2022,dom", file], {
+    cwd: app.dir,
+    stdio: "inherit",
+  });
+});
