@@ -84,8 +84,11 @@ export function splice(object: object, key: string | number, index: number, dele
   if (!Number.isInteger(index) || index < 0 || !Number.isInteger(deleteCount) || deleteCount < 0) {
     throw new NexusError("BAD_CHANGE", "splice: index and deleteCount must be whole numbers from 0");
   }
-  recorder.edits.push({ op: "splice", path: [...path, key], index, delete: deleteCount, insert });
   const chars = Array.from(current);
+  if (index + deleteCount > chars.length) {
+    throw new NexusError("BAD_CHANGE", `splice: ${index}+${deleteCount} is past the end of ${JSON.stringify([...path, key])} (${chars.length} characters)`);
+  }
+  recorder.edits.push({ op: "splice", path: [...path, key], index, delete: deleteCount, insert });
   chars.splice(index, deleteCount, ...Array.from(insert));
   target[key] = chars.join("");
 }

@@ -56,6 +56,10 @@ export async function serveDir(dir) {
     const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
     let file = join(dir, normalize(path).replace(/^(\.\.\/)+/, ""));
     if (!existsSync(file) || !statSync(file).isFile()) file = join(dir, "index.html");
+    if (!existsSync(file)) {
+      res.writeHead(404).end("not found");
+      return;
+    }
     res.writeHead(200, {
       "content-type": types[extname(file)] ?? "application/octet-stream",
       "cache-control": "no-cache",

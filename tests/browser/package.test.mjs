@@ -94,3 +94,39 @@ export async function demo(url: string): Promise<Patch[]> {
     stdio: "inherit",
   });
 });
+
+test("after each change the handle's document, the draft and the engine's value agree", async () => {
+  const installed = await serveDir(join(app.dir, "node_modules/nexus-sync"));
+  scene.defer(() => installed.close());
+  const { page, log } = await scene.profile(`${installed.url}package.json`, { ready: "true" });
+  const rounds = await page.evaluate(async () => {
+    const { Nexus, text, counter, splice, increment } = await import("/dist/index.js");
+    const nexus = await Nexus.open({ name: "agree" });
+    const vault = await nexus.createVault("Checks");
+    const handle = await vault.create({ title: "t", items: ["a", "b", "c"], body: text("hello"), n: counter(1), meta: {} });
+    const events = [];
+    handle.on("change", ({ patches, local }) => events.push({ patches: patches.length, local }));
+    const steps = [
+      (d) => { d.title = "u"; d.items.push("d", { k: [1, 2] }); },
+      (d) => { d.items.splice(1, 2, "x"); delete d.meta; d.extra = { deep: { list: [true, null, 2.5] } }; },
+      (d) => { splice(d, "body", 5, 0, ", wörld 🌍"); increment(d, "n", 41); },
+      (d) => { d.items[3].k.unshift(0); d.items.shift(); d.extra.deep.list.pop(); },
+      (d) => { splice(d, "body", 0, 5, "HELLO"); d.items.deleteAt(0); d.items.insertAt(1, "y", "z"); },
+    ];
+    const out = [];
+    for (const step of steps) {
+      let draft;
+      await handle.change((d) => { step(d); draft = JSON.parse(JSON.stringify(d)); });
+      out.push({ handle: handle.doc(), draft, engine: await nexus.engine.read(vault.id, handle.id) });
+    }
+    return { out, events };
+  });
+  for (const [i, { handle, draft, engine }] of rounds.out.entries()) {
+    assert.deepEqual(handle, engine, `step ${i}: handle vs engine\n${log.join("\n")}`);
+    assert.deepEqual(draft, engine, `step ${i}: draft vs engine`);
+  }
+  assert.equal(rounds.out.at(-1).engine.body, "HELLO, wörld 🌍");
+  assert.equal(rounds.out.at(-1).engine.n, 42);
+  assert.equal(rounds.events.length, 5);
+  assert.ok(rounds.events.every((e) => e.local && e.patches > 0));
+});
