@@ -10,7 +10,8 @@ use nexus::{
     NativePeer, PeerConfig, PeerEvent, SqliteStore, control_request, daemon_running,
     load_or_create_key,
 };
-use nexus_core::automerge::ROOT;
+use nexus_core::automerge::transaction::Transactable;
+use nexus_core::automerge::{ObjType, ROOT};
 use nexus_core::json::put_json;
 use nexus_core::node::{Node, NodeConfig, Output};
 use nexus_core::peers::PeerRecord;
@@ -197,6 +198,10 @@ enum DocCommand {
         key: String,
         /// The value, as JSON (`'"text"'`, `3`, `'{"a":1}'`).
         value: String,
+        /// Store a string as collaborative text (concurrent edits merge by character),
+        /// as the web demo's note bodies are.
+        #[arg(long)]
+        text: bool,
     },
     /// Print a document (or one key of it) as JSON.
     Get {
@@ -243,6 +248,8 @@ pub(crate) enum CliError {
     },
     #[error("{path}: {reason}")]
     JsonFile { path: PathBuf, reason: String },
+    #[error("--text takes a JSON string (`'\"hello\"'`), not {0}")]
+    NotText(serde_json::Value),
     #[error("no randomness: {0}")]
     Random(#[from] nexus_core::KeyError),
     #[error("cannot start the async runtime: {0}")]
@@ -935,15 +942,23 @@ fn run_doc(home: &mut Home, command: DocCommand, now: u64) -> Result<Out, CliErr
             doc,
             key,
             value,
+            text,
         } => {
             let vault = home.vault_id(&vault)?;
             let value = parse_json(&value)?;
             if home.vault(&vault)?.document(&doc).is_none() {
                 return Err(CliError::UnknownDocument { vault, doc });
             }
-            let out = home
-                .node
-                .change(vault, doc, |tx| put_json(tx, &ROOT, key.as_str(), &value))?;
+            let out = match (text, value.as_str()) {
+                (false, _) => home
+                    .node
+                    .change(vault, doc, |tx| put_json(tx, &ROOT, key.as_str(), &value))?,
+                (true, Some(string)) => home.node.change(vault, doc, |tx| {
+                    let text = tx.put_object(ROOT, key.as_str(), ObjType::Text)?;
+                    tx.splice_text(&text, 0, 0, string)
+                })?,
+                (true, None) => return Err(CliError::NotText(value)),
+            };
             home.commit(out)?;
             Ok(Out::new(
                 json!({ "doc_id": doc.to_string(), "key": key, "value": value }),

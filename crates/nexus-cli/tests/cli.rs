@@ -72,6 +72,60 @@ fn a_person_creates_a_vault_and_edits_a_document() {
             .len(),
         2
     );
+    // Collaborative text: reads back as a string, stored as a text object.
+    ok(
+        home,
+        &[
+            "doc",
+            "put",
+            "--vault",
+            "Groceries",
+            &doc,
+            "body",
+            r#""buy soon""#,
+            "--text",
+        ],
+    );
+    assert_eq!(
+        json(home, &["doc", "get", "--vault", "Groceries", &doc, "body"]),
+        "buy soon"
+    );
+    {
+        use nexus_core::automerge::{ObjType, ROOT, ReadDoc, Value};
+        let store = nexus::SqliteStore::open(&home.join("nexus.db")).unwrap();
+        let (key, _) = nexus::load_or_create_key(&home.join("device.key")).unwrap();
+        let node = nexus_core::node::Node::load(
+            &store,
+            key,
+            nexus_core::ActorId::random(),
+            nexus_core::node::NodeConfig::new(),
+        )
+        .unwrap();
+        let vault: VaultId = vault.parse().unwrap();
+        let d = node
+            .vault(&vault)
+            .unwrap()
+            .document(&doc.parse().unwrap())
+            .unwrap();
+        let body = d.automerge().get(ROOT, "body").unwrap().unwrap().0;
+        assert_eq!(body, Value::Object(ObjType::Text));
+    }
+    assert!(
+        fails(
+            home,
+            &[
+                "doc",
+                "put",
+                "--vault",
+                "Groceries",
+                &doc,
+                "n",
+                "3",
+                "--text"
+            ]
+        )
+        .contains("--text takes a JSON string")
+    );
     assert_eq!(json(home, &["check"])["ok"], true);
     // Clear errors.
     assert!(fails(home, &["doc", "get", "--vault", "Nope", &doc]).contains("no vault `Nope`"));
