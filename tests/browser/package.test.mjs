@@ -1,11 +1,13 @@
-// The npm package as users install it: the packed tarball (scripts/build-npm) goes into a
-// copy of examples/vite-app, Vite builds the app, and the built page syncs with a native
-// `nexus serve` over WebSocket on loopback. The slim entry (wasm loaded from a URL) and
-// the package's TypeScript types are checked too. Run by scripts/test-browser.
+// The npm package as users install it: a copy of examples/vite-app installs its lockfile
+// with the package's files taken from the packed tarball (scripts/build-npm), Vite builds
+// the app, and the built page syncs with a native `nexus serve` over WebSocket on
+// loopback. The slim entry (wasm loaded from a URL), the package's TypeScript types, and
+// the agreement of handle, draft and engine after changes are checked too. Run by
+// scripts/test-browser.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Scene, docGet, eventually, nexus, serveDir } from "./harness.mjs";
@@ -21,14 +23,15 @@ let app;
 before(async () => {
   assert.ok(tarball, "NEXUS_NPM_TARBALL names the packed package (scripts/test-browser sets it)");
   await scene.start();
-  app = mkdtempSync(join(tmpdir(), "nexus-vite-app-"));
-  scene.defer(() => rmSync(app, { recursive: true, force: true }));
+  // The example's own layout and lockfile, with npm/ replaced by the packed tarball's
+  // content: what `npm pack` ships is all the app gets.
+  const root = mkdtempSync(join(tmpdir(), "nexus-vite-app-"));
+  scene.defer(() => rmSync(root, { recursive: true, force: true }));
+  app = join(root, "examples/vite-app");
   cpSync(example, app, { recursive: true, filter: (src) => !/node_modules|dist$/.test(src) });
-  const manifest = JSON.parse(readFileSync(join(app, "package.json"), "utf8"));
-  manifest.dependencies["nexus-sync"] = `file:${tarball}`;
-  writeFileSync(join(app, "package.json"), JSON.stringify(manifest, null, 2));
-  rmSync(join(app, "package-lock.json"), { force: true });
-  execFileSync("npm", ["install", ...npmOptions], { cwd: app, stdio: "inherit" });
+  execFileSync("tar", ["xzf", tarball, "-C", root]);
+  renameSync(join(root, "package"), join(root, "npm"));
+  execFileSync("npm", ["ci", ...npmOptions], { cwd: app, stdio: "inherit" });
   execFileSync("npx", ["vite", "build", "--logLevel", "error"], { cwd: app, stdio: "inherit" });
   const server = await serveDir(join(app, "dist"));
   scene.defer(() => server.close());
