@@ -342,6 +342,9 @@ export class DocHandle<T> {
   change(callback: (doc: T) => void): Promise<void> {
     return this.#enqueue(async () => {
       await this.#ready;
+      // Record against the engine's newest state, so list indexes and text positions
+      // are where the engine will apply them.
+      await this.#update(false);
       const edits: Edit[] = recordChange(this.doc(), callback);
       if (edits.length === 0) return;
       await this.#nexus.engine.change(this.vaultId, this.id, edits);

@@ -723,7 +723,30 @@ impl Node {
         let Some(session) = self.sessions.remove(&id) else {
             return;
         };
-        let (code, reason) = if membership.revocation(&session.peer).is_some() {
+        let (code, reason) = if let Some(revocation) = membership.revocation(&session.peer) {
+            // The revoked device learns it from the signed entries (the revocations and
+            // their ancestry, nothing later), so that it stops treating itself as a
+            // member and can tell its user.
+            if let Some(log) = session
+                .vault
+                .and_then(|v| self.vaults.get(&v))
+                .map(|v| v.log())
+            {
+                let ancestry = log.ancestry(&revocation.entries);
+                let entries: Vec<SignedEntry> = log
+                    .entries()
+                    .into_iter()
+                    .filter(|e| ancestry.contains(&e.hash()))
+                    .cloned()
+                    .collect();
+                out.send(
+                    id,
+                    &Message::Entries {
+                        entries,
+                        withheld: false,
+                    },
+                );
+            }
             (
                 RefuseCode::Revoked,
                 format!("device {} was revoked from this vault", session.peer),

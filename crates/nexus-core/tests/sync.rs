@@ -227,10 +227,15 @@ fn a_revoked_device_is_cut_off_and_its_later_edits_are_rejected_everywhere() {
             "device {i}"
         );
     }
-    // C still has its own edit, and no session with anyone.
+    // C was told with the signed revocation (so its user can be), has no session with
+    // anyone, and judges its own later edit by the same rules as everyone: it is gone
+    // there too, so no store holds a change the rules reject.
+    let told = net.devices[2].node.vault(&vault).unwrap().membership();
+    assert!(told.revocation(&c).is_some(), "C knows it was revoked");
+    assert_eq!(told.role(&c), None);
     assert_eq!(
         get(&net, 2, vault, doc(1)),
-        serde_json::json!({"before": 1, "after": 2})
+        serde_json::json!({"before": 1})
     );
     assert!(
         net.devices[2]

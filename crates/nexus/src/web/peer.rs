@@ -488,7 +488,11 @@ impl WebPeer {
                     self.register_at(relay);
                 }
                 let local = *self.swarm.local_peer_id();
-                let full = address.with(Protocol::P2p(local));
+                let full = if address.iter().last() == Some(Protocol::P2p(local)) {
+                    address
+                } else {
+                    address.with(Protocol::P2p(local))
+                };
                 self.reachable_at.push(full.clone());
                 self.emit(WebEvent::Reachable(full));
             }
@@ -1556,18 +1560,29 @@ impl WebHandle {
                     return;
                 }
                 if !peer.leader {
-                    // The leader tab holds the connections: hand it the address.
-                    let reply = match (target.as_ref().and_then(device_of), &peer.tabs) {
-                        (Some(device), Some(tabs)) => {
-                            tabs.post(&TabMessage::Connect(address.to_string()));
-                            Ok(device)
-                        }
-                        _ => Err(WebError::Connect {
+                    // The leader tab holds the connections: hand it the address. It is
+                    // also stored as a peer record, so that a tab that becomes leader
+                    // later (this one, just after opening, before the lock is granted)
+                    // dials it too.
+                    let Some(device) = target.as_ref().and_then(device_of) else {
+                        let _ = tx.send(Err(WebError::Connect {
                             address: address.to_string(),
                             reason: "the address must end in /p2p/<peer id>".into(),
-                        }),
+                        }));
+                        return;
                     };
-                    let _ = tx.send(reply);
+                    let (bare, _) = split_peer(&address);
+                    let record = peer
+                        .peers
+                        .entry(device)
+                        .or_insert_with(|| PeerRecord::new(device));
+                    record.add_address(&bare.to_string());
+                    let batch = record.to_batch();
+                    peer.commit_quietly(batch).await;
+                    if let Some(tabs) = &peer.tabs {
+                        tabs.post(&TabMessage::Connect(address.to_string()));
+                    }
+                    let _ = tx.send(Ok(device));
                     return;
                 }
                 match peer.dial_address(address.clone()) {
