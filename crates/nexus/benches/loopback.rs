@@ -5,7 +5,8 @@
 //! the loopback interface's counters (`/proc/net/dev`), so they include Noise, Yamux or
 //! QUIC framing, acknowledgements and the handshake.
 //!
-//! Run: `cargo bench -p nexus --bench loopback` (`NEXUS_BENCH_CHANGES=N` for another size).
+//! Run: `cargo bench -p nexus --bench loopback` (`NEXUS_BENCH_CHANGES=N` for another size,
+//! `NEXUS_BENCH_JSON=1` for JSON lines).
 //! One run per configuration: the figure is seconds long, so there is no point in
 //! criterion's repetitions.
 
@@ -115,16 +116,30 @@ async fn main() {
         "prepared {changes} signed changes in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    println!(
-        "| transport | path | changes | seconds | changes/s | bytes on loopback | bytes/change |"
-    );
-    println!("|---|---|---|---|---|---|---|");
+    // NEXUS_BENCH_JSON=1: one JSON object per line (for bench/run.mjs) instead of a table.
+    let json = std::env::var_os("NEXUS_BENCH_JSON").is_some();
+    if !json {
+        println!(
+            "| transport | path | changes | seconds | changes/s | bytes on loopback | bytes/change |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+    }
     for (name, listen) in [
         ("TCP", "/ip4/127.0.0.1/tcp/0"),
         ("QUIC", "/ip4/127.0.0.1/udp/0/quic-v1"),
     ] {
         for (path, snapshots) in [("snapshot (fresh device)", true), ("every change", false)] {
             let (took, bytes) = transfer(&source, &alice, &bob, listen, &heads, snapshots).await;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "transport": name, "snapshots": snapshots, "changes": changes,
+                        "ms": took.as_secs_f64() * 1000.0, "bytes": bytes,
+                    })
+                );
+                continue;
+            }
             println!(
                 "| {name} | {path} | {changes} | {:.2} | {:.0} | {bytes} | {:.1} |",
                 took.as_secs_f64(),
