@@ -10,7 +10,8 @@
 //! 3. Memory: the `nexus-relay` binary as its own process, its resident set before and
 //!    after 100 peers connect and reserve a slot (`NEXUS_BENCH_PEERS`).
 //!
-//! Run: `cargo bench -p nexus-relay --bench through_relay`.
+//! Run: `cargo bench -p nexus-relay --bench through_relay` (`NEXUS_BENCH_MEMORY_ONLY=1`:
+//! only part 3, as JSON).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -202,6 +203,16 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(100);
+    // NEXUS_BENCH_MEMORY_ONLY=1: only the memory figure, as one JSON object (for
+    // bench/run.mjs).
+    if std::env::var_os("NEXUS_BENCH_MEMORY_ONLY").is_some() {
+        let (before, after) = relay_memory(peers).await;
+        println!(
+            "{}",
+            serde_json::json!({ "peers": peers, "idleKiB": before, "withPeersKiB": after })
+        );
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source");
     let (alice, bob) = (
