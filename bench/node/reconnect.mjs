@@ -101,12 +101,10 @@ async function automergeRepo() {
   const b = new Repo({ network: [new QueuedAdapter(link, 1)], peerId: "b", sharePolicy: async () => true });
   const handles = [];
   for (let i = 0; i < DOCS; i++) handles.push(a.create({ title: `note ${i}`, done: false }));
+  // B starts with copies (its first sync through the network grows quadratically with
+  // the number of documents in automerge-repo 2.5: 45 s for 2,000).
+  for (const h of handles) b.import(await a.export(h.documentId), { docId: h.documentId });
   for (let i = 0; i < 200 && !(link.ends[0]?.peerId && link.ends[1]?.peerId); i++) await sleep(10);
-  link.open();
-  const first = await measure(link, Date.now());
-  await Promise.all(handles.map((h) => b.find(h.url)));
-  const firstAll = { ...first };
-  link.close();
 
   let started = Date.now();
   link.open();
@@ -124,7 +122,11 @@ async function automergeRepo() {
   if (copy.doc().done !== true) throw new Error("automerge-repo: B did not get the changed document");
   await a.shutdown?.();
   await b.shutdown?.();
-  return { firstSync: firstAll, reconnectInSync: inSync, reconnectOneChanged: oneChanged };
+  return {
+    reconnectInSync: inSync,
+    reconnectOneChanged: oneChanged,
+    note: "documents loaded in both repos; each is announced and synced on its own at reconnect; time includes automerge-repo's own sync throttling",
+  };
 }
 
 /** y-websocket's connect handshake for one document, as messages: returns [bytes, messages]. */
