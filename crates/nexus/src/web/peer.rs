@@ -971,7 +971,12 @@ impl WebPeer {
                 )));
             }
             Internal::Leader => self.become_leader().await,
-            Internal::Tab(TabMessage::Changed(vaults)) => self.dirty_vaults.extend(vaults),
+            // Taken in at once, not at the next tick (up to 100 ms later): another tab's
+            // edit shows here as soon as IndexedDB has it.
+            Internal::Tab(TabMessage::Changed(vaults)) => {
+                self.dirty_vaults.extend(vaults);
+                self.read_other_tabs_changes().await;
+            }
             Internal::Tab(TabMessage::Peers(peers)) => {
                 self.leader_peers = peers.iter().filter_map(|p| p.parse().ok()).collect();
             }
