@@ -5,7 +5,7 @@
  * date and turns proxy mutations into edit lists.
  */
 import { Nexus as Engine } from "./wasm/nexus_wasm.js";
-import { NexusError, recordChange, type Edit } from "./change.js";
+import { NexusError, recordChange, recordChangeWithResult } from "./change.js";
 import { applyPatches, type Patch } from "./patches.js";
 
 let initialize: (() => Promise<void>) | null = null;
@@ -109,6 +109,10 @@ class Listeners<E> {
   get size(): number {
     return this.#set.size;
   }
+}
+
+function sameHeads(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((h) => b.includes(h));
 }
 
 const STATUS_EVENTS = new Set(["connected", "disconnected", "reachable", "syncing", "refused", "online", "leader"]);
@@ -344,10 +348,18 @@ export class DocHandle<T> {
       await this.#ready;
       // Record against the engine's newest state, so list indexes and text positions
       // are where the engine will apply them.
-      await this.#update(false);
-      const edits: Edit[] = recordChange(this.doc(), callback);
+      const current: string[] = await this.#nexus.engine.heads(this.vaultId, this.id);
+      if (!sameHeads(current, this.#heads)) await this.#update(false);
+      const { edits, result } = recordChangeWithResult(this.doc(), callback);
       if (edits.length === 0) return;
-      await this.#nexus.engine.change(this.vaultId, this.id, edits);
+      const { before, heads } = await this.#nexus.engine.change(this.vaultId, this.id, edits);
+      if (this.#changes.size === 0 && sameHeads(before, this.#heads)) {
+        // Nothing came in between and nobody wants patches: the draft is the new value
+        // (the engine applied exactly its edits), so the diff can be skipped.
+        this.#doc = result;
+        this.#heads = heads;
+        return;
+      }
       await this.#update(true);
     });
   }

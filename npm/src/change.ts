@@ -249,11 +249,17 @@ function proxy(target: any, path: Path, recorder: Recorder): any {
  * changed nothing). The draft sees its own writes; `current` is left as it was.
  */
 export function recordChange<T>(current: T, callback: (draft: T) => void): Edit[] {
+  return recordChangeWithResult(current, callback).edits;
+}
+
+/** As `recordChange`, and the draft's value afterwards (what the engine will hold). */
+export function recordChangeWithResult<T>(current: T, callback: (draft: T) => void): { edits: Edit[]; result: T } {
   const recorder: Recorder = { edits: [] };
-  const draft = proxy(structuredClone(current), [], recorder);
-  const result = callback(draft) as unknown;
-  if (result instanceof Promise) {
+  const copy = structuredClone(current);
+  const draft = proxy(copy, [], recorder);
+  const returned = callback(draft) as unknown;
+  if (returned instanceof Promise) {
     throw new NexusError("BAD_CHANGE", "the change callback must be synchronous; await before handle.change, not inside it");
   }
-  return recorder.edits;
+  return { edits: recorder.edits, result: copy };
 }

@@ -433,18 +433,38 @@ impl Nexus {
     }
 
     /// Applies a list of edits (see `nexus_core::json::apply_edits`) as one signed change.
-    /// Resolves once the change is in IndexedDB.
-    pub async fn change(&self, vault: String, doc: String, edits: JsValue) -> Result<(), JsValue> {
+    /// Resolves once the change is in IndexedDB, with the document's heads just before
+    /// and just after it: `{ before, heads }` (a caller whose copy was at `before` knows
+    /// that nothing else came in between).
+    pub async fn change(
+        &self,
+        vault: String,
+        doc: String,
+        edits: JsValue,
+    ) -> Result<JsValue, JsValue> {
         let vault: VaultId = parse("vault id", &vault)?;
         let doc: DocId = parse("document id", &doc)?;
         let edits = from_js("edits", edits)?;
         if !edits.is_array() {
             return Err(bad_argument("edits", "must be an array"));
         }
-        self.handle
-            .update(move |node, _| Ok(((), change_with_edits(node, vault, doc, &edits)?)))
+        let heads_of = move |node: &nexus_core::node::Node| -> Vec<Json> {
+            node.vault(&vault)
+                .and_then(|v| v.document(&doc))
+                .map(|d| d.heads().iter().map(|h| json!(h.to_string())).collect())
+                .unwrap_or_default()
+        };
+        let heads = self
+            .handle
+            .update(move |node, _| {
+                let before = heads_of(node);
+                let out = change_with_edits(node, vault, doc, &edits)?;
+                let after = heads_of(node);
+                Ok((json!({ "before": before, "heads": after }), out))
+            })
             .await
-            .map_err(web_error)
+            .map_err(web_error)?;
+        to_js(&heads)
     }
 
     /// Connects to a peer or relay by multiaddr (WebSocket, WebRTC-direct or a relay
