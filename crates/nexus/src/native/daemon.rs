@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, rendezvous};
 use nexus_core::node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
 use nexus_core::peers::{Backoff, PeerRecord};
@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite::{SqliteError, SqliteStore};
 use super::swarm::{PeerBehaviour, PeerBehaviourEvent, SwarmError, build_swarm_with_certificate};
+use super::webrtc_watch::{Remedy, WebRtcWatch};
 use crate::frames::{FrameError, read_frame, write_frame};
 use crate::p2p::{SYNC_PROTOCOL, device_of, peer_of, relay_of, relay_part, split_peer};
 
@@ -331,6 +332,7 @@ pub struct NativePeer {
     commands_tx: mpsc::UnboundedSender<Command>,
     commands_rx: mpsc::UnboundedReceiver<Command>,
     mailboxes: mailbox::Mailboxes,
+    webrtc: WebRtcWatch,
 }
 
 /// How often members look each other up again at the relays' rendezvous points.
@@ -403,6 +405,7 @@ impl NativePeer {
             commands_tx,
             commands_rx,
             mailboxes: mailbox::Mailboxes::default(),
+            webrtc: WebRtcWatch::default(),
         };
         peer.init_mailboxes();
         for address in &config.relays {
@@ -526,6 +529,7 @@ impl NativePeer {
                         let _ = self.carry_out(out);
                     }
                     self.redial(now);
+                    self.reopen_webrtc_listeners();
                     self.finish_joins(now);
                     self.disconnect_due(now);
                     self.close_stalled_handshakes(now);
@@ -589,8 +593,26 @@ impl NativePeer {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<PeerBehaviourEvent>) {
+        match &event {
+            SwarmEvent::ConnectionEstablished {
+                connection_id,
+                endpoint,
+                ..
+            } => self.webrtc.on_established(*connection_id, endpoint),
+            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                self.webrtc.on_closed(*connection_id)
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.webrtc.on_listener_closed(*listener_id)
+            }
+            _ => {}
+        }
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                self.webrtc.on_listen_addr(listener_id, &address);
                 let relayed = address.iter().any(|p| matches!(p, Protocol::P2pCircuit));
                 let local = *self.swarm.local_peer_id();
                 let full = if address.iter().last() == Some(Protocol::P2p(local)) {
@@ -698,7 +720,36 @@ impl NativePeer {
                 self.emit(PeerEvent::Problem(format!(
                     "cannot reach {peer_id}: {error}"
                 )));
+                if let DialError::Transport(attempts) = &error
+                    && attempts.iter().any(|(address, _)| {
+                        address.iter().any(|p| matches!(p, Protocol::WebRTCDirect))
+                    })
+                {
+                    for listener in self.webrtc.on_dial_failure() {
+                        self.swarm.remove_listener(listener);
+                    }
+                }
                 self.schedule_redial(peer_id);
+            }
+            SwarmEvent::IncomingConnectionError {
+                local_addr,
+                send_back_addr,
+                error,
+                ..
+            } => {
+                self.emit(PeerEvent::Problem(format!(
+                    "incoming connection from {send_back_addr} on {local_addr} failed: {error}"
+                )));
+                match self.webrtc.on_incoming_failure(&local_addr) {
+                    Remedy::Restart(listener) => {
+                        self.swarm.remove_listener(listener);
+                    }
+                    Remedy::KeepBusy => self.emit(PeerEvent::Problem(format!(
+                        "{send_back_addr} may not reach {local_addr} again until no \
+                         WebRTC-direct connection is up and the listener restarts"
+                    ))),
+                    Remedy::None => {}
+                }
             }
             SwarmEvent::Behaviour(PeerBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -823,6 +874,19 @@ impl NativePeer {
                 self.register_at(relay);
             }
             self.discover_at(relay);
+        }
+    }
+
+    /// Listens again on WebRTC-direct addresses closed by [`WebRtcWatch`].
+    fn reopen_webrtc_listeners(&mut self) {
+        for (address, attempts_left) in self.webrtc.take_reopen() {
+            if let Err(e) = self.swarm.listen_on(address.clone())
+                && !self.webrtc.retry_later(address.clone(), attempts_left)
+            {
+                self.emit(PeerEvent::Problem(format!(
+                    "cannot listen on {address} again: {e}"
+                )));
+            }
         }
     }
 

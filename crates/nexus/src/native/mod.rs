@@ -7,3 +7,4 @@ pub(crate) mod key_file;
 pub(crate) mod mailbox_client;
 pub(crate) mod sqlite;
 pub(crate) mod swarm;
+pub(crate) mod webrtc_watch;
