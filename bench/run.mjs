@@ -75,7 +75,7 @@ const nexusReconnect = attempt("nexus reconnect example", () =>
   lastJson(run("cargo", ["run", "-q", "--release", "-p", "nexus-core", "--example", "reconnect", "--", String(SIZE)])),
 );
 const altReconnect = attempt("alternatives' reconnect", () => lastJson(run("node", ["bench/node/reconnect.mjs", String(SIZE), String(Math.min(SIZE, 2_000))])));
-for (const [key, label] of [["reconnectInSync", "2. reconnect, in sync"], ["reconnectOneChanged", "3. reconnect, one document changed"]]) {
+for (const [key, label] of [["reconnectInSync", "reconnect, in sync"], ["reconnectOneChanged", "reconnect, one document changed"]]) {
   for (const [field, unit] of [["bytes", "bytes"], ["roundTrips", "round trips"], ["ms", "ms"]]) {
     // A figure measured with fewer documents is shown with its size, without a ratio.
     const fig = (obj, k) => {
@@ -161,7 +161,8 @@ const notes = [];
 for (const r of rows) {
   for (const [impl, label] of [["nexus", "Nexus"], ["automergeRepo", "automerge-repo"], ["yjs", "Yjs"]]) {
     const note = r[impl]?.note ?? r[impl]?.unsupported;
-    if (note) notes.push(`- ${r.id} ${label}: ${note}`);
+    const line = `- ${r.id} ${label}: ${note}`;
+    if (note && !notes.includes(line)) notes.push(line);
   }
 }
 
