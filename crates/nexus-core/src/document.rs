@@ -1206,6 +1206,15 @@ impl Document {
             document.auth.extend(auths);
             document.doc = doc.with_actor(actor);
         }
+        document.take_in_stored(changes)?;
+        Ok(document)
+    }
+
+    /// Applies change records read from storage (written there by this device, maybe
+    /// by another tab or process; they were checked before they were stored). Records
+    /// of changes already here are skipped.
+    pub fn take_in_stored(&mut self, changes: &[Vec<u8>]) -> Result<(), LoadError> {
+        let id = self.id;
         let mut parsed = Vec::with_capacity(changes.len());
         for bytes in changes {
             let signed = SignedChange::decode(bytes).map_err(|source| LoadError::Corrupt {
@@ -1222,24 +1231,24 @@ impl Document {
                 },
             })?;
             let hash = change.hash();
-            document.auth.insert(
+            self.auth.insert(
                 hash,
                 ChangeAuth {
                     author: signed.author,
                     signature: signed.signature,
                 },
             );
-            document.loose.insert(hash);
+            self.loose.insert(hash);
             parsed.push((hash, change));
         }
         for (hash, change) in parsed {
-            if document.doc.get_change_meta_by_hash(&hash).is_none() {
-                document.waiting.insert(hash, change);
+            if self.doc.get_change_meta_by_hash(&hash).is_none() {
+                self.waiting.insert(hash, change);
             }
         }
         let mut ignored = Applied::default();
-        document.apply_waiting(&mut ignored);
-        Ok(document)
+        self.apply_waiting(&mut ignored);
+        Ok(())
     }
 
     /// Checks every change's signature (batch verification). Returns the problems found.

@@ -75,5 +75,5 @@ pub use membership::{
 };
 pub use node::{CloseReason, Event, Node, NodeConfig, Output, PreparedBundle, SessionId};
 pub use protocol::{JoinRequest, Message, RefuseCode};
-pub use storage::{Batch, MemoryStore, MemoryStoreError, Op, Storage, Table};
+pub use storage::{Batch, MemoryStore, MemoryStoreError, Op, Storage, Table, Touched};
 pub use vault::{Ingested, Vault, VaultError, VaultLoadError};

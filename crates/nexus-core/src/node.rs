@@ -45,7 +45,7 @@ use crate::protocol::{
     Bloom, CHANGES_CHUNK_BYTES, JoinRequest, MAX_ITEMS, MAX_RANGES, MAX_SNAPSHOT_MESSAGE_BYTES,
     Message, Range, RangeBody, RefuseCode, SNAPSHOT_MIN_CHANGES,
 };
-use crate::storage::{Batch, Storage};
+use crate::storage::{Batch, Storage, Touched};
 use crate::vault::{Vault, VaultError, VaultLoadError};
 use crate::{ActorId, DecodeError};
 
@@ -546,6 +546,45 @@ impl Node {
             self.offer(id, doc, None, &mut out);
         }
         out
+    }
+
+    /// Takes in what another writer of the shared store (another tab) committed, as
+    /// [`Touched`] describes it: only the documents and change records it names are read
+    /// back, unless the membership changed or the vault is new here, when the vault is
+    /// read whole as [`Node::refresh_vault`] does. Moved documents are offered to the
+    /// peers and reported as [`Event::DocChanged`].
+    pub fn take_in_stored<S: Storage>(
+        &mut self,
+        store: &S,
+        touched: &Touched,
+        now_ms: u64,
+    ) -> Result<Output, VaultLoadError<S::Error>> {
+        let id = touched.vault;
+        let moved = match self.vaults.get_mut(&id) {
+            Some(vault) if !touched.membership => vault.take_in_stored(store, touched)?,
+            _ => {
+                let before: BTreeMap<DocId, Vec<ChangeHash>> = self
+                    .vaults
+                    .get(&id)
+                    .map(|v| v.documents().map(|d| (d.id(), d.heads())).collect())
+                    .unwrap_or_default();
+                let fresh = Vault::load(store, id, self.actor.clone())?;
+                let moved = fresh
+                    .documents()
+                    .filter(|d| before.get(&d.id()) != Some(&d.heads()))
+                    .map(Document::id)
+                    .collect();
+                let mut out = self.refresh_vault(fresh, now_ms);
+                out.events.extend(moved_events(id, moved));
+                return Ok(out);
+            }
+        };
+        let mut out = Output::default();
+        for doc in &moved {
+            self.offer(id, *doc, None, &mut out);
+        }
+        out.events.extend(moved_events(id, moved));
+        Ok(out)
     }
 
     // ---- mailbox bundles ---------------------------------------------------------------
@@ -1896,4 +1935,9 @@ fn send_chunked(
             },
         );
     }
+}
+
+fn moved_events(vault: VaultId, docs: Vec<DocId>) -> impl Iterator<Item = Event> {
+    docs.into_iter()
+        .map(move |doc| Event::DocChanged { vault, doc })
 }

@@ -11,7 +11,7 @@
 //! [`MemoryStore`] is the backend the tests use. It can be given a capacity to exercise
 //! the "storage full" path: a batch that does not fit is refused whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
@@ -126,6 +126,84 @@ impl Batch {
     /// Number of writes.
     pub fn len(&self) -> usize {
         self.ops.len()
+    }
+}
+
+/// What a committed batch changed in one vault, so that another reader of the same
+/// store (another tab of a browser profile) can read back just that instead of the
+/// whole vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// The vault.
+    pub vault: VaultId,
+    /// A membership entry was written: the vault is read again whole.
+    pub membership: bool,
+    /// Documents read again whole: new ones, and those whose metadata or snapshot
+    /// changed or whose change records were deleted (compaction).
+    pub whole: BTreeSet<DocId>,
+    /// Change records added, per document (documents in `whole` are not listed).
+    pub changes: BTreeMap<DocId, BTreeSet<automerge::ChangeHash>>,
+}
+
+impl Touched {
+    /// What `batch` changes, per vault, in vault order. Records of other tables (the
+    /// identity, peers) are not part of a vault and are left out.
+    pub fn of(batch: &Batch) -> Vec<Touched> {
+        let mut vaults: BTreeMap<VaultId, Touched> = BTreeMap::new();
+        for op in batch.ops() {
+            let (Op::Put { table, key, .. } | Op::Delete { table, key }) = op;
+            let Some(vault) = key
+                .get(..32)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(|b| VaultId(crate::hash::Hash(b)))
+            else {
+                continue;
+            };
+            let doc = key
+                .get(32..48)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(DocId);
+            let touched = || Touched {
+                vault,
+                membership: false,
+                whole: BTreeSet::new(),
+                changes: BTreeMap::new(),
+            };
+            match (table, doc) {
+                (Table::Membership, _) => {
+                    vaults.entry(vault).or_insert_with(touched).membership = true
+                }
+                (Table::Docs | Table::Snapshots, Some(doc)) => {
+                    vaults
+                        .entry(vault)
+                        .or_insert_with(touched)
+                        .whole
+                        .insert(doc);
+                }
+                (Table::Changes, Some(doc)) => {
+                    let entry = vaults.entry(vault).or_insert_with(touched);
+                    let hash = key
+                        .get(48..80)
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .map(automerge::ChangeHash);
+                    match (op, hash) {
+                        (Op::Put { .. }, Some(hash)) => {
+                            entry.changes.entry(doc).or_default().insert(hash);
+                        }
+                        _ => {
+                            entry.whole.insert(doc);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out: Vec<Touched> = vaults.into_values().collect();
+        for touched in &mut out {
+            let whole = touched.whole.clone();
+            touched.changes.retain(|doc, _| !whole.contains(doc));
+        }
+        out
     }
 }
 

@@ -40,7 +40,7 @@ use crate::membership::{
     WorkSeen,
 };
 use crate::sealing::{SealError, VaultKey, open_key, seal_key};
-use crate::storage::{Batch, Storage, Table, keys};
+use crate::storage::{Batch, Storage, Table, Touched, keys};
 
 /// Why a vault operation failed. Nothing was changed.
 #[derive(Debug, Error)]
@@ -263,17 +263,7 @@ impl Vault {
                 continue;
             };
             let id = DocId(id);
-            let doc_key = keys::doc(&vault, &id);
-            let snapshot = store.get(Table::Snapshots, &doc_key).map_err(storage)?;
-            let changes: Vec<Vec<u8>> = store
-                .scan(Table::Changes, &doc_key)
-                .map_err(storage)?
-                .into_iter()
-                .map(|(_, v)| v)
-                .collect();
-            let doc = Document::load(vault, id, actor.clone(), snapshot.as_deref(), &changes)
-                .map_err(|source| VaultLoadError::Document { vault, source })?;
-            docs.insert(id, doc);
+            docs.insert(id, Self::read_document(store, vault, id, actor.clone())?);
         }
         Ok(Self {
             log,
@@ -281,6 +271,85 @@ impl Vault {
             unsaved: BTreeSet::new(),
             actor,
         })
+    }
+
+    /// Reads one document's snapshot and change records.
+    fn read_document<S: Storage>(
+        store: &S,
+        vault: VaultId,
+        id: DocId,
+        actor: ActorId,
+    ) -> Result<Document, VaultLoadError<S::Error>> {
+        let storage = |source| VaultLoadError::Storage { vault, source };
+        let doc_key = keys::doc(&vault, &id);
+        let snapshot = store.get(Table::Snapshots, &doc_key).map_err(storage)?;
+        let changes: Vec<Vec<u8>> = store
+            .scan(Table::Changes, &doc_key)
+            .map_err(storage)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        Document::load(vault, id, actor, snapshot.as_deref(), &changes)
+            .map_err(|source| VaultLoadError::Document { vault, source })
+    }
+
+    /// Takes in what another writer of the same store committed to this vault's
+    /// documents, as [`Touched`] describes it (a membership change needs
+    /// [`Vault::load`] instead). Documents in `touched.whole` are read again whole;
+    /// for the others only the listed change records are read and applied. Returns the
+    /// documents whose heads moved.
+    pub fn take_in_stored<S: Storage>(
+        &mut self,
+        store: &S,
+        touched: &Touched,
+    ) -> Result<Vec<DocId>, VaultLoadError<S::Error>> {
+        let vault = self.id();
+        let storage = |source| VaultLoadError::Storage { vault, source };
+        let mut moved = Vec::new();
+        // Documents not known here yet are read whole, with their metadata record.
+        let unknown = touched
+            .changes
+            .keys()
+            .filter(|id| !self.docs.contains_key(id));
+        let whole: BTreeSet<DocId> = touched.whole.iter().chain(unknown).copied().collect();
+        for id in &whole {
+            if store
+                .get(Table::Docs, &keys::doc(&vault, id))
+                .map_err(storage)?
+                .is_none()
+            {
+                continue;
+            }
+            let fresh = Self::read_document(store, vault, *id, self.actor.clone())?;
+            if self.docs.get(id).map(Document::heads) != Some(fresh.heads()) {
+                moved.push(*id);
+            }
+            self.docs.insert(*id, fresh);
+        }
+        for (id, hashes) in &touched.changes {
+            let Some(doc) = self.docs.get_mut(id) else {
+                continue; // read whole above, or not stored
+            };
+            if whole.contains(id) {
+                continue;
+            }
+            let mut records = Vec::with_capacity(hashes.len());
+            for hash in hashes {
+                if let Some(bytes) = store
+                    .get(Table::Changes, &keys::change(&vault, id, hash))
+                    .map_err(storage)?
+                {
+                    records.push(bytes);
+                }
+            }
+            let before = doc.heads();
+            doc.take_in_stored(&records)
+                .map_err(|source| VaultLoadError::Document { vault, source })?;
+            if doc.heads() != before {
+                moved.push(*id);
+            }
+        }
+        Ok(moved)
     }
 
     /// The vault id.

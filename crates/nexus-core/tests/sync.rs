@@ -4,10 +4,11 @@
 use automerge::transaction::Transactable;
 use automerge::{ObjType, ROOT};
 use nexus_core::bundle::{Bundle, MAX_BUNDLE_PLAINTEXT};
+use nexus_core::node::Event;
 use nexus_core::node::{Node, NodeConfig};
 use nexus_core::protocol::{Message, RefuseCode};
 use nexus_core::sim::{Faults, Network, Scenario, run_seed};
-use nexus_core::{ActorId, DeviceKey, DocId, JoinRequest, Role, Storage, Vault, VaultId};
+use nexus_core::{ActorId, DeviceKey, DocId, JoinRequest, Role, Storage, Touched, Vault, VaultId};
 use proptest::prelude::*;
 
 const CONFIG: NodeConfig = NodeConfig {
@@ -816,6 +817,108 @@ fn writes_by_another_process_on_the_same_store_are_pushed_to_peers_at_once() {
     let same = Vault::load(&net.devices[0].store, vault, ActorId::from(&[1u8; 16][..])).unwrap();
     let out = net.devices[0].node.refresh_vault(same, net.now_ms);
     assert!(out.transmits.is_empty() && out.events.is_empty());
+}
+
+/// Device 0 takes in what another tab of its profile committed.
+fn take_in(net: &mut Network, touched: &Touched) -> nexus_core::node::Output {
+    let now = net.now_ms;
+    let device = &mut net.devices[0];
+    device
+        .node
+        .take_in_stored(&device.store, touched, now)
+        .unwrap()
+}
+
+#[test]
+fn another_tabs_writes_are_read_back_from_what_its_batch_touched() {
+    let (mut net, vault) = vault_of(2, 8);
+    net.connect(0, 1);
+    put(&mut net, 0, vault, doc(1), "x", 1);
+    settle(&mut net);
+    // A second tab of device 0's browser profile: same store, its own actor.
+    let key = net.devices[0].node.key().clone();
+    let mut tab = Node::load(
+        &net.devices[0].store,
+        key,
+        ActorId::from(&[78u8; 16][..]),
+        CONFIG,
+    )
+    .unwrap();
+
+    // A change to a known document: only its change record is named.
+    let out = tab
+        .change(vault, doc(1), |tx| tx.put(ROOT, "y", 2).map(|_| ()))
+        .unwrap();
+    let touched = Touched::of(&out.batch);
+    net.devices[0].store.commit(out.batch).unwrap();
+    assert_eq!(touched.len(), 1);
+    assert!(!touched[0].membership && touched[0].whole.is_empty());
+    assert_eq!(touched[0].changes[&doc(1)].len(), 1);
+    let out = take_in(&mut net, &touched[0]);
+    assert!(matches!(
+        out.events.as_slice(),
+        [Event::DocChanged { doc: d, .. }] if *d == doc(1)
+    ));
+    assert!(!out.transmits.is_empty(), "offered to the peer at once");
+    net.apply_output(0, out);
+    net.run_until_quiescent(500);
+    assert_eq!(
+        get(&net, 0, vault, doc(1)),
+        serde_json::json!({"x": 1, "y": 2})
+    );
+    assert_eq!(
+        get(&net, 1, vault, doc(1)),
+        serde_json::json!({"x": 1, "y": 2})
+    );
+
+    // A new document is read whole, then its first change as a record.
+    let created = tab.create_document(vault, doc(2), net.now_ms).unwrap();
+    let created_touched = Touched::of(&created.batch);
+    assert!(created_touched[0].whole.contains(&doc(2)));
+    net.devices[0].store.commit(created.batch).unwrap();
+    let changed = tab
+        .change(vault, doc(2), |tx| tx.put(ROOT, "z", 3).map(|_| ()))
+        .unwrap();
+    let changed_touched = Touched::of(&changed.batch);
+    net.devices[0].store.commit(changed.batch).unwrap();
+    for touched in [&created_touched[0], &changed_touched[0]] {
+        let out = take_in(&mut net, touched);
+        net.apply_output(0, out);
+    }
+    net.run_until_quiescent(500);
+    assert_eq!(get(&net, 1, vault, doc(2)), serde_json::json!({"z": 3}));
+
+    // A membership entry: the vault is read whole and the peer learns it.
+    let newcomer = DeviceKey::generate().unwrap().device_id();
+    let out = tab
+        .add_device(vault, newcomer, Role::Member, net.now_ms)
+        .unwrap();
+    let touched = Touched::of(&out.batch);
+    net.devices[0].store.commit(out.batch).unwrap();
+    assert!(touched[0].membership);
+    let out = take_in(&mut net, &touched[0]);
+    net.apply_output(0, out);
+    net.run_until_quiescent(500);
+    let member = |i: usize| {
+        net.devices[i]
+            .node
+            .vault(&vault)
+            .unwrap()
+            .membership()
+            .is_member(&newcomer)
+    };
+    assert!(member(0) && member(1));
+
+    // Taking the same records in again changes nothing and sends nothing.
+    let out = tab
+        .change(vault, doc(1), |tx| tx.put(ROOT, "w", 4).map(|_| ()))
+        .unwrap();
+    let touched = Touched::of(&out.batch);
+    net.devices[0].store.commit(out.batch).unwrap();
+    let first = take_in(&mut net, &touched[0]);
+    let again = take_in(&mut net, &touched[0]);
+    assert_eq!(first.events.len(), 1);
+    assert!(again.events.is_empty() && again.transmits.is_empty());
 }
 
 #[test]

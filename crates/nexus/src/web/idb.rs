@@ -16,7 +16,8 @@ use std::pin::pin;
 
 use futures::future::{Either, select};
 use js_sys::Uint8Array;
-use nexus_core::{Batch, DeviceKey, MemoryStore, Op, Storage, Table, VaultId};
+use nexus_core::storage::keys;
+use nexus_core::{Batch, DeviceKey, MemoryStore, Op, Storage, Table, Touched};
 use rexie::{ObjectStore, Rexie, TransactionMode};
 use thiserror::Error;
 use wasm_bindgen::{JsCast, JsValue};
@@ -77,6 +78,37 @@ fn failed(operation: &'static str) -> impl Fn(rexie::Error) -> IdbError {
         } else {
             IdbError::Failed { operation, reason }
         }
+    }
+}
+
+/// Puts the records of `table` in `range` (all of them for `None`) into `batch`.
+async fn read_into(
+    tx: &rexie::Transaction,
+    table: Table,
+    range: Option<rexie::KeyRange>,
+    batch: &mut Batch,
+) -> Result<(), IdbError> {
+    let store = tx.store(table.name()).map_err(failed("read"))?;
+    let records = store
+        .scan(range, None, None, None)
+        .await
+        .map_err(failed("read"))?;
+    for (key, value) in records {
+        let (Some(key), Some(value)) = (to_vec(&key), to_vec(&value)) else {
+            return Err(IdbError::Corrupt {
+                table: table.name(),
+                reason: "a key or value is not binary".into(),
+            });
+        };
+        batch.put(table, key, value);
+    }
+    Ok(())
+}
+
+fn cache_error(e: nexus_core::MemoryStoreError) -> IdbError {
+    IdbError::Failed {
+        operation: "reload",
+        reason: e.to_string(),
     }
 }
 
@@ -172,20 +204,7 @@ impl IdbStore {
             .map_err(failed("read transaction"))?;
         let mut batch = Batch::new();
         for table in Table::ALL {
-            let store = tx.store(table.name()).map_err(failed("read"))?;
-            let records = store
-                .scan(None, None, None, None)
-                .await
-                .map_err(failed("read"))?;
-            for (key, value) in records {
-                let (Some(key), Some(value)) = (to_vec(&key), to_vec(&value)) else {
-                    return Err(IdbError::Corrupt {
-                        table: table.name(),
-                        reason: "a key or value is not binary".into(),
-                    });
-                };
-                batch.put(table, key, value);
-            }
+            read_into(&tx, table, None, &mut batch).await?;
         }
         let _ = tx.done().await;
         self.cache.commit(batch).map_err(|e| IdbError::Failed {
@@ -194,56 +213,81 @@ impl IdbStore {
         })
     }
 
-    /// Reads `vaults`' records again (what another tab of this profile committed) and
-    /// replaces them in the cache. Other vaults and the peer records are left alone.
-    pub async fn reload_vaults(&mut self, vaults: &[VaultId]) -> Result<(), IdbError> {
+    /// Reads again what another tab of this profile committed, as [`Touched`] describes
+    /// it, and replaces those records in the cache: a vault whose membership changed is
+    /// read whole, a document named in `whole` is read whole, and otherwise only the named
+    /// change records are read. Other records and the peer records are left alone.
+    pub async fn reload_touched(&mut self, touched: &[Touched]) -> Result<(), IdbError> {
         const VAULT_TABLES: [Table; 4] = [
             Table::Membership,
             Table::Docs,
             Table::Changes,
             Table::Snapshots,
         ];
+        const DOC_TABLES: [Table; 3] = [Table::Docs, Table::Changes, Table::Snapshots];
         let names: Vec<&str> = VAULT_TABLES.iter().map(|t| t.name()).collect();
         let tx = self
             .db
             .transaction(&names, TransactionMode::ReadOnly)
             .map_err(failed("read transaction"))?;
-        let cache_error = |e: nexus_core::MemoryStoreError| IdbError::Failed {
-            operation: "reload",
-            reason: e.to_string(),
-        };
         let mut batch = Batch::new();
-        for vault in vaults {
-            let lower = nexus_core::storage::keys::vault_prefix(vault);
-            // Every key of the vault starts with its 32 bytes and is shorter than this.
-            let upper = [lower.as_slice(), &[0xff; 96]].concat();
-            let range = rexie::KeyRange::bound(&bytes(&lower), &bytes(&upper), None, None)
-                .map_err(|e| IdbError::Failed {
-                    operation: "key range",
-                    reason: e.to_string(),
-                })?;
-            for table in VAULT_TABLES {
-                for (key, _) in self.cache.scan(table, &lower).map_err(cache_error)? {
-                    batch.delete(table, key);
-                }
-                let store = tx.store(table.name()).map_err(failed("read"))?;
-                let records = store
-                    .scan(Some(range.clone()), None, None, None)
-                    .await
-                    .map_err(failed("read"))?;
-                for (key, value) in records {
-                    let (Some(key), Some(value)) = (to_vec(&key), to_vec(&value)) else {
-                        return Err(IdbError::Corrupt {
-                            table: table.name(),
-                            reason: "a key or value is not binary".into(),
-                        });
-                    };
-                    batch.put(table, key, value);
+        for touched in touched {
+            if touched.membership {
+                let prefix = keys::vault_prefix(&touched.vault);
+                self.reload_prefix(&tx, &VAULT_TABLES, &prefix, &mut batch)
+                    .await?;
+                continue;
+            }
+            for doc in &touched.whole {
+                let prefix = keys::doc(&touched.vault, doc);
+                self.reload_prefix(&tx, &DOC_TABLES, &prefix, &mut batch)
+                    .await?;
+            }
+            let store = tx.store(Table::Changes.name()).map_err(failed("read"))?;
+            for (doc, hashes) in &touched.changes {
+                for hash in hashes {
+                    let key = keys::change(&touched.vault, doc, hash);
+                    // A record compacted away since is in the snapshot that the
+                    // compaction's own message names.
+                    if let Some(value) = store.get(bytes(&key)).await.map_err(failed("read"))? {
+                        let value = to_vec(&value).ok_or_else(|| IdbError::Corrupt {
+                            table: Table::Changes.name(),
+                            reason: "a value is not binary".into(),
+                        })?;
+                        batch.put(Table::Changes, key, value);
+                    }
                 }
             }
         }
         let _ = tx.done().await;
         self.cache.commit(batch).map_err(cache_error)
+    }
+
+    /// Replaces, in `batch`, the cached records under `prefix` in `tables` with what
+    /// IndexedDB holds.
+    async fn reload_prefix(
+        &self,
+        tx: &rexie::Transaction,
+        tables: &[Table],
+        prefix: &[u8],
+        batch: &mut Batch,
+    ) -> Result<(), IdbError> {
+        // Every key under the prefix is longer than it and shorter than this bound.
+        let upper = [prefix, &[0xff; 96]].concat();
+        let range =
+            rexie::KeyRange::bound(&bytes(prefix), &bytes(&upper), None, None).map_err(|e| {
+                IdbError::Failed {
+                    operation: "key range",
+                    reason: e.to_string(),
+                }
+            })?;
+        for table in tables {
+            for (key, _) in self.cache.scan(*table, prefix).map_err(cache_error)? {
+                batch.delete(*table, key);
+            }
+            read_into(tx, *table, Some(range.clone()), batch).await?;
+        }
+        Ok(())
     }
 
     /// Reads the peer records again (what the leader tab wrote) into the cache.

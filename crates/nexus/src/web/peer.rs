@@ -27,7 +27,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, rendezvous};
 use nexus_core::node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
 use nexus_core::peers::{Backoff, PeerRecord};
 use nexus_core::protocol::{Message, RefuseCode};
-use nexus_core::{ActorId, DeviceId, DocId, InviteCode, Op, Table, Vault, VaultError, VaultId};
+use nexus_core::{ActorId, DeviceId, DocId, InviteCode, Touched, Vault, VaultError, VaultId};
 use thiserror::Error;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
@@ -273,7 +273,8 @@ pub struct WebPeer {
     /// Whether this tab holds the network connections.
     leader: bool,
     /// Vaults another tab changed, read again at the next tick.
-    dirty_vaults: BTreeSet<VaultId>,
+    /// What other tabs committed and this tab has not read back yet.
+    from_other_tabs: Vec<Touched>,
     /// What the leader tab last reported as connected (in follower tabs).
     leader_peers: BTreeSet<DeviceId>,
 }
@@ -361,7 +362,7 @@ impl WebPeer {
             _online_listeners: online_listeners,
             tabs: Some(tabs),
             leader: false,
-            dirty_vaults: BTreeSet::new(),
+            from_other_tabs: Vec::new(),
             leader_peers: BTreeSet::new(),
         };
         crate::rt::spawn(peer.run(commands_rx));
@@ -401,7 +402,7 @@ impl WebPeer {
                 },
                 () = ticker => {
                     ticker = futures_timer::Delay::new(TICK).fuse();
-                    if !self.dirty_vaults.is_empty() {
+                    if !self.from_other_tabs.is_empty() {
                         self.read_other_tabs_changes().await;
                     }
                     let now = now_ms();
@@ -973,8 +974,8 @@ impl WebPeer {
             Internal::Leader => self.become_leader().await,
             // Taken in at once, not at the next tick (up to 100 ms later): another tab's
             // edit shows here as soon as IndexedDB has it.
-            Internal::Tab(TabMessage::Changed(vaults)) => {
-                self.dirty_vaults.extend(vaults);
+            Internal::Tab(TabMessage::Changed(touched)) => {
+                self.from_other_tabs.extend(touched);
                 self.read_other_tabs_changes().await;
             }
             Internal::Tab(TabMessage::Peers(peers)) => {
@@ -1141,7 +1142,7 @@ impl WebPeer {
     /// close, report. When the commit fails nothing is sent and the node starts over from
     /// what IndexedDB holds.
     async fn carry_out(&mut self, out: Output) -> Result<(), WebError> {
-        let changed_vaults = vaults_in(&out.batch);
+        let touched = Touched::of(&out.batch);
         if !out.batch.is_empty()
             && let Err(e) = self.store.commit(out.batch).await
         {
@@ -1151,10 +1152,10 @@ impl WebPeer {
             self.reload_from_store();
             return Err(WebError::Storage(e));
         }
-        if !changed_vaults.is_empty()
+        if !touched.is_empty()
             && let Some(tabs) = &self.tabs
         {
-            tabs.post(&TabMessage::Changed(changed_vaults));
+            tabs.post(&TabMessage::Changed(touched));
         }
         for (session, bytes) in out.transmits {
             if let Some(link) = self.links.get(&session) {
@@ -1316,42 +1317,27 @@ impl WebPeer {
         }
     }
 
-    /// Reads again the vaults other tabs changed, and takes them in as the native peer
-    /// takes in another process's writes: new changes are offered to peers, the app hears
-    /// of each document that moved.
+    /// Reads back what other tabs committed (only the records their batches touched)
+    /// and takes it in: new changes are offered to peers at once, the app hears of each
+    /// document that moved.
     async fn read_other_tabs_changes(&mut self) {
-        let vaults: Vec<VaultId> = std::mem::take(&mut self.dirty_vaults).into_iter().collect();
-        if let Err(e) = self.store.reload_vaults(&vaults).await {
+        let touched = std::mem::take(&mut self.from_other_tabs);
+        if let Err(e) = self.store.reload_touched(&touched).await {
             self.emit(WebEvent::Problem(format!(
                 "reading another tab's changes: {e}"
             )));
             return;
         }
         let now = now_ms();
-        for id in vaults {
-            let before: BTreeMap<DocId, Vec<nexus_core::ChangeHash>> = self
-                .node
-                .vault(&id)
-                .map(|v| v.documents().map(|d| (d.id(), d.heads())).collect())
-                .unwrap_or_default();
-            let fresh = match Vault::load(self.store.cache(), id, self.node.actor().clone()) {
-                Ok(fresh) => fresh,
-                Err(e) => {
-                    self.emit(WebEvent::Problem(format!(
-                        "loading vault {id} as another tab left it: {e}"
-                    )));
-                    continue;
+        for touched in &touched {
+            match self.node.take_in_stored(self.store.cache(), touched, now) {
+                Ok(out) => {
+                    let _ = self.carry_out(out).await;
                 }
-            };
-            let moved: Vec<DocId> = fresh
-                .documents()
-                .filter(|d| before.get(&d.id()) != Some(&d.heads()))
-                .map(|d| d.id())
-                .collect();
-            let out = self.node.refresh_vault(fresh, now);
-            let _ = self.carry_out(out).await;
-            for doc in moved {
-                self.emit(WebEvent::DocChanged { vault: id, doc });
+                Err(e) => self.emit(WebEvent::Problem(format!(
+                    "taking in another tab's changes to vault {}: {e}",
+                    touched.vault
+                ))),
             }
         }
         self.ensure_sessions();
@@ -1442,21 +1428,6 @@ impl WebPeer {
 }
 
 /// The vaults whose records a batch writes (peer records and the device key name none).
-fn vaults_in(batch: &nexus_core::Batch) -> Vec<VaultId> {
-    let mut vaults = BTreeSet::new();
-    for op in batch.ops() {
-        let (Op::Put { table, key, .. } | Op::Delete { table, key }) = op;
-        if matches!(
-            table,
-            Table::Membership | Table::Docs | Table::Changes | Table::Snapshots
-        ) && let Some(id) = key.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok())
-        {
-            vaults.insert(VaultId(nexus_core::Hash(id)));
-        }
-    }
-    vaults.into_iter().collect()
-}
-
 /// Listens for the browser's `online` and `offline` events. The closures must live as
 /// long as the peer.
 fn watch_online(

@@ -10,7 +10,9 @@
 //! Messages are small JSON strings; anything unreadable on the channel is ignored.
 
 use js_sys::{Function, Promise, Reflect};
-use nexus_core::VaultId;
+use std::collections::{BTreeMap, BTreeSet};
+
+use nexus_core::Touched;
 use serde_json::{Value, json};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -18,8 +20,8 @@ use wasm_bindgen::{JsCast, JsValue};
 /// What one tab tells the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TabMessage {
-    /// These vaults' records in IndexedDB changed: read them again.
-    Changed(Vec<VaultId>),
+    /// These records in IndexedDB changed: read them again.
+    Changed(Vec<Touched>),
     /// (To the leader.) Dial this address.
     Connect(String),
     /// (To the leader.) Try this invite code.
@@ -31,9 +33,9 @@ pub(crate) enum TabMessage {
 impl TabMessage {
     fn encode(&self) -> String {
         match self {
-            TabMessage::Changed(vaults) => json!({
+            TabMessage::Changed(touched) => json!({
                 "kind": "changed",
-                "vaults": vaults.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "vaults": touched.iter().map(encode_touched).collect::<Vec<_>>(),
             }),
             TabMessage::Connect(address) => json!({ "kind": "connect", "address": address }),
             TabMessage::Join(code) => json!({ "kind": "join", "code": code }),
@@ -55,11 +57,14 @@ impl TabMessage {
                 .unwrap_or_default()
         };
         match value["kind"].as_str()? {
+            // One unreadable entry makes the whole message unreadable: a tab that missed
+            // a change would show stale data until its next reload.
             "changed" => Some(TabMessage::Changed(
-                strings("vaults")
+                value["vaults"]
+                    .as_array()?
                     .iter()
-                    .filter_map(|v| v.parse().ok())
-                    .collect(),
+                    .map(decode_touched)
+                    .collect::<Option<Vec<_>>>()?,
             )),
             "connect" => Some(TabMessage::Connect(value["address"].as_str()?.to_owned())),
             "join" => Some(TabMessage::Join(value["code"].as_str()?.to_owned())),
@@ -67,6 +72,45 @@ impl TabMessage {
             _ => None,
         }
     }
+}
+
+fn encode_touched(touched: &Touched) -> Value {
+    let changes: serde_json::Map<String, Value> = touched
+        .changes
+        .iter()
+        .map(|(doc, hashes)| {
+            let hashes: Vec<String> = hashes.iter().map(ToString::to_string).collect();
+            (doc.to_string(), json!(hashes))
+        })
+        .collect();
+    json!({
+        "vault": touched.vault.to_string(),
+        "membership": touched.membership,
+        "whole": touched.whole.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "changes": changes,
+    })
+}
+
+fn decode_touched(value: &Value) -> Option<Touched> {
+    let mut changes = BTreeMap::new();
+    for (doc, hashes) in value["changes"].as_object()? {
+        let hashes = hashes
+            .as_array()?
+            .iter()
+            .map(|h| h.as_str()?.parse().ok())
+            .collect::<Option<BTreeSet<_>>>()?;
+        changes.insert(doc.parse().ok()?, hashes);
+    }
+    Some(Touched {
+        vault: value["vault"].as_str()?.parse().ok()?,
+        membership: value["membership"].as_bool()?,
+        whole: value["whole"]
+            .as_array()?
+            .iter()
+            .map(|d| d.as_str()?.parse().ok())
+            .collect::<Option<_>>()?,
+        changes,
+    })
 }
 
 /// This tab's part in the coordination. Dropping it gives up leadership (or stops
