@@ -75,7 +75,7 @@ const nexusReconnect = attempt("nexus reconnect example", () =>
   lastJson(run("cargo", ["run", "-q", "--release", "-p", "nexus-core", "--example", "reconnect", "--", String(SIZE)])),
 );
 const altReconnect = attempt("alternatives' reconnect", () => lastJson(run("node", ["bench/node/reconnect.mjs", String(SIZE), String(Math.min(SIZE, 2_000))])));
-for (const [key, label] of [["reconnectInSync", "reconnect, in sync"], ["reconnectOneChanged", "reconnect, one document changed"]]) {
+for (const [key, id, label] of [["reconnectInSync", "2", "reconnect, in sync"], ["reconnectOneChanged", "3", "reconnect, one document changed"]]) {
   for (const [field, unit] of [["bytes", "bytes"], ["roundTrips", "round trips"], ["ms", "ms"]]) {
     // A figure measured with fewer documents is shown with its size, without a ratio.
     const fig = (obj, k) => {
@@ -86,7 +86,7 @@ for (const [key, label] of [["reconnectInSync", "reconnect, in sync"], ["reconne
       const value = docs === SIZE ? r[field] : `${Math.round(r[field]).toLocaleString("en")} at ${docs.toLocaleString("en")} docs`;
       return { value, note: obj[k].note };
     };
-    row(label.split(".")[0], `${label}, ${SIZE} documents: ${unit}`, unit, {
+    row(id, `${label}, ${SIZE} documents: ${unit}`, unit, {
       nexus: nexusReconnect?.error ? nexusReconnect : { value: nexusReconnect[key][field] },
       automergeRepo: fig(altReconnect, "automergeRepo"),
       yjs: fig(altReconnect, "yjs"),
