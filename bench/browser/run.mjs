@@ -388,6 +388,21 @@ async function nexusServe(home) {
   }
 }
 
+/** Starts Chromium's sampling profiler on `page`; `stop()` resolves with the profile. */
+async function startProfiler(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
+  await cdp.send("Profiler.start");
+  return {
+    async stop() {
+      const { profile } = await cdp.send("Profiler.stop");
+      await cdp.detach().catch(() => {});
+      return profile;
+    },
+  };
+}
+
 async function initialSync(context, url) {
   const out = {};
   const expect = lastWrite(N.changes);
@@ -417,7 +432,15 @@ async function initialSync(context, url) {
       log(`1b: nexus fixture (${N.changes} signed changes) made in ${Date.now() - t} ms`);
       server = await nexusServe(home);
       log(`1b: nexus`);
+      // NEXUS_CPU_PROFILE=<file>: Chromium's sampling profiler runs during the sync and
+      // writes a .cpuprofile (summarize with bench/browser/profile-summary.mjs; build the
+      // package with scripts/build-npm --names for the engine's function names).
+      const profiler = process.env.NEXUS_CPU_PROFILE ? await startProfiler(page) : null;
       const r = await nexusInitialSync(page, { address: server.address, vaultId, docId, expect });
+      if (profiler) {
+        writeFileSync(process.env.NEXUS_CPU_PROFILE, JSON.stringify(await profiler.stop()));
+        log(`1b: CPU profile written to ${process.env.NEXUS_CPU_PROFILE}`);
+      }
       if (r.keys !== 100) throw new Error(`1b: nexus holds ${r.keys} keys`);
       out.nexus = { ...pick(r), server: `nexus serve (${nexusBin.split("/").at(-1)} build), WebSocket` };
       await page.close();

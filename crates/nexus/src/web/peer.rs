@@ -379,7 +379,7 @@ impl WebPeer {
             // Pending node work (a big snapshot being checked) runs one slice per turn of
             // the event loop, between network events and the page's own work.
             let mut work = if self.node.has_work() {
-                futures_timer::Delay::new(Duration::ZERO).fuse()
+                crate::rt::yield_to_page().boxed_local().fuse()
             } else {
                 futures::future::Fuse::terminated()
             };

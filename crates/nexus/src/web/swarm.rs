@@ -4,7 +4,12 @@
 //! each other and through which a browser is reachable at all; rendezvous (to meet the
 //! members of its vaults at a relay), identify, ping and the `/nexus/sync/1` streams.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures::{AsyncRead, AsyncWrite};
 
 use libp2p::core::Transport as _;
 use libp2p::core::muxing::StreamMuxerBox;
@@ -38,6 +43,7 @@ pub fn build_web_swarm(key: &DeviceKey) -> Result<Swarm<WebBehaviour>, String> {
             let noise = noise::Config::new(keypair)?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
                 libp2p_websocket_websys::Transport::default()
+                    .map(|connection, _| PromptFlush(connection))
                     .upgrade(Version::V1Lazy)
                     .authenticate(noise)
                     .multiplex(yamux::Config::default())
@@ -66,4 +72,42 @@ pub fn build_web_swarm(key: &DeviceKey) -> Result<Swarm<WebBehaviour>, String> {
         .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
     Ok(swarm)
+}
+
+/// A browser WebSocket whose flush does not wait for the socket's buffer to drain.
+///
+/// `libp2p-websocket-websys` 0.6 answers a flush with "pending" while the browser still
+/// holds unsent bytes, and looks again only every 100 ms; every Noise handshake message
+/// and every flushed Yamux frame then waits up to 100 ms (three such waits made up a
+/// third of a fresh browser's initial sync). A write has already handed its bytes to
+/// the browser, which sends them in order, so there is nothing to wait for; writes
+/// still wait when the buffer is full.
+struct PromptFlush<C>(C);
+
+impl<C: AsyncRead + Unpin> AsyncRead for PromptFlush<C> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for PromptFlush<C> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
 }
