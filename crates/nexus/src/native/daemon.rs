@@ -490,7 +490,7 @@ impl NativePeer {
             None => None,
         };
         if let Some(listener) = listener {
-            tokio::spawn(serve_control(listener, control_tx));
+            crate::rt::spawn(serve_control(listener, control_tx));
         }
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1028,7 +1028,7 @@ impl NativePeer {
                 self.opening.insert(pair);
                 let mut control = self.control.clone();
                 let tx = self.internal_tx.clone();
-                tokio::spawn(async move {
+                crate::rt::spawn(async move {
                     let message = match control.open_stream(peer, SYNC_PROTOCOL).await {
                         Ok(stream) => Internal::Opened {
                             peer,
@@ -1160,7 +1160,7 @@ impl NativePeer {
                 }
             }
         });
-        tokio::spawn(async move {
+        crate::rt::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if write_frame(&mut write, &bytes).await.is_err() {
                     return;
@@ -1559,7 +1559,7 @@ fn bind_control(path: &Path) -> Result<UnixListener, PeerError> {
 async fn serve_control(listener: UnixListener, requests: mpsc::UnboundedSender<ControlRequest>) {
     while let Ok((stream, _)) = listener.accept().await {
         let requests = requests.clone();
-        tokio::spawn(async move {
+        crate::rt::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read).lines();
             while let Ok(Some(line)) = lines.next_line().await {

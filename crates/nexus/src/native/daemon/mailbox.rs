@@ -225,7 +225,7 @@ impl NativePeer {
         let mut control = self.control.clone();
         let tx = self.internal_tx.clone();
         let heads = prepared.heads;
-        tokio::spawn(async move {
+        crate::rt::spawn(async move {
             let mut result = Ok(());
             for (mailbox, bundle, bytes) in puts {
                 let request = MailboxRequest::Put {
@@ -273,7 +273,7 @@ impl NativePeer {
             let seen = self.mailboxes.seen.clone();
             let mut control = self.control.clone();
             let tx = self.internal_tx.clone();
-            tokio::spawn(async move {
+            crate::rt::spawn(async move {
                 let mut bundles = Vec::new();
                 let mut error = None;
                 match mailbox_request(&mut control, relay, &MailboxRequest::List { mailbox }).await
