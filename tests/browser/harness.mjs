@@ -73,10 +73,11 @@ export async function serveDir(dir) {
 
 /**
  * A browser profile (its own user-data-dir: its own IndexedDB, so its own device) with
- * a page open at `url`, once `ready` (a JavaScript expression) holds in it.
+ * a page open at `url`, once `ready` (a JavaScript expression) holds in it. The
+ * user-data-dir is made under `parent` (the system's temporary directory by default).
  */
-export async function openProfile(url, { ready = "window.nexusReady === true" } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "nexus-profile-"));
+export async function openProfile(url, { ready = "window.nexusReady === true", parent = tmpdir() } = {}) {
+  const dir = mkdtempSync(join(parent, "nexus-profile-"));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: chromiumPath,
     headless: true,

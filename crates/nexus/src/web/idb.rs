@@ -49,9 +49,10 @@ pub enum IdbError {
         "the browser's storage quota for this site is used up ({0}); free some space or ask for persistent storage"
     )]
     QuotaExceeded(String),
-    /// The browser aborted the transaction; nothing of the batch was stored.
-    #[error("the browser aborted the IndexedDB transaction; nothing of it was stored")]
-    Aborted,
+    /// The browser aborted the transaction; nothing of the batch was stored. The text
+    /// says how much storage the site uses, when the browser tells.
+    #[error("the browser aborted the IndexedDB transaction; nothing of it was stored{0}")]
+    Aborted(String),
     /// Another IndexedDB failure.
     #[error("IndexedDB {operation} failed: {reason}")]
     Failed {
@@ -122,6 +123,57 @@ fn to_vec(value: &JsValue) -> Option<Vec<u8>> {
     } else {
         None
     }
+}
+
+/// Why a write transaction was aborted, as far as the page can tell. The transaction's
+/// own error is not reachable through `rexie`, so the site's usage and quota
+/// (`navigator.storage.estimate()`) decide: a batch that would not fit in what is left of
+/// the quota is a quota error; otherwise the text gives the figures, and a full disk is
+/// the likely cause.
+async fn aborted(batch_bytes: u64) -> IdbError {
+    match storage_estimate().await {
+        Some((usage, quota)) if usage.saturating_add(batch_bytes) >= quota => {
+            IdbError::QuotaExceeded(format!(
+                "{} used of {}, and the write needed {}",
+                mib(usage),
+                mib(quota),
+                mib(batch_bytes)
+            ))
+        }
+        Some((usage, quota)) => IdbError::Aborted(format!(
+            " (this site uses {} of its {} quota, so the disk itself may be full)",
+            mib(usage),
+            mib(quota)
+        )),
+        None => IdbError::Aborted(String::new()),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The site's storage usage and quota in bytes, if the browser reports them.
+async fn storage_estimate() -> Option<(u64, u64)> {
+    let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let storage = js_sys::Reflect::get(&navigator, &"storage".into()).ok()?;
+    let estimate = js_sys::Reflect::get(&storage, &"estimate".into())
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    let promise = estimate
+        .call0(&storage)
+        .ok()?
+        .dyn_into::<js_sys::Promise>()
+        .ok()?;
+    let result = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let number = |field: &str| {
+        js_sys::Reflect::get(&result, &field.into())
+            .ok()?
+            .as_f64()
+            .map(|n| n as u64)
+    };
+    Some((number("usage")?, number("quota")?))
 }
 
 /// Resolves after `ms` milliseconds (`setTimeout`, in a window or a worker).
@@ -344,6 +396,14 @@ impl IdbStore {
             .collect();
         names.sort_unstable();
         names.dedup();
+        let batch_bytes: u64 = batch
+            .ops()
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, .. } => (key.len() + value.len()) as u64,
+                Op::Delete { key, .. } => key.len() as u64,
+            })
+            .sum();
         let tx = self
             .db
             .transaction(&names, TransactionMode::ReadWrite)
@@ -370,7 +430,7 @@ impl IdbStore {
         }
         match tx.done().await {
             Ok(result) if result.is_committed() => {}
-            Ok(_) => return Err(IdbError::Aborted),
+            Ok(_) => return Err(aborted(batch_bytes).await),
             Err(e) => return Err(failed("commit")(e)),
         }
         self.cache.commit(batch).map_err(|e| IdbError::Failed {
