@@ -141,11 +141,15 @@ pub struct Touched {
     /// Documents read again whole: new ones, and those whose metadata or snapshot
     /// changed or whose change records were deleted (compaction).
     pub whole: BTreeSet<DocId>,
-    /// Change records added, per document (documents in `whole` are not listed).
+    /// Change records added, per document, up to [`Touched::MAX_LISTED_CHANGES`] each
+    /// (documents in `whole` are not listed).
     pub changes: BTreeMap<DocId, BTreeSet<automerge::ChangeHash>>,
 }
 
 impl Touched {
+    /// Above this many new change records, a document is listed as whole instead.
+    pub const MAX_LISTED_CHANGES: usize = 64;
+
     /// What `batch` changes, per vault, in vault order. Records of other tables (the
     /// identity, peers) are not part of a vault and are left out.
     pub fn of(batch: &Batch) -> Vec<Touched> {
@@ -200,6 +204,15 @@ impl Touched {
         }
         let mut out: Vec<Touched> = vaults.into_values().collect();
         for touched in &mut out {
+            // Many records of one document are read faster as its whole key range than
+            // one by one, and keep the message small.
+            let many: Vec<DocId> = touched
+                .changes
+                .iter()
+                .filter(|(_, hashes)| hashes.len() > Self::MAX_LISTED_CHANGES)
+                .map(|(doc, _)| *doc)
+                .collect();
+            touched.whole.extend(many);
             let whole = touched.whole.clone();
             touched.changes.retain(|doc, _| !whole.contains(doc));
         }
@@ -382,6 +395,50 @@ impl Storage for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn touched_names_records_per_vault_and_lists_big_batches_as_whole_documents() {
+        let vault = VaultId(crate::hash::Hash([7; 32]));
+        let (small, big, new) = (DocId([1; 16]), DocId([2; 16]), DocId([3; 16]));
+        let mut batch = Batch::new();
+        let hash = |i: usize| automerge::ChangeHash([i as u8; 32]);
+        batch.put(
+            Table::Changes,
+            keys::change(&vault, &small, &hash(0)),
+            vec![],
+        );
+        for i in 0..=Touched::MAX_LISTED_CHANGES {
+            batch.put(Table::Changes, keys::change(&vault, &big, &hash(i)), vec![]);
+        }
+        batch.put(Table::Docs, keys::doc(&vault, &new), vec![]);
+        batch.put(Table::Changes, keys::change(&vault, &new, &hash(1)), vec![]);
+        batch.put(Table::Peers, vec![9; 32], vec![]);
+        batch.put(Table::Identity, keys::DEVICE.to_vec(), vec![]);
+        let touched = Touched::of(&batch);
+        assert_eq!(
+            touched.len(),
+            1,
+            "peer and identity records are not a vault's"
+        );
+        let touched = &touched[0];
+        assert_eq!(touched.vault, vault);
+        assert!(!touched.membership);
+        assert_eq!(touched.whole, BTreeSet::from([big, new]));
+        assert_eq!(touched.changes.len(), 1);
+        assert_eq!(touched.changes[&small], BTreeSet::from([hash(0)]));
+        // A deleted change record (compaction) makes the document whole; an entry, the
+        // membership.
+        let mut batch = Batch::new();
+        batch.delete(Table::Changes, keys::change(&vault, &small, &hash(0)));
+        batch.put(
+            Table::Membership,
+            keys::membership(&vault, &crate::hash::Hash([5; 32])),
+            vec![],
+        );
+        let touched = Touched::of(&batch);
+        assert!(touched[0].membership);
+        assert_eq!(touched[0].whole, BTreeSet::from([small]));
+    }
 
     #[test]
     fn a_batch_that_does_not_fit_changes_nothing() {
