@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite::{SqliteError, SqliteStore};
 use super::swarm::{PeerBehaviour, PeerBehaviourEvent, SwarmError, build_swarm_with_certificate};
-use super::webrtc_watch::{Remedy, WebRtcWatch};
+use super::webrtc_watch::{Remedy, WebRtcWatch, is_webrtc_direct};
 use crate::frames::{FrameError, read_frame, write_frame};
 use crate::p2p::{SYNC_PROTOCOL, device_of, peer_of, relay_of, relay_part, split_peer};
 
@@ -359,13 +359,15 @@ impl NativePeer {
         let incoming = control
             .accept(SYNC_PROTOCOL)
             .map_err(|_| PeerError::Load("the sync protocol was registered twice".into()))?;
+        let mut webrtc = WebRtcWatch::default();
         for address in &config.listen {
-            swarm
+            let listener = swarm
                 .listen_on(address.clone())
                 .map_err(|e| PeerError::Listen {
                     address: address.clone(),
                     reason: e.to_string(),
                 })?;
+            webrtc.on_listen(listener, address);
         }
         let (records, unreadable) = PeerRecord::load_all(&store)?;
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
@@ -405,7 +407,7 @@ impl NativePeer {
             commands_tx,
             commands_rx,
             mailboxes: mailbox::Mailboxes::default(),
-            webrtc: WebRtcWatch::default(),
+            webrtc,
         };
         peer.init_mailboxes();
         for address in &config.relays {
@@ -602,9 +604,16 @@ impl NativePeer {
             SwarmEvent::ConnectionClosed { connection_id, .. } => {
                 self.webrtc.on_closed(*connection_id)
             }
-            SwarmEvent::ListenerClosed { listener_id, .. } => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                ..
+            } => {
+                self.listening.retain(|a| !addresses.contains(a));
                 self.webrtc.on_listener_closed(*listener_id)
             }
+            SwarmEvent::IncomingConnection { connection_id, .. }
+            | SwarmEvent::Dialing { connection_id, .. } => self.webrtc.on_attempt(*connection_id),
             _ => {}
         }
         match event {
@@ -706,9 +715,9 @@ impl NativePeer {
                 self.schedule_redial(peer_id);
             }
             SwarmEvent::OutgoingConnectionError {
+                connection_id,
                 peer_id: Some(peer_id),
                 error,
-                ..
             } => {
                 if let Some(device) = device_of(&peer_id)
                     && let Some(record) = self.peers.get_mut(&device)
@@ -720,18 +729,22 @@ impl NativePeer {
                 self.emit(PeerEvent::Problem(format!(
                     "cannot reach {peer_id}: {error}"
                 )));
+                // Only a WebRTC-direct handshake that went wrong (not an address the
+                // transport refused outright) can leave a socket stuck.
                 if let DialError::Transport(attempts) = &error
-                    && attempts.iter().any(|(address, _)| {
-                        address.iter().any(|p| matches!(p, Protocol::WebRTCDirect))
+                    && attempts.iter().any(|(address, error)| {
+                        is_webrtc_direct(address)
+                            && matches!(error, libp2p::TransportError::Other(_))
                     })
                 {
-                    for listener in self.webrtc.on_dial_failure() {
+                    for listener in self.webrtc.on_dial_failure(connection_id) {
                         self.swarm.remove_listener(listener);
                     }
                 }
                 self.schedule_redial(peer_id);
             }
             SwarmEvent::IncomingConnectionError {
+                connection_id,
                 local_addr,
                 send_back_addr,
                 error,
@@ -740,7 +753,7 @@ impl NativePeer {
                 self.emit(PeerEvent::Problem(format!(
                     "incoming connection from {send_back_addr} on {local_addr} failed: {error}"
                 )));
-                match self.webrtc.on_incoming_failure(&local_addr) {
+                match self.webrtc.on_incoming_failure(connection_id, &local_addr) {
                     Remedy::Restart(listener) => {
                         self.swarm.remove_listener(listener);
                     }
@@ -880,12 +893,15 @@ impl NativePeer {
     /// Listens again on WebRTC-direct addresses closed by [`WebRtcWatch`].
     fn reopen_webrtc_listeners(&mut self) {
         for (address, attempts_left) in self.webrtc.take_reopen() {
-            if let Err(e) = self.swarm.listen_on(address.clone())
-                && !self.webrtc.retry_later(address.clone(), attempts_left)
-            {
-                self.emit(PeerEvent::Problem(format!(
-                    "cannot listen on {address} again: {e}"
-                )));
+            match self.swarm.listen_on(address.clone()) {
+                Ok(listener) => self.webrtc.on_listen(listener, &address),
+                Err(e) => {
+                    if !self.webrtc.retry_later(address.clone(), attempts_left) {
+                        self.emit(PeerEvent::Problem(format!(
+                            "cannot listen on {address} again: {e}"
+                        )));
+                    }
+                }
             }
         }
     }
