@@ -436,6 +436,11 @@ impl Document {
         }
     }
 
+    /// Whether changes are stored here that wait for changes not here yet.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// The document id.
     pub fn id(&self) -> DocId {
         self.id
@@ -1214,6 +1219,7 @@ impl Document {
     /// by another tab or process; they were checked before they were stored). Records
     /// of changes already here are skipped.
     pub fn take_in_stored(&mut self, changes: &[Vec<u8>]) -> Result<(), LoadError> {
+        // Every record is parsed before anything changes, so a corrupt one changes nothing.
         let id = self.id;
         let mut parsed = Vec::with_capacity(changes.len());
         for bytes in changes {
@@ -1230,18 +1236,15 @@ impl Document {
                     reason: e.to_string(),
                 },
             })?;
-            let hash = change.hash();
-            self.auth.insert(
-                hash,
-                ChangeAuth {
-                    author: signed.author,
-                    signature: signed.signature,
-                },
-            );
-            self.loose.insert(hash);
-            parsed.push((hash, change));
+            let auth = ChangeAuth {
+                author: signed.author,
+                signature: signed.signature,
+            };
+            parsed.push((change.hash(), auth, change));
         }
-        for (hash, change) in parsed {
+        for (hash, auth, change) in parsed {
+            self.auth.insert(hash, auth);
+            self.loose.insert(hash);
             if self.doc.get_change_meta_by_hash(&hash).is_none() {
                 self.waiting.insert(hash, change);
             }

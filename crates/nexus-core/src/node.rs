@@ -548,6 +548,29 @@ impl Node {
         out
     }
 
+    /// What to read back for `touched` (another tab's commit): what it names, widened
+    /// to the whole vault when this node does not hold the vault, and to the whole
+    /// document when this node does not hold the document or still has changes of it
+    /// waiting for others (so that a message this tab missed is made up for).
+    pub fn what_to_read(&self, touched: &Touched) -> Touched {
+        let mut read = touched.clone();
+        let Some(vault) = self.vaults.get(&touched.vault) else {
+            read.membership = true;
+            return read;
+        };
+        let partial: Vec<DocId> = read
+            .changes
+            .keys()
+            .filter(|id| vault.document(id).is_none_or(Document::has_waiting))
+            .copied()
+            .collect();
+        for id in partial {
+            read.changes.remove(&id);
+            read.whole.insert(id);
+        }
+        read
+    }
+
     /// Takes in what another writer of the shared store (another tab) committed, as
     /// [`Touched`] describes it: only the documents and change records it names are read
     /// back, unless the membership changed or the vault is new here, when the vault is

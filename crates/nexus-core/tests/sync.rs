@@ -909,6 +909,34 @@ fn another_tabs_writes_are_read_back_from_what_its_batch_touched() {
     };
     assert!(member(0) && member(1));
 
+    // A message this tab missed: the next change waits for its parent until the
+    // document is read again whole, which `what_to_read` asks for.
+    let missed = tab
+        .change(vault, doc(1), |tx| tx.put(ROOT, "missed", 5).map(|_| ()))
+        .unwrap();
+    net.devices[0].store.commit(missed.batch).unwrap();
+    let next = tab
+        .change(vault, doc(1), |tx| tx.put(ROOT, "next", 6).map(|_| ()))
+        .unwrap();
+    let touched = Touched::of(&next.batch);
+    net.devices[0].store.commit(next.batch).unwrap();
+    let read = net.devices[0].node.what_to_read(&touched[0]);
+    assert_eq!(read, touched[0], "nothing to widen before");
+    let out = take_in(&mut net, &read);
+    assert!(out.events.is_empty(), "the change waits for its parent");
+    let again = net.devices[0].node.what_to_read(&touched[0]);
+    assert!(again.whole.contains(&doc(1)) && again.changes.is_empty());
+    let out = take_in(&mut net, &again);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(get(&net, 0, vault, doc(1))["next"], serde_json::json!(6));
+    assert_eq!(get(&net, 0, vault, doc(1))["missed"], serde_json::json!(5));
+    // A vault this node does not hold is read whole.
+    let stranger = Touched {
+        vault: VaultId(nexus_core::Hash([9; 32])),
+        ..touched[0].clone()
+    };
+    assert!(net.devices[0].node.what_to_read(&stranger).membership);
+
     // Taking the same records in again changes nothing and sends nothing.
     let out = tab
         .change(vault, doc(1), |tx| tx.put(ROOT, "w", 4).map(|_| ()))

@@ -282,12 +282,15 @@ impl IdbStore {
             .db
             .transaction(&names, TransactionMode::ReadOnly)
             .map_err(failed("read transaction"))?;
-        let mut batch = Batch::new();
+        // Each entry is put in the cache before the next is read, so that what one
+        // entry deletes is seen by the next.
         for touched in touched {
+            let mut batch = Batch::new();
             if touched.membership {
                 let prefix = keys::vault_prefix(&touched.vault);
                 self.reload_prefix(&tx, &VAULT_TABLES, &prefix, &mut batch)
                     .await?;
+                self.cache.commit(batch).map_err(cache_error)?;
                 continue;
             }
             for doc in &touched.whole {
@@ -310,9 +313,10 @@ impl IdbStore {
                     }
                 }
             }
+            self.cache.commit(batch).map_err(cache_error)?;
         }
         let _ = tx.done().await;
-        self.cache.commit(batch).map_err(cache_error)
+        Ok(())
     }
 
     /// Replaces, in `batch`, the cached records under `prefix` in `tables` with what

@@ -40,6 +40,9 @@ use crate::p2p::{RELAY_HOP_PROTOCOL, SYNC_PROTOCOL, device_of, peer_of, relay_pa
 
 /// How often the node ticks (retries, reconciliation, handshake timeouts).
 const TICK: Duration = Duration::from_millis(100);
+/// Failed reads of another tab's commit in a row before they are given up (the tab then
+/// shows what it has until it reloads, and says so).
+const MAX_TAB_READ_FAILURES: u32 = 3;
 /// Signatures of a big snapshot checked per turn of the page's event loop (about 10 ms
 /// of work in a release build), so that a fresh tab receiving a big document stays
 /// responsive.
@@ -275,6 +278,8 @@ pub struct WebPeer {
     /// Vaults another tab changed, read again at the next tick.
     /// What other tabs committed and this tab has not read back yet.
     from_other_tabs: Vec<Touched>,
+    /// Failed attempts in a row at reading what other tabs committed.
+    tab_read_failures: u32,
     /// What the leader tab last reported as connected (in follower tabs).
     leader_peers: BTreeSet<DeviceId>,
 }
@@ -295,21 +300,10 @@ impl WebPeer {
         if config.verify_slice == 0 {
             config.verify_slice = WEB_VERIFY_SLICE;
         }
-        let mut store = IdbStore::open(name).await?;
-        let key = store.load_or_create_device_key().await?;
-        // Each open (each tab) writes with its own Automerge actor.
-        let node = Node::load(store.cache(), key.clone(), ActorId::random(), config)
-            .map_err(|e| WebError::Load(e.to_string()))?;
-        let (records, _unreadable) =
-            PeerRecord::load_all(store.cache()).map_err(|e| WebError::Load(e.to_string()))?;
-        let swarm = build_web_swarm(&key).map_err(WebError::Network)?;
-        let mut control = swarm.behaviour().stream.new_control();
-        let incoming = control
-            .accept(SYNC_PROTOCOL)
-            .map_err(|_| WebError::Network("the sync protocol was registered twice".into()))?;
+        // The tab channel is joined before IndexedDB is read: what other tabs commit
+        // meanwhile waits in the queue (taken in twice if the read saw it too, which
+        // changes nothing) instead of being missed.
         let (internal_tx, internal_rx) = mpsc::unbounded();
-        let (commands_tx, commands_rx) = mpsc::unbounded();
-        let online_listeners = watch_online(&internal_tx);
         let (tabs, has_locks) = {
             let messages = internal_tx.clone();
             let leader = internal_tx.clone();
@@ -323,6 +317,20 @@ impl WebPeer {
                 },
             )
         };
+        let mut store = IdbStore::open(name).await?;
+        let key = store.load_or_create_device_key().await?;
+        // Each open (each tab) writes with its own Automerge actor.
+        let node = Node::load(store.cache(), key.clone(), ActorId::random(), config)
+            .map_err(|e| WebError::Load(e.to_string()))?;
+        let (records, _unreadable) =
+            PeerRecord::load_all(store.cache()).map_err(|e| WebError::Load(e.to_string()))?;
+        let swarm = build_web_swarm(&key).map_err(WebError::Network)?;
+        let mut control = swarm.behaviour().stream.new_control();
+        let incoming = control
+            .accept(SYNC_PROTOCOL)
+            .map_err(|_| WebError::Network("the sync protocol was registered twice".into()))?;
+        let (commands_tx, commands_rx) = mpsc::unbounded();
+        let online_listeners = watch_online(&internal_tx);
         if !has_locks {
             // Without Web Locks there is no way to agree on a leader: this tab leads.
             let _ = internal_tx.unbounded_send(Internal::Leader);
@@ -363,6 +371,7 @@ impl WebPeer {
             tabs: Some(tabs),
             leader: false,
             from_other_tabs: Vec::new(),
+            tab_read_failures: 0,
             leader_peers: BTreeSet::new(),
         };
         crate::rt::spawn(peer.run(commands_rx));
@@ -1317,30 +1326,65 @@ impl WebPeer {
         }
     }
 
-    /// Reads back what other tabs committed (only the records their batches touched)
-    /// and takes it in: new changes are offered to peers at once, the app hears of each
-    /// document that moved.
+    /// Reads back what other tabs committed (only the records their batches touched,
+    /// widened where this tab lacks what they build on) and takes it in: new changes are
+    /// offered to peers at once, the app hears of each document that moved.
     async fn read_other_tabs_changes(&mut self) {
-        let touched = std::mem::take(&mut self.from_other_tabs);
-        if let Err(e) = self.store.reload_touched(&touched).await {
-            self.emit(WebEvent::Problem(format!(
-                "reading another tab's changes: {e}"
-            )));
-            return;
-        }
-        let now = now_ms();
-        for touched in &touched {
-            match self.node.take_in_stored(self.store.cache(), touched, now) {
-                Ok(out) => {
-                    let _ = self.carry_out(out).await;
+        let pending = std::mem::take(&mut self.from_other_tabs);
+        for (i, touched) in pending.iter().enumerate() {
+            let read = self.node.what_to_read(touched);
+            if let Err(e) = self.take_in_from_store(&read).await {
+                // Kept, as whole vaults, for the next tick: a missed commit would leave
+                // this tab behind until it reloads.
+                self.tab_read_failures += 1;
+                self.emit(WebEvent::Problem(format!(
+                    "reading another tab's changes (attempt {}): {e}",
+                    self.tab_read_failures
+                )));
+                if self.tab_read_failures < MAX_TAB_READ_FAILURES {
+                    let rest = pending[i..].iter().map(|t| Touched {
+                        membership: true,
+                        ..t.clone()
+                    });
+                    self.from_other_tabs.splice(0..0, rest);
                 }
-                Err(e) => self.emit(WebEvent::Problem(format!(
-                    "taking in another tab's changes to vault {}: {e}",
-                    touched.vault
-                ))),
+                return;
+            }
+            // A change whose parents this tab never read (a message it missed) waits
+            // for them: its document is read again whole.
+            let again = self.node.what_to_read(&Touched {
+                membership: false,
+                whole: BTreeSet::new(),
+                ..read
+            });
+            if !again.whole.is_empty() {
+                let again = Touched {
+                    changes: BTreeMap::new(),
+                    ..again
+                };
+                if let Err(e) = self.take_in_from_store(&again).await {
+                    self.emit(WebEvent::Problem(format!(
+                        "reading another tab's documents again: {e}"
+                    )));
+                }
             }
         }
+        self.tab_read_failures = 0;
         self.ensure_sessions();
+    }
+
+    /// Reads `read` back from IndexedDB and takes it in.
+    async fn take_in_from_store(&mut self, read: &Touched) -> Result<(), String> {
+        self.store
+            .reload_touched(std::slice::from_ref(read))
+            .await
+            .map_err(|e| e.to_string())?;
+        let out = self
+            .node
+            .take_in_stored(self.store.cache(), read, now_ms())
+            .map_err(|e| format!("vault {}: {e}", read.vault))?;
+        let _ = self.carry_out(out).await;
+        Ok(())
     }
 
     fn dial_invite_addresses(&mut self, code: &InviteCode) {
