@@ -6,16 +6,22 @@ export const clock = () => performance.timeOrigin + performance.now();
 
 /** Long tasks (PerformanceObserver "longtask") since the page loaded, in performance.now() time. */
 export const longTasks = [];
+const record = (entries) => {
+  for (const e of entries) longTasks.push({ start: e.startTime, duration: e.duration });
+};
+let observer = null;
 try {
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) longTasks.push({ start: e.startTime, duration: e.duration });
-  }).observe({ type: "longtask", buffered: true });
+  observer = new PerformanceObserver((list) => record(list.getEntries()));
+  observer.observe({ type: "longtask", buffered: true });
 } catch {
   // No long task API: longestTask reports null.
 }
 
 /** The long tasks that overlap [t0, t1] (performance.now() times). */
 export function tasksBetween(t0, t1) {
+  // Entries reach the observer's callback a task later; a long task that just ended
+  // would be missed without taking them now.
+  if (observer) record(observer.takeRecords());
   const during = longTasks.filter((t) => t.start + t.duration >= t0 && t.start <= t1);
   return {
     longTasks: during.length,
