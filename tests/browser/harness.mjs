@@ -3,27 +3,17 @@
 // device), and native `nexus` / `nexus-relay` processes on loopback.
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, rmSync, existsSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, extname, normalize } from "node:path";
 import { chromium } from "playwright-core";
+import { staticServer, types } from "../../scripts/serve-static.mjs";
 
 const here = new URL(".", import.meta.url).pathname;
 export const bin = process.env.NEXUS_BIN_DIR ?? join(here, "../../target/debug");
 const pkg = process.env.NEXUS_WASM_PKG ?? join(here, "../../target/nexus-wasm-pkg");
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
-const types = {
-  ".html": "text/html",
-  ".js": "text/javascript",
-  ".mjs": "text/javascript",
-  ".css": "text/css",
-  ".json": "application/json",
-  ".webmanifest": "application/manifest+json",
-  ".png": "image/png",
-  ".svg": "image/svg+xml",
-  ".wasm": "application/wasm",
-};
 
 /** Serves page.html at / and the wasm-bindgen output under /pkg/ on 127.0.0.1. */
 export async function startServer() {
@@ -48,24 +38,11 @@ export async function startServer() {
 }
 
 /**
- * Serves the files of `dir` (a built web app) on 127.0.0.1; paths without a file get
- * index.html, as a single-page app expects.
+ * Serves the files of `dir` (a built web app) on 127.0.0.1, as the demo does; paths
+ * without a file get index.html, as a single-page app expects.
  */
 export async function serveDir(dir) {
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-    let file = join(dir, normalize(path).replace(/^(\.\.\/)+/, ""));
-    if (!existsSync(file) || !statSync(file).isFile()) file = join(dir, "index.html");
-    if (!existsSync(file)) {
-      res.writeHead(404).end("not found");
-      return;
-    }
-    res.writeHead(200, {
-      "content-type": types[extname(file)] ?? "application/octet-stream",
-      "cache-control": "no-cache",
-    });
-    res.end(readFileSync(file));
-  });
+  const server = staticServer(dir);
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${server.address().port}/`;
   return { url, close: () => new Promise((resolve) => server.close(resolve)) };

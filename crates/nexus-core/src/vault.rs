@@ -296,8 +296,9 @@ impl Vault {
     /// Takes in what another writer of the same store committed to this vault's
     /// documents, as [`Touched`] describes it (a membership change needs
     /// [`Vault::load`] instead). Documents in `touched.whole` are read again whole;
-    /// for the others only the listed change records are read and applied. Returns the
-    /// documents whose heads moved.
+    /// for the others only the listed change records are read and applied (documents
+    /// not held here are skipped: [`crate::node::Node::what_to_read`] lists them whole).
+    /// Returns the documents whose heads moved.
     pub fn take_in_stored<S: Storage>(
         &mut self,
         store: &S,
@@ -306,13 +307,7 @@ impl Vault {
         let vault = self.id();
         let storage = |source| VaultLoadError::Storage { vault, source };
         let mut moved = Vec::new();
-        // Documents not known here yet are read whole, with their metadata record.
-        let unknown = touched
-            .changes
-            .keys()
-            .filter(|id| !self.docs.contains_key(id));
-        let whole: BTreeSet<DocId> = touched.whole.iter().chain(unknown).copied().collect();
-        for id in &whole {
+        for id in &touched.whole {
             if store
                 .get(Table::Docs, &keys::doc(&vault, id))
                 .map_err(storage)?
@@ -327,12 +322,10 @@ impl Vault {
             self.docs.insert(*id, fresh);
         }
         for (id, hashes) in &touched.changes {
+            // A document not held here needs reading whole (`Node::what_to_read`).
             let Some(doc) = self.docs.get_mut(id) else {
-                continue; // read whole above, or not stored
-            };
-            if whole.contains(id) {
                 continue;
-            }
+            };
             let mut records = Vec::with_capacity(hashes.len());
             for hash in hashes {
                 if let Some(bytes) = store

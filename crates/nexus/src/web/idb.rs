@@ -400,14 +400,6 @@ impl IdbStore {
             .collect();
         names.sort_unstable();
         names.dedup();
-        let batch_bytes: u64 = batch
-            .ops()
-            .iter()
-            .map(|op| match op {
-                Op::Put { key, value, .. } => (key.len() + value.len()) as u64,
-                Op::Delete { key, .. } => key.len() as u64,
-            })
-            .sum();
         let tx = self
             .db
             .transaction(&names, TransactionMode::ReadWrite)
@@ -434,7 +426,17 @@ impl IdbStore {
         }
         match tx.done().await {
             Ok(result) if result.is_committed() => {}
-            Ok(_) => return Err(aborted(batch_bytes).await),
+            Ok(_) => {
+                let bytes = batch
+                    .ops()
+                    .iter()
+                    .map(|op| match op {
+                        Op::Put { key, value, .. } => (key.len() + value.len()) as u64,
+                        Op::Delete { key, .. } => key.len() as u64,
+                    })
+                    .sum();
+                return Err(aborted(bytes).await);
+            }
             Err(e) => return Err(failed("commit")(e)),
         }
         self.cache.commit(batch).map_err(|e| IdbError::Failed {
