@@ -494,8 +494,7 @@ impl NativePeer {
         if let Some(listener) = listener {
             crate::rt::spawn(serve_control(listener, control_tx));
         }
-        let mut ticker = tokio::time::interval(POLL_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticker = crate::rt::Ticker::new(POLL_INTERVAL);
         let mut last_ensure = 0u64;
         // After the shutdown signal: until when bundles still being left are waited for.
         let mut stopping: Option<u64> = None;
@@ -518,7 +517,7 @@ impl NativePeer {
                 Some((peer, stream)) = self.incoming.next() => self.on_inbound(peer, stream),
                 Some((request, reply)) = control_rx.recv() => self.on_control(request, reply),
                 Some(command) = self.commands_rx.recv() => command(&mut self),
-                _ = ticker.tick() => {
+                () = ticker.tick() => {
                     let now = now_ms();
                     self.poll_store(now);
                     let out = self.node.tick(now);

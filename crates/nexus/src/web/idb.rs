@@ -11,8 +11,8 @@
 //! and is created on first open. A quota error, an upgrade blocked by another tab and an
 //! aborted transaction each come back as their own [`IdbError`].
 
-use std::future::Future;
 use std::pin::pin;
+use std::time::Duration;
 
 use futures::future::{Either, select};
 use js_sys::Uint8Array;
@@ -25,7 +25,7 @@ use wasm_bindgen::{JsCast, JsValue};
 /// The IndexedDB schema version: bump it, with an upgrade step, when the layout changes.
 pub const IDB_SCHEMA_VERSION: u32 = 1;
 /// How long opening waits for other tabs to let an upgrade through.
-const OPEN_TIMEOUT_MS: i32 = 10_000;
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEVICE_KEY: &[u8] = b"device";
 
 /// Why an IndexedDB operation failed. Nothing of a failed commit was stored.
@@ -176,27 +176,6 @@ async fn storage_estimate() -> Option<(u64, u64)> {
     Some((number("usage")?, number("quota")?))
 }
 
-/// Resolves after `ms` milliseconds (`setTimeout`, in a window or a worker).
-fn sleep_ms(ms: i32) -> impl Future<Output = ()> {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let global = js_sys::global();
-        let set_timeout = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))
-            .ok()
-            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-        match set_timeout {
-            Some(set_timeout) => {
-                let _ = set_timeout.call2(&global, &resolve, &JsValue::from(ms));
-            }
-            None => {
-                let _ = resolve.call0(&JsValue::NULL);
-            }
-        }
-    });
-    async move {
-        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-    }
-}
-
 /// A Nexus store in one IndexedDB database.
 pub struct IdbStore {
     name: String,
@@ -220,7 +199,7 @@ impl IdbStore {
             builder = builder.add_object_store(ObjectStore::new(table.name()));
         }
         let opening = pin!(builder.build());
-        let timeout = pin!(sleep_ms(OPEN_TIMEOUT_MS));
+        let timeout = pin!(crate::rt::sleep(OPEN_TIMEOUT));
         let db = match select(opening, timeout).await {
             Either::Left((Ok(db), _)) => db,
             Either::Left((Err(e), _)) => {

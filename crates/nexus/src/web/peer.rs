@@ -382,7 +382,7 @@ impl WebPeer {
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut ticker = futures_timer::Delay::new(TICK).fuse();
+        let mut ticker = crate::rt::Ticker::new(TICK);
         let mut last_ensure = 0u64;
         while !self.stopping {
             // Pending node work (a big snapshot being checked) runs one slice per turn of
@@ -409,8 +409,7 @@ impl WebPeer {
                     // Every handle is gone: nobody can use this peer any more.
                     None => self.stopping = true,
                 },
-                () = ticker => {
-                    ticker = futures_timer::Delay::new(TICK).fuse();
+                () = ticker.tick().fuse() => {
                     if !self.from_other_tabs.is_empty() {
                         self.read_other_tabs_changes().await;
                     }
