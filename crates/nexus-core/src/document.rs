@@ -182,16 +182,28 @@ pub fn verify_signatures(items: &[(&[u8], DeviceId, Signature)]) -> Vec<bool> {
         .collect()
 }
 
+/// A snapshot record read up to its signatures (see [`Document::load_snapshot`]).
+struct SnapshotHead {
+    doc: Automerge,
+    authors: Vec<DeviceId>,
+    /// Where the signatures start in the record.
+    signatures_at: usize,
+}
+
 /// A peer's document snapshot, parsed, whose signatures are checked a slice at a time
 /// so that a big document does not hold up a single-threaded engine (a browser tab) for
-/// the whole check: [`StagedSnapshot::verify_some`] between other work, then
-/// [`Document::apply_staged_snapshot`].
+/// the whole check. The steps, each short enough to run between other work:
+/// [`StagedSnapshot::load`] (the Automerge document), [`StagedSnapshot::read_signatures`],
+/// [`StagedSnapshot::verify_some`] until [`StagedSnapshot::is_checked`], then
+/// [`Document::apply_staged_snapshot`]. [`StagedSnapshot::parse`] does the first two.
 #[derive(Clone)]
 pub struct StagedSnapshot {
     vault: VaultId,
     doc: DocId,
     bytes: Vec<u8>,
     loaded: Automerge,
+    /// The authors, and where the signatures start, until they are read.
+    unread: Option<(Vec<DeviceId>, usize)>,
     auths: Vec<(ChangeHash, ChangeAuth)>,
     verified: usize,
     forged: Option<usize>,
@@ -201,40 +213,76 @@ impl std::fmt::Debug for StagedSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StagedSnapshot")
             .field("doc", &self.doc)
+            .field("signatures_read", &self.unread.is_none())
             .field("changes", &self.auths.len())
             .field("verified", &self.verified)
             .finish_non_exhaustive()
     }
 }
 
+/// The aborted [`Applied`] for a snapshot that does not parse.
+fn malformed_snapshot(e: &LoadError) -> Applied {
+    let mut applied = Applied::default();
+    applied.rejected.push(ApplyError::MalformedSnapshot {
+        reason: e.to_string(),
+    });
+    applied.aborted = true;
+    applied
+}
+
 impl StagedSnapshot {
-    /// Parses a snapshot of `doc` in `vault` (loading the document it carries). A
-    /// snapshot that does not parse gives the aborted [`Applied`] to report.
+    /// Parses a snapshot of `doc` in `vault` (loading the document it carries and reading
+    /// its signatures). A snapshot that does not parse gives the aborted [`Applied`] to
+    /// report.
     pub fn parse(vault: VaultId, doc: DocId, bytes: &[u8]) -> Result<Self, Applied> {
-        match Document::parse_snapshot(doc, bytes) {
-            Ok((loaded, auths)) => Ok(Self {
-                vault,
-                doc,
-                bytes: bytes.to_vec(),
-                loaded,
-                auths,
-                verified: 0,
-                forged: None,
-            }),
-            Err(e) => {
-                let mut applied = Applied::default();
-                applied.rejected.push(ApplyError::MalformedSnapshot {
-                    reason: e.to_string(),
-                });
-                applied.aborted = true;
-                Err(applied)
-            }
-        }
+        let mut staged = Self::load(vault, doc, bytes)?;
+        staged.read_signatures()?;
+        Ok(staged)
+    }
+
+    /// The first step: reads the snapshot's header and loads the document it carries.
+    pub fn load(vault: VaultId, doc: DocId, bytes: &[u8]) -> Result<Self, Applied> {
+        let head = Document::load_snapshot(doc, bytes).map_err(|e| malformed_snapshot(&e))?;
+        Ok(Self {
+            vault,
+            doc,
+            bytes: bytes.to_vec(),
+            loaded: head.doc,
+            unread: Some((head.authors, head.signatures_at)),
+            auths: Vec::new(),
+            verified: 0,
+            forged: None,
+        })
+    }
+
+    /// Whether the signatures have been read ([`StagedSnapshot::read_signatures`]).
+    pub fn signatures_read(&self) -> bool {
+        self.unread.is_none()
+    }
+
+    /// The second step: lists the loaded document's changes and reads the author and
+    /// signature of each. Does nothing the second time.
+    pub fn read_signatures(&mut self) -> Result<(), Applied> {
+        let Some((authors, signatures_at)) = self.unread.take() else {
+            return Ok(());
+        };
+        self.auths = Document::read_snapshot_auths(
+            self.doc,
+            &self.bytes,
+            &self.loaded,
+            &authors,
+            signatures_at,
+        )
+        .map_err(|e| malformed_snapshot(&e))?;
+        Ok(())
     }
 
     /// Checks up to `max` more signatures (as one batch). Returns whether every signature
     /// has been checked (or one failed: the rest need not be).
     pub fn verify_some(&mut self, max: usize) -> bool {
+        if self.unread.is_some() {
+            return false;
+        }
         if self.is_checked() {
             return true;
         }
@@ -259,9 +307,10 @@ impl StagedSnapshot {
         self.is_checked()
     }
 
-    /// Whether every signature has been checked, or one failed.
+    /// Whether every signature has been checked, or one failed (false while the
+    /// signatures have not been read).
     pub fn is_checked(&self) -> bool {
-        self.forged.is_some() || self.verified >= self.auths.len()
+        self.unread.is_none() && (self.forged.is_some() || self.verified >= self.auths.len())
     }
 
     /// The document.
@@ -269,7 +318,7 @@ impl StagedSnapshot {
         self.doc
     }
 
-    /// Changes the snapshot covers.
+    /// Changes the snapshot covers (0 until the signatures have been read).
     pub fn changes(&self) -> usize {
         self.auths.len()
     }
@@ -1053,6 +1102,15 @@ impl Document {
         id: DocId,
         bytes: &[u8],
     ) -> Result<(Automerge, Vec<(ChangeHash, ChangeAuth)>), LoadError> {
+        let head = Self::load_snapshot(id, bytes)?;
+        let auths =
+            Self::read_snapshot_auths(id, bytes, &head.doc, &head.authors, head.signatures_at)?;
+        Ok((head.doc, auths))
+    }
+
+    /// The first part of reading a snapshot record, and the costly one: its header and
+    /// the Automerge document it carries.
+    fn load_snapshot(id: DocId, bytes: &[u8]) -> Result<SnapshotHead, LoadError> {
         let corrupt = |source| LoadError::Corrupt {
             doc: id,
             record: "snapshot",
@@ -1086,10 +1144,33 @@ impl Document {
             })?;
             authors.push(author);
         }
+        let signatures_at = bytes.len() - r.remaining();
         let doc = Automerge::load(save).map_err(|e| LoadError::Snapshot {
             doc: id,
             reason: e.to_string(),
         })?;
+        Ok(SnapshotHead {
+            doc,
+            authors,
+            signatures_at,
+        })
+    }
+
+    /// The second part of reading a snapshot record: the author and signature of each of
+    /// the loaded document's changes, in sorted hash order.
+    fn read_snapshot_auths(
+        id: DocId,
+        bytes: &[u8],
+        doc: &Automerge,
+        authors: &[DeviceId],
+        signatures_at: usize,
+    ) -> Result<Vec<(ChangeHash, ChangeAuth)>, LoadError> {
+        let corrupt = |source| LoadError::Corrupt {
+            doc: id,
+            record: "snapshot",
+            source,
+        };
+        let mut r = Reader::new(bytes.get(signatures_at..).unwrap_or_default());
         let mut hashes: Vec<ChangeHash> =
             doc.get_changes_meta(&[]).iter().map(|c| c.hash).collect();
         hashes.sort();
@@ -1115,7 +1196,7 @@ impl Document {
             auths.push((hash, ChangeAuth { author, signature }));
         }
         r.finish("snapshot").map_err(corrupt)?;
-        Ok((doc, auths))
+        Ok(auths)
     }
 
     /// Takes a peer's snapshot of this document (sent to a device that has nothing of it).
@@ -1147,6 +1228,9 @@ impl Document {
             });
             applied.aborted = true;
             return applied;
+        }
+        if let Err(aborted) = staged.read_signatures() {
+            return aborted;
         }
         staged.verify_some(usize::MAX);
         if let Some(index) = staged.forged {

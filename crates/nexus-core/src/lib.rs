@@ -73,7 +73,9 @@ pub use membership::{
     Action, Entry, EntryError, Invite, KeyInfo, Member, Membership, MembershipError, MembershipLog,
     Received, Revocation, Role, RuleViolation, SignedEntry, WorkSeen,
 };
-pub use node::{CloseReason, Event, Node, NodeConfig, Output, PreparedBundle, SessionId};
+pub use node::{
+    CloseReason, Event, Node, NodeConfig, NodeLoader, Output, PreparedBundle, SessionId,
+};
 pub use protocol::{JoinRequest, Message, RefuseCode};
 pub use storage::{Batch, MemoryStore, MemoryStoreError, Op, Storage, Table, Touched};
 pub use vault::{Ingested, Vault, VaultError, VaultLoadError};

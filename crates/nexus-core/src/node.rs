@@ -67,7 +67,7 @@ pub struct NodeConfig {
     /// many changes (and the snapshot fits a message); smaller ones travel as changes.
     pub snapshot_min_changes: usize,
     /// Most signatures of a peer's snapshot checked per call (0: all at once). With a
-    /// limit, a big snapshot is checked over several [`Node::work`] calls, and the
+    /// limit, a big snapshot is loaded and checked over several [`Node::work`] calls, and the
     /// session's later messages wait their turn: an engine on one thread (a browser tab)
     /// gives the page a turn between calls.
     pub verify_slice: usize,
@@ -336,6 +336,75 @@ fn fingerprint<'a>(items: impl Iterator<Item = &'a [u8; 16]>) -> ([u8; 16], u64)
     (fp, count)
 }
 
+/// Loads a [`Node`] from storage a few documents at a time, so that an engine on one
+/// thread (a browser tab) can let the page run between steps instead of freezing while a
+/// profile with thousands of documents opens. [`NodeLoader::new`] reads every vault's
+/// membership; each [`NodeLoader::step`] reads some documents; [`NodeLoader::finish`]
+/// reads what is left and gives the node. The store must not change in between.
+pub struct NodeLoader {
+    node: Node,
+    /// Documents not read yet, in the order they are read.
+    pending: VecDeque<(VaultId, DocId)>,
+    total: usize,
+}
+
+impl NodeLoader {
+    /// Reads the membership of every vault in `store` and lists their documents.
+    pub fn new<S: Storage>(
+        store: &S,
+        key: DeviceKey,
+        actor: ActorId,
+        config: NodeConfig,
+    ) -> Result<Self, NodeLoadError<S::Error>> {
+        let mut node = Node::new(key, actor, config);
+        let ids = Vault::list(store).map_err(|source| VaultLoadError::Storage {
+            vault: VaultId(Hash([0; 32])),
+            source,
+        })?;
+        let mut pending = VecDeque::new();
+        for id in ids {
+            let (vault, docs) = Vault::load_membership(store, id, node.actor.clone())?;
+            pending.extend(docs.into_iter().map(|doc| (id, doc)));
+            node.vaults.insert(id, vault);
+        }
+        let total = pending.len();
+        Ok(Self {
+            node,
+            pending,
+            total,
+        })
+    }
+
+    /// Reads up to `max_docs` more documents (at least one). Returns whether every
+    /// document has been read.
+    pub fn step<S: Storage>(
+        &mut self,
+        store: &S,
+        max_docs: usize,
+    ) -> Result<bool, NodeLoadError<S::Error>> {
+        for _ in 0..max_docs.max(1) {
+            let Some((vault, doc)) = self.pending.pop_front() else {
+                break;
+            };
+            if let Some(v) = self.node.vaults.get_mut(&vault) {
+                v.load_document(store, doc)?;
+            }
+        }
+        Ok(self.pending.is_empty())
+    }
+
+    /// Documents read so far, and how many there are in all.
+    pub fn progress(&self) -> (usize, usize) {
+        (self.total - self.pending.len(), self.total)
+    }
+
+    /// Reads the documents not read yet and returns the node.
+    pub fn finish<S: Storage>(mut self, store: &S) -> Result<Node, NodeLoadError<S::Error>> {
+        self.step(store, usize::MAX)?;
+        Ok(self.node)
+    }
+}
+
 impl Node {
     /// A node with no vaults. `actor` names this writer (random per process or tab).
     pub fn new(key: DeviceKey, actor: ActorId, config: NodeConfig) -> Self {
@@ -350,23 +419,15 @@ impl Node {
         }
     }
 
-    /// A node with every vault in `store`.
+    /// A node with every vault in `store`. [`NodeLoader`] does the same a few documents
+    /// at a time.
     pub fn load<S: Storage>(
         store: &S,
         key: DeviceKey,
         actor: ActorId,
         config: NodeConfig,
     ) -> Result<Self, NodeLoadError<S::Error>> {
-        let mut node = Self::new(key, actor, config);
-        let ids = Vault::list(store).map_err(|source| VaultLoadError::Storage {
-            vault: VaultId(Hash([0; 32])),
-            source,
-        })?;
-        for id in ids {
-            let vault = Vault::load(store, id, node.actor.clone())?;
-            node.vaults.insert(id, vault);
-        }
-        Ok(node)
+        NodeLoader::new(store, key, actor, config)?.finish(store)
     }
 
     /// The Automerge actor this node writes with.
@@ -941,9 +1002,10 @@ impl Node {
             .any(|s| s.staged.is_some() || !s.backlog.is_empty())
     }
 
-    /// Does one slice of pending work: checks the next [`NodeConfig::verify_slice`]
-    /// signatures of a staged snapshot (applying it once all are checked), or handles one
-    /// message that waited behind one. Call while [`Node::has_work`], giving other work a
+    /// Does one slice of pending work: one step of a staged snapshot (loading its
+    /// document, reading its signatures, checking the next [`NodeConfig::verify_slice`]
+    /// of them, or applying it once all are checked), or handles one message that waited
+    /// behind one. Call while [`Node::has_work`], giving other work a
     /// turn between calls.
     pub fn work(&mut self, now_ms: u64) -> Output {
         let mut out = Output::default();
@@ -962,15 +1024,27 @@ impl Node {
                 let Some(vault) = vault else {
                     return out;
                 };
-                match crate::document::StagedSnapshot::parse(vault, doc, &bytes) {
+                match crate::document::StagedSnapshot::load(vault, doc, &bytes) {
                     Ok(staged) => session.staged = Some((theirs, Staged::Parsed(Box::new(staged)))),
                     Err(aborted) => self.after_apply(id, vault, doc, theirs, aborted, &mut out),
                 }
                 return out;
             }
             Some((theirs, Staged::Parsed(mut staged))) => {
-                // Checking the last slice and applying are separate steps too.
-                if staged.is_checked() {
+                // Reading the signatures, checking the last slice and applying are
+                // separate steps too.
+                if !staged.signatures_read() {
+                    let doc = staged.doc();
+                    match staged.read_signatures() {
+                        Ok(()) => session.staged = Some((theirs, Staged::Parsed(staged))),
+                        Err(aborted) => {
+                            let Some(vault) = vault else {
+                                return out;
+                            };
+                            self.after_apply(id, vault, doc, theirs, aborted, &mut out);
+                        }
+                    }
+                } else if staged.is_checked() {
                     self.apply_staged(id, theirs, *staged, now_ms, &mut out);
                 } else {
                     staged.verify_some(slice);

@@ -235,6 +235,20 @@ impl Vault {
         vault: VaultId,
         actor: ActorId,
     ) -> Result<Self, VaultLoadError<S::Error>> {
+        let (mut this, docs) = Self::load_membership(store, vault, actor)?;
+        for id in docs {
+            this.load_document(store, id)?;
+        }
+        Ok(this)
+    }
+
+    /// Loads a vault's membership, with none of its documents yet, and lists the
+    /// documents stored for it (to read with [`Vault::load_document`]).
+    pub(crate) fn load_membership<S: Storage>(
+        store: &S,
+        vault: VaultId,
+        actor: ActorId,
+    ) -> Result<(Self, Vec<DocId>), VaultLoadError<S::Error>> {
         let storage = |source| VaultLoadError::Storage { vault, source };
         let corrupt = |source| VaultLoadError::CorruptEntry { vault, source };
         let mut entries = Vec::new();
@@ -254,23 +268,30 @@ impl Vault {
         if let Some(MembershipError::Entry(e)) = refused.into_iter().next() {
             return Err(corrupt(e));
         }
-        let mut docs = BTreeMap::new();
-        for (key, _) in store
+        let docs = store
             .scan(Table::Docs, &keys::vault_prefix(&vault))
             .map_err(storage)?
-        {
-            let Ok(id) = <[u8; 16]>::try_from(&key[32..]) else {
-                continue;
-            };
-            let id = DocId(id);
-            docs.insert(id, Self::read_document(store, vault, id, actor.clone())?);
-        }
-        Ok(Self {
+            .into_iter()
+            .filter_map(|(key, _)| <[u8; 16]>::try_from(&key[32..]).ok().map(DocId))
+            .collect();
+        let this = Self {
             log,
-            docs,
+            docs: BTreeMap::new(),
             unsaved: BTreeSet::new(),
             actor,
-        })
+        };
+        Ok((this, docs))
+    }
+
+    /// Reads one stored document into this vault (part of loading it).
+    pub(crate) fn load_document<S: Storage>(
+        &mut self,
+        store: &S,
+        id: DocId,
+    ) -> Result<(), VaultLoadError<S::Error>> {
+        let doc = Self::read_document(store, self.id(), id, self.actor.clone())?;
+        self.docs.insert(id, doc);
+        Ok(())
     }
 
     /// Reads one document's snapshot and change records.

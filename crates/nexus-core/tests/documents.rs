@@ -459,3 +459,43 @@ fn corrupt_records_are_reported_not_panicked_on() {
     let err = Vault::load(&alice.store, alice.vault.id(), actor(9)).unwrap_err();
     assert!(err.to_string().contains("corrupt change record"), "{err}");
 }
+
+#[test]
+fn a_staged_snapshot_is_loaded_then_read_then_checked_and_each_step_refuses_damage() {
+    use nexus_core::document::StagedSnapshot;
+    let (mut alice, _bob) = alice_and_bob(false);
+    for k in 0..20 {
+        alice.put("n", k);
+    }
+    let vault = alice.vault.id();
+    let snapshot = alice.vault.document(&DOC).unwrap().snapshot_bytes();
+
+    // Whole: the document is loaded first; its signatures are read in a step of their own.
+    let mut staged = StagedSnapshot::load(vault, DOC, &snapshot).unwrap();
+    assert!(!staged.signatures_read() && !staged.is_checked());
+    assert_eq!(staged.changes(), 0);
+    assert!(
+        !staged.verify_some(usize::MAX),
+        "nothing is checked before the read"
+    );
+    staged.read_signatures().unwrap();
+    assert_eq!(staged.changes(), 20);
+    assert!(staged.verify_some(usize::MAX));
+
+    // The signature section cut short: the document loads, the read refuses it.
+    let cut = &snapshot[..snapshot.len() - 10];
+    let mut staged = StagedSnapshot::load(vault, DOC, cut).unwrap();
+    let refused = staged.read_signatures().unwrap_err();
+    assert!(refused.aborted);
+    assert!(matches!(
+        refused.rejected.as_slice(),
+        [ApplyError::MalformedSnapshot { reason }] if reason.contains("snapshot")
+    ));
+    assert!(StagedSnapshot::parse(vault, DOC, cut).is_err());
+
+    // The document itself damaged: the load refuses it.
+    let mut broken = snapshot.clone();
+    let middle = 1 + 32 * alice.vault.document(&DOC).unwrap().heads().len() + 40;
+    broken[middle] ^= 0xff;
+    assert!(StagedSnapshot::load(vault, DOC, &broken).is_err());
+}

@@ -5,7 +5,7 @@ use automerge::transaction::Transactable;
 use automerge::{ObjType, ROOT};
 use nexus_core::bundle::{Bundle, MAX_BUNDLE_PLAINTEXT};
 use nexus_core::node::Event;
-use nexus_core::node::{Node, NodeConfig};
+use nexus_core::node::{Node, NodeConfig, NodeLoader};
 use nexus_core::protocol::{Message, RefuseCode};
 use nexus_core::sim::{Faults, Network, Scenario, run_seed};
 use nexus_core::{ActorId, DeviceKey, DocId, JoinRequest, Role, Storage, Touched, Vault, VaultId};
@@ -1017,4 +1017,43 @@ proptest! {
         let out = net.devices[0].node.handle_message(id, &bytes, 0);
         prop_assert!(out.batch.is_empty());
     }
+}
+
+#[test]
+fn a_node_loaded_a_few_documents_at_a_time_equals_one_loaded_at_once() {
+    let (mut net, vault) = vault_of(2, 9);
+    net.connect(0, 1);
+    for n in 1..=5u8 {
+        put(&mut net, 0, vault, doc(n), "x", i64::from(n));
+    }
+    settle(&mut net);
+    let store = &net.devices[0].store;
+    let key = net.devices[0].node.key().clone();
+    let actor = ActorId::from(&[79u8; 16][..]);
+    let whole = Node::load(store, key.clone(), actor.clone(), CONFIG).unwrap();
+
+    let mut loader = NodeLoader::new(store, key, actor, CONFIG).unwrap();
+    assert_eq!(loader.progress(), (0, 5));
+    assert!(!loader.step(store, 2).unwrap());
+    assert_eq!(loader.progress(), (2, 5));
+    assert!(!loader.step(store, 2).unwrap());
+    assert!(loader.step(store, 2).unwrap());
+    assert_eq!(loader.progress(), (5, 5));
+    let stepped = loader.finish(store).unwrap();
+
+    assert_eq!(stepped.fingerprint(&vault), whole.fingerprint(&vault));
+    let (a, b) = (stepped.vault(&vault).unwrap(), whole.vault(&vault).unwrap());
+    assert_eq!(a.membership().members().len(), 2);
+    assert_eq!(a.log().heads(), b.log().heads());
+    for n in 1..=5u8 {
+        let (x, y) = (a.document(&doc(n)).unwrap(), b.document(&doc(n)).unwrap());
+        assert_eq!(x.heads(), y.heads());
+        assert_eq!(x.to_json(), serde_json::json!({ "x": n }));
+    }
+    // A loader stopped early still gives the whole node.
+    let key = net.devices[0].node.key().clone();
+    let mut loader = NodeLoader::new(store, key, ActorId::random(), CONFIG).unwrap();
+    loader.step(store, 1).unwrap();
+    let finished = loader.finish(store).unwrap();
+    assert_eq!(finished.fingerprint(&vault), whole.fingerprint(&vault));
 }

@@ -24,10 +24,12 @@ use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, rendezvous};
-use nexus_core::node::{CloseReason, Event, Node, NodeConfig, Output, SessionId};
+use nexus_core::node::{CloseReason, Event, Node, NodeConfig, NodeLoader, Output, SessionId};
 use nexus_core::peers::{Backoff, PeerRecord};
 use nexus_core::protocol::{Message, RefuseCode};
-use nexus_core::{ActorId, DeviceId, DocId, InviteCode, Touched, Vault, VaultError, VaultId};
+use nexus_core::{
+    ActorId, DeviceId, DeviceKey, DocId, InviteCode, Touched, Vault, VaultError, VaultId,
+};
 use thiserror::Error;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
@@ -47,6 +49,9 @@ const MAX_TAB_READ_FAILURES: u32 = 3;
 /// of work in a release build), so that a fresh tab receiving a big document stays
 /// responsive.
 pub const WEB_VERIFY_SLICE: usize = 500;
+/// How long opening reads documents before it lets the page run (ms): a profile with
+/// thousands of documents opens over several turns of the event loop, not one freeze.
+const LOAD_SLICE_MS: u64 = 30;
 /// How long a refused session waits before it is tried again.
 const REFUSED_COOLDOWN_MS: u64 = 30_000;
 /// How long a peer that broke the protocol is kept away.
@@ -234,6 +239,24 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+/// Builds the node from what IndexedDB holds, [`LOAD_SLICE_MS`] of documents at a time,
+/// giving the page a turn in between. Each open (each tab) writes with its own
+/// Automerge actor.
+async fn load_node(store: &IdbStore, key: DeviceKey, config: NodeConfig) -> Result<Node, WebError> {
+    let failed = |e: nexus_core::node::NodeLoadError<_>| WebError::Load(e.to_string());
+    let cache = store.cache();
+    let mut loader = NodeLoader::new(cache, key, ActorId::random(), config).map_err(failed)?;
+    loop {
+        let started = now_ms();
+        while now_ms().saturating_sub(started) < LOAD_SLICE_MS {
+            if loader.step(cache, 8).map_err(failed)? {
+                return loader.finish(cache).map_err(failed);
+            }
+        }
+        crate::rt::yield_to_page().await;
+    }
+}
+
 fn jitter() -> u64 {
     nexus_core::random_bytes::<8>().map_or(0, u64::from_le_bytes)
 }
@@ -319,9 +342,7 @@ impl WebPeer {
         };
         let mut store = IdbStore::open(name).await?;
         let key = store.load_or_create_device_key().await?;
-        // Each open (each tab) writes with its own Automerge actor.
-        let node = Node::load(store.cache(), key.clone(), ActorId::random(), config)
-            .map_err(|e| WebError::Load(e.to_string()))?;
+        let node = load_node(&store, key.clone(), config).await?;
         let (records, _unreadable) =
             PeerRecord::load_all(store.cache()).map_err(|e| WebError::Load(e.to_string()))?;
         let swarm = build_web_swarm(&key).map_err(WebError::Network)?;
