@@ -185,3 +185,31 @@ fn the_membership_rules_give_the_same_answer_as_native() {
     let digest = nexus_core::sim::membership_fixture_digest().to_string();
     assert_eq!(digest, MEMBERSHIP_FIXTURE_DIGEST);
 }
+
+#[wasm_bindgen_test]
+fn an_aborted_write_that_would_not_fit_the_quota_is_a_quota_error() {
+    const MIB: u64 = 1024 * 1024;
+    // 990 MiB used of 1,000, and the batch needed 20 MiB: the quota refused it.
+    let error = IdbError::for_aborted_write(Some((990 * MIB, 1000 * MIB)), 20 * MIB);
+    assert!(matches!(error, IdbError::QuotaExceeded(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("990.0 MiB used of 1000.0 MiB") && text.contains("needed 20.0 MiB"),
+        "{text}"
+    );
+    // Room left in the quota: the disk itself is the likely cause, and the figures say so.
+    let error = IdbError::for_aborted_write(Some((28 * MIB, 1052 * MIB)), MIB);
+    assert!(matches!(error, IdbError::Aborted(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("uses 28.0 MiB of its 1052.0 MiB quota, so the disk itself may be full"),
+        "{error}"
+    );
+    // No figures from the browser: aborted, nothing more to say.
+    let error = IdbError::for_aborted_write(None, MIB);
+    assert_eq!(
+        error.to_string(),
+        "the browser aborted the IndexedDB transaction; nothing of it was stored"
+    );
+}

@@ -125,27 +125,36 @@ fn to_vec(value: &JsValue) -> Option<Vec<u8>> {
     }
 }
 
-/// Why a write transaction was aborted, as far as the page can tell. The transaction's
-/// own error is not reachable through `rexie`, so the site's usage and quota
-/// (`navigator.storage.estimate()`) decide: a batch that would not fit in what is left of
-/// the quota is a quota error; otherwise the text gives the figures, and a full disk is
-/// the likely cause.
+/// Why a write transaction was aborted, as far as the page can tell
+/// ([`IdbError::for_aborted_write`] with the site's figures).
 async fn aborted(batch_bytes: u64) -> IdbError {
-    match storage_estimate().await {
-        Some((usage, quota)) if usage.saturating_add(batch_bytes) >= quota => {
-            IdbError::QuotaExceeded(format!(
-                "{} used of {}, and the write needed {}",
+    IdbError::for_aborted_write(storage_estimate().await, batch_bytes)
+}
+
+impl IdbError {
+    /// What an aborted write transaction of `batch_bytes` means, given the site's usage
+    /// and quota in bytes (`navigator.storage.estimate()`, `None` where the browser does
+    /// not tell). The transaction's own error is not reachable through `rexie`, so the
+    /// figures decide: a batch that would not fit in what is left of the quota is
+    /// [`IdbError::QuotaExceeded`]; otherwise it is [`IdbError::Aborted`] with the
+    /// figures, and a full disk is the likely cause.
+    pub fn for_aborted_write(estimate: Option<(u64, u64)>, batch_bytes: u64) -> Self {
+        match estimate {
+            Some((usage, quota)) if usage.saturating_add(batch_bytes) >= quota => {
+                IdbError::QuotaExceeded(format!(
+                    "{} used of {}, and the write needed {}",
+                    mib(usage),
+                    mib(quota),
+                    mib(batch_bytes)
+                ))
+            }
+            Some((usage, quota)) => IdbError::Aborted(format!(
+                " (this site uses {} of its {} quota, so the disk itself may be full)",
                 mib(usage),
-                mib(quota),
-                mib(batch_bytes)
-            ))
+                mib(quota)
+            )),
+            None => IdbError::Aborted(String::new()),
         }
-        Some((usage, quota)) => IdbError::Aborted(format!(
-            " (this site uses {} of its {} quota, so the disk itself may be full)",
-            mib(usage),
-            mib(quota)
-        )),
-        None => IdbError::Aborted(String::new()),
     }
 }
 
