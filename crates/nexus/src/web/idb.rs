@@ -82,7 +82,9 @@ fn failed(operation: &'static str) -> impl Fn(rexie::Error) -> IdbError {
     }
 }
 
-/// Puts the records of `table` in `range` (all of them for `None`) into `batch`.
+/// Puts the records of `table` in `range` (all of them for `None`) into `batch`: two
+/// requests (`getAllKeys` and `getAll` over the same range, in one transaction, so the
+/// two lists line up) rather than a cursor step per record.
 async fn read_into(
     tx: &rexie::Transaction,
     table: Table,
@@ -90,16 +92,21 @@ async fn read_into(
     batch: &mut Batch,
 ) -> Result<(), IdbError> {
     let store = tx.store(table.name()).map_err(failed("read"))?;
-    let records = store
-        .scan(range, None, None, None)
+    let keys = store
+        .get_all_keys(range.clone(), None)
         .await
         .map_err(failed("read"))?;
-    for (key, value) in records {
-        let (Some(key), Some(value)) = (to_vec(&key), to_vec(&value)) else {
-            return Err(IdbError::Corrupt {
-                table: table.name(),
-                reason: "a key or value is not binary".into(),
-            });
+    let values = store.get_all(range, None).await.map_err(failed("read"))?;
+    let corrupt = |reason: &str| IdbError::Corrupt {
+        table: table.name(),
+        reason: reason.into(),
+    };
+    if keys.len() != values.len() {
+        return Err(corrupt("the keys and values read do not line up"));
+    }
+    for (key, value) in keys.iter().zip(&values) {
+        let (Some(key), Some(value)) = (to_vec(key), to_vec(value)) else {
+            return Err(corrupt("a key or value is not binary"));
         };
         batch.put(table, key, value);
     }
@@ -340,21 +347,8 @@ impl IdbStore {
             .db
             .transaction(&[Table::Peers.name()], TransactionMode::ReadOnly)
             .map_err(failed("read transaction"))?;
-        let store = tx.store(Table::Peers.name()).map_err(failed("read"))?;
-        let records = store
-            .scan(None, None, None, None)
-            .await
-            .map_err(failed("read"))?;
         let mut batch = Batch::new();
-        for (key, value) in records {
-            let (Some(key), Some(value)) = (to_vec(&key), to_vec(&value)) else {
-                return Err(IdbError::Corrupt {
-                    table: Table::Peers.name(),
-                    reason: "a key or value is not binary".into(),
-                });
-            };
-            batch.put(Table::Peers, key, value);
-        }
+        read_into(&tx, Table::Peers, None, &mut batch).await?;
         let _ = tx.done().await;
         self.cache.commit(batch).map_err(|e| IdbError::Failed {
             operation: "reload",
@@ -392,16 +386,27 @@ impl IdbStore {
             .db
             .transaction(&names, TransactionMode::ReadWrite)
             .map_err(failed("write transaction"))?;
-        for op in batch.ops() {
-            let result = match op {
-                Op::Put { table, key, value } => {
+        // A run of puts into one table is made as one go of requests, awaited once
+        // (IndexedDB carries out a transaction's requests in the order they were made).
+        let ops = batch.ops();
+        let mut at = 0;
+        while at < ops.len() {
+            let result = match &ops[at] {
+                Op::Put { table, .. } => {
+                    let run = ops[at..]
+                        .iter()
+                        .take_while(|op| matches!(op, Op::Put { table: t, .. } if t == table))
+                        .count();
+                    let puts = ops[at..at + run].iter().filter_map(|op| match op {
+                        Op::Put { key, value, .. } => Some((bytes(value), Some(bytes(key)))),
+                        Op::Delete { .. } => None,
+                    });
+                    at += run;
                     let store = tx.store(table.name()).map_err(failed("write"))?;
-                    store
-                        .put(&bytes(value), Some(&bytes(key)))
-                        .await
-                        .map(|_| ())
+                    store.put_all(puts).await
                 }
                 Op::Delete { table, key } => {
+                    at += 1;
                     let store = tx.store(table.name()).map_err(failed("write"))?;
                     store.delete(bytes(key)).await
                 }
