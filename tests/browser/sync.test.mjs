@@ -104,3 +104,24 @@ test("two browser profiles sync through the relay alone", async () => {
   const devices = await alice.page.evaluate((v) => window.n.devices(v), vault);
   assert.ok(devices.some((d) => d.deviceId === bobId && d.status === "member"));
 });
+
+test("a connection refused by the other side fails at once, not after the connect timeout", async () => {
+  const { createServer } = await import("node:net");
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  const { page } = await scene.profile();
+  await openNexus(page);
+  const started = Date.now();
+  const outcome = await page.evaluate(
+    (a) => window.n.connect(a).then(() => ({ connected: true }), (e) => ({ code: e.code, message: e.message })),
+    `/ip4/127.0.0.1/tcp/${port}/ws`,
+  );
+  const elapsed = Date.now() - started;
+  console.log(`# refused in ${elapsed} ms: ${JSON.stringify(outcome)}`);
+  assert.ok(!outcome.connected, "nothing listens there");
+  assert.equal(outcome.code, "CONNECT");
+  assert.match(outcome.message, /closed before it opened: refused, or nothing listens there/);
+  assert.doesNotMatch(outcome.message, /no connection within/, "it failed because it was refused");
+});

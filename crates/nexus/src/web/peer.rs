@@ -22,7 +22,8 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::{AbortHandle, Abortable, LocalBoxFuture};
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, rendezvous};
 use nexus_core::node::{CloseReason, Event, Node, NodeConfig, NodeLoader, Output, SessionId};
 use nexus_core::peers::{Backoff, PeerRecord};
@@ -230,6 +231,9 @@ struct PendingJoin {
 
 struct PendingConnect {
     peer: Option<PeerId>,
+    /// The direct dial's connection, whose failure fails the connect (a circuit's is
+    /// matched by `peer`).
+    connection: Option<ConnectionId>,
     address: Multiaddr,
     deadline_ms: u64,
     reply: oneshot::Sender<Result<DeviceId, WebError>>,
@@ -473,7 +477,9 @@ impl WebPeer {
 
     // ---- the swarm ----------------------------------------------------------------------
 
-    fn dial_address(&mut self, address: Multiaddr) -> Result<(), String> {
+    /// Dials `address` (through its relay first, for a circuit address). Returns the
+    /// connection of a direct dial.
+    fn dial_address(&mut self, address: Multiaddr) -> Result<Option<ConnectionId>, String> {
         let (bare, peer) = split_peer(&address);
         if let Some(peer) = peer {
             if peer == *self.swarm.local_peer_id() {
@@ -498,9 +504,12 @@ impl WebPeer {
             if !self.after_relay.iter().any(|(_, a)| *a == address) {
                 self.after_relay.push((relay, address));
             }
-            return Ok(());
+            return Ok(None);
         }
-        self.swarm.dial(address).map_err(|e| e.to_string())
+        let opts = DialOpts::from(address);
+        let connection = opts.connection_id();
+        self.swarm.dial(opts).map_err(|e| e.to_string())?;
+        Ok(Some(connection))
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<WebBehaviourEvent>) {
@@ -531,7 +540,10 @@ impl WebPeer {
                     .retain(|a| !a.to_string().starts_with(&address.to_string()));
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
             } => {
                 if self
                     .banned
@@ -579,7 +591,12 @@ impl WebPeer {
                 }
                 let connects = std::mem::take(&mut self.connects);
                 for connect in connects {
-                    if connect.peer.is_none_or(|p| p == peer_id) {
+                    let ours = match (connect.peer, connect.connection) {
+                        (Some(p), _) => p == peer_id,
+                        (None, Some(c)) => c == connection_id,
+                        (None, None) => true,
+                    };
+                    if ours {
                         let _ = connect.reply.send(Ok(device));
                     } else {
                         self.connects.push(connect);
@@ -604,7 +621,11 @@ impl WebPeer {
                 self.registrable.remove(&peer_id);
                 self.schedule_redial(peer_id);
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
                 let reason = error.to_string();
                 if let Some(peer_id) = peer_id {
                     if let Some(device) = device_of(&peer_id)
@@ -618,7 +639,9 @@ impl WebPeer {
                 }
                 let connects = std::mem::take(&mut self.connects);
                 for connect in connects {
-                    if peer_id.is_some() && connect.peer == peer_id {
+                    if connect.connection == Some(connection_id)
+                        || (peer_id.is_some() && connect.peer == peer_id)
+                    {
                         let _ = connect.reply.send(Err(WebError::Connect {
                             address: connect.address.to_string(),
                             reason: reason.clone(),
@@ -1626,8 +1649,9 @@ impl WebHandle {
                     return;
                 }
                 match peer.dial_address(address.clone()) {
-                    Ok(()) => peer.connects.push(PendingConnect {
+                    Ok(connection) => peer.connects.push(PendingConnect {
                         peer: target,
+                        connection,
                         address,
                         deadline_ms: now_ms() + WEB_CONNECT_TIMEOUT.as_millis() as u64,
                         reply: tx,

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncWrite};
+use futures::{AsyncRead, AsyncWrite, Future as _};
 
 use libp2p::core::Transport as _;
 use libp2p::core::muxing::StreamMuxerBox;
@@ -43,7 +43,7 @@ pub fn build_web_swarm(key: &DeviceKey) -> Result<Swarm<WebBehaviour>, String> {
             let noise = noise::Config::new(keypair)?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
                 libp2p_websocket_websys::Transport::default()
-                    .map(|connection, _| PromptFlush(connection))
+                    .map(|connection, _| BrowserSocket::new(connection))
                     .upgrade(Version::V1Lazy)
                     .authenticate(noise)
                     .multiplex(yamux::Config::default())
@@ -74,33 +74,85 @@ pub fn build_web_swarm(key: &DeviceKey) -> Result<Swarm<WebBehaviour>, String> {
     Ok(swarm)
 }
 
-/// A browser WebSocket whose flush does not wait for the socket's buffer to drain.
-///
-/// `libp2p-websocket-websys` 0.6 answers a flush with "pending" while the browser still
-/// holds unsent bytes, and looks again only every 100 ms; every Noise handshake message
-/// and every flushed Yamux frame then waits up to 100 ms (three such waits made up a
-/// third of a fresh browser's initial sync). A write has already handed its bytes to
-/// the browser, which sends them in order, so there is nothing to wait for; writes
-/// still wait when the buffer is full.
-struct PromptFlush<C>(C);
+/// How often a WebSocket that is still opening is looked at again (see [`BrowserSocket`]).
+const OPENING_RECHECK: Duration = Duration::from_millis(100);
 
-impl<C: AsyncRead + Unpin> AsyncRead for PromptFlush<C> {
+/// A browser WebSocket from `libp2p-websocket-websys` 0.6, with two of its waits cut.
+///
+/// - Flush: the crate answers a flush with "pending" while the browser still holds
+///   unsent bytes, and looks again only every 100 ms; every Noise handshake message and
+///   every flushed Yamux frame then waited up to 100 ms (three such waits made up a third
+///   of a fresh browser's initial sync). A write has already handed its bytes to the
+///   browser, which sends them in order, so there is nothing to wait for; writes still
+///   wait when the buffer is full.
+/// - Opening: while the socket connects, the crate wakes its reader and writer only when
+///   the socket opens, not when it fails, so a refused connection hung until the
+///   connect timeout (20 s). Until the socket has carried its first bytes, a pending read
+///   or write is polled again every [`OPENING_RECHECK`], which sees the closed socket
+///   and fails the dial at once.
+struct BrowserSocket<C> {
+    inner: C,
+    /// Until the first read or write went through: the next look at the socket.
+    opening: Option<futures_timer::Delay>,
+}
+
+impl<C> BrowserSocket<C> {
+    fn new(inner: C) -> Self {
+        Self {
+            inner,
+            opening: Some(futures_timer::Delay::new(OPENING_RECHECK)),
+        }
+    }
+
+    /// Keeps a pending read or write of a socket that is still opening looked at, and
+    /// says what it means when such a socket fails.
+    fn recheck_while_opening<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Poll::Ready(result) = poll {
+            if self.opening.take().is_some()
+                && let Err(e) = &result
+            {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!(
+                        "the WebSocket closed before it opened: refused, or nothing listens there ({e})"
+                    ),
+                )));
+            }
+            return Poll::Ready(result);
+        }
+        if let Some(timer) = &mut self.opening
+            && Pin::new(&mut *timer).poll(cx).is_ready()
+        {
+            *timer = futures_timer::Delay::new(OPENING_RECHECK);
+            cx.waker().wake_by_ref();
+        }
+        poll
+    }
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for BrowserSocket<C> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.recheck_while_opening(cx, poll)
     }
 }
 
-impl<C: AsyncWrite + Unpin> AsyncWrite for PromptFlush<C> {
+impl<C: AsyncWrite + Unpin> AsyncWrite for BrowserSocket<C> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.recheck_while_opening(cx, poll)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -108,6 +160,6 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for PromptFlush<C> {
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
+        Pin::new(&mut self.inner).poll_close(cx)
     }
 }
