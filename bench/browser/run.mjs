@@ -273,7 +273,14 @@ async function coldOpen(profileDir, url) {
       context = await launch(profileDir);
       const page = await openBenchPage(context, url, impl);
       const init = await call(page, "init");
+      // NEXUS_CPU_PROFILE_OPEN=<file>: the profiler runs during Nexus's open, 50 at a time.
+      const profileTo = impl === "nexus" && batch !== Infinity ? process.env.NEXUS_CPU_PROFILE_OPEN : undefined;
+      const profiler = profileTo ? await startProfiler(page) : null;
       const r = await call(page, "vaultOpen", { db: `w6-${impl}`, batch });
+      if (profiler) {
+        writeFileSync(profileTo, JSON.stringify(await profiler.stop()));
+        log(`6: CPU profile written to ${profileTo}`);
+      }
       const want = (N.docs * (N.docs - 1)) / 2;
       if (r.count !== N.docs || r.sum !== want) throw new Error(`6: ${impl} read ${r.count} documents, sum ${r.sum}`);
       const memory = await memoryOf(page);
