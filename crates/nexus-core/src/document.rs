@@ -190,6 +190,17 @@ struct SnapshotHead {
     signatures_at: usize,
 }
 
+/// An empty Automerge document writing as `actor`. `Automerge::new` draws a random actor
+/// id (in a browser, a call into `crypto.getRandomValues`) that would be replaced at once;
+/// cloning an empty document draws nothing, which matters when a profile of thousands of
+/// documents opens.
+fn empty_automerge(actor: ActorId) -> Automerge {
+    thread_local! {
+        static EMPTY: Automerge = Automerge::new();
+    }
+    EMPTY.with(Automerge::clone).with_actor(actor)
+}
+
 /// A peer's document snapshot, parsed, whose signatures are checked a slice at a time
 /// so that a big document does not hold up a single-threaded engine (a browser tab) for
 /// the whole check. The steps, each short enough to run between other work:
@@ -477,7 +488,7 @@ impl Document {
         Self {
             vault,
             id,
-            doc: Automerge::new().with_actor(actor),
+            doc: empty_automerge(actor),
             auth: HashMap::new(),
             loose: HashSet::new(),
             waiting: HashMap::new(),
@@ -1010,7 +1021,7 @@ impl Document {
             }
             actor = ActorId::from(&crate::hash::Hash::of(&parts).0[..16]);
         }
-        let mut rebuilt = Automerge::new().with_actor(actor);
+        let mut rebuilt = empty_automerge(actor);
         if rebuilt.apply_changes(kept).is_err() {
             return None;
         }
