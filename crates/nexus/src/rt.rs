@@ -21,33 +21,16 @@ pub fn spawn(task: impl Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(task);
 }
 
-/// Resolves after `duration`.
+/// Resolves `duration` after the call (the clock starts now, not when first polled).
 #[cfg(not(target_arch = "wasm32"))]
-pub async fn sleep(duration: Duration) {
-    tokio::time::sleep(duration).await;
+pub fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+    tokio::time::sleep(duration)
 }
 
-/// Resolves after `duration`.
+/// Resolves `duration` after the call (the clock starts now, not when first polled).
 #[cfg(target_arch = "wasm32")]
-pub async fn sleep(duration: Duration) {
-    futures_timer::Delay::new(duration).await;
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-type Sleep = futures::future::BoxFuture<'static, ()>;
-#[cfg(target_arch = "wasm32")]
-type Sleep = futures::future::LocalBoxFuture<'static, ()>;
-
-/// A sleep whose clock starts now, not when it is first polled.
-#[cfg(not(target_arch = "wasm32"))]
-fn boxed_sleep(duration: Duration) -> Sleep {
-    tokio::time::sleep(duration).boxed()
-}
-
-/// A sleep whose clock starts now, not when it is first polled.
-#[cfg(target_arch = "wasm32")]
-fn boxed_sleep(duration: Duration) -> Sleep {
-    futures_timer::Delay::new(duration).boxed_local()
+pub fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+    futures_timer::Delay::new(duration)
 }
 
 /// A steady tick for an event loop: [`Ticker::tick`] resolves one `period` after the
@@ -56,7 +39,7 @@ fn boxed_sleep(duration: Duration) -> Sleep {
 /// waits for the same moment.
 pub struct Ticker {
     period: Duration,
-    next: Sleep,
+    next: futures::future::BoxFuture<'static, ()>,
 }
 
 impl Ticker {
@@ -64,14 +47,14 @@ impl Ticker {
     pub fn new(period: Duration) -> Self {
         Self {
             period,
-            next: boxed_sleep(period),
+            next: sleep(period).boxed(),
         }
     }
 
     /// Resolves at the next tick.
     pub async fn tick(&mut self) {
         (&mut self.next).await;
-        self.next = boxed_sleep(self.period);
+        self.next = sleep(self.period).boxed();
     }
 }
 
@@ -97,7 +80,7 @@ pub async fn yield_to_page() {
         Some(promise) => {
             let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
         }
-        None => futures_timer::Delay::new(Duration::ZERO).await,
+        None => sleep(Duration::ZERO).await,
     }
 }
 

@@ -388,28 +388,22 @@ impl IdbStore {
             .map_err(failed("write transaction"))?;
         // A run of puts into one table is made as one go of requests, awaited once
         // (IndexedDB carries out a transaction's requests in the order they were made).
-        let ops = batch.ops();
-        let mut at = 0;
-        while at < ops.len() {
-            let result = match &ops[at] {
-                Op::Put { table, .. } => {
-                    let run = ops[at..]
-                        .iter()
-                        .take_while(|op| matches!(op, Op::Put { table: t, .. } if t == table))
-                        .count();
-                    let puts = ops[at..at + run].iter().filter_map(|op| match op {
+        let same_table_puts = |a: &Op, b: &Op| matches!((a, b), (Op::Put { table: x, .. }, Op::Put { table: y, .. }) if x == y);
+        for run in batch.ops().chunk_by(same_table_puts) {
+            let result = match run {
+                [Op::Put { table, .. }, ..] => {
+                    let puts = run.iter().filter_map(|op| match op {
                         Op::Put { key, value, .. } => Some((bytes(value), Some(bytes(key)))),
                         Op::Delete { .. } => None,
                     });
-                    at += run;
                     let store = tx.store(table.name()).map_err(failed("write"))?;
                     store.put_all(puts).await
                 }
-                Op::Delete { table, key } => {
-                    at += 1;
+                [Op::Delete { table, key }, ..] => {
                     let store = tx.store(table.name()).map_err(failed("write"))?;
                     store.delete(bytes(key)).await
                 }
+                [] => Ok(()),
             };
             if let Err(e) = result {
                 // Dropping the transaction without completing it aborts it.

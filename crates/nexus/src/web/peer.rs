@@ -302,7 +302,6 @@ pub struct WebPeer {
     tabs: Option<Tabs>,
     /// Whether this tab holds the network connections.
     leader: bool,
-    /// Vaults another tab changed, read again at the next tick.
     /// What other tabs committed and this tab has not read back yet.
     from_other_tabs: Vec<Touched>,
     /// Failed attempts in a row at reading what other tabs committed.
