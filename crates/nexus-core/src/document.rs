@@ -190,6 +190,46 @@ struct SnapshotHead {
     signatures_at: usize,
 }
 
+/// A snapshot record of `doc`: its heads, its compacted Automerge save, and the author
+/// and signature of each of `hashes` (its changes, sorted).
+fn snapshot_record(
+    doc: &Automerge,
+    hashes: &[ChangeHash],
+    auth: &HashMap<ChangeHash, ChangeAuth>,
+) -> Vec<u8> {
+    let save = doc.save();
+    let mut heads = doc.get_heads();
+    heads.sort();
+    let mut authors: Vec<DeviceId> = hashes
+        .iter()
+        .filter_map(|h| auth.get(h).map(|a| a.author))
+        .collect();
+    authors.sort();
+    authors.dedup();
+    let author_index: HashMap<DeviceId, u64> = authors
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (*a, i as u64))
+        .collect();
+    let mut w = Writer::new();
+    w.varint(SNAPSHOT_VERSION).len(heads.len());
+    for head in &heads {
+        w.raw(&head.0);
+    }
+    w.bytes(&save).len(authors.len());
+    for author in &authors {
+        w.raw(author.public_key());
+    }
+    w.len(hashes.len());
+    for hash in hashes {
+        if let Some(auth) = auth.get(hash) {
+            w.varint(author_index.get(&auth.author).copied().unwrap_or(0))
+                .raw(&auth.signature.0);
+        }
+    }
+    w.finish()
+}
+
 /// An empty Automerge document writing as `actor`. `Automerge::new` draws a random actor
 /// id (in a browser, a call into `crypto.getRandomValues`) that would be replaced at once;
 /// cloning an empty document draws nothing, which matters when a profile of thousands of
@@ -911,15 +951,7 @@ impl Document {
         hashes
             .iter()
             .filter(|h| self.is_applied(h))
-            .filter_map(|h| {
-                let change = self.doc.get_change_by_hash(h)?;
-                let auth = self.auth.get(h)?;
-                Some(SignedChange {
-                    bytes: change.raw_bytes().to_vec(),
-                    author: auth.author,
-                    signature: auth.signature,
-                })
-            })
+            .filter_map(|h| self.signed(&self.doc.get_change_by_hash(h)?))
             .collect()
     }
 
@@ -932,16 +964,19 @@ impl Document {
             .collect();
         self.doc
             .get_changes(&known)
-            .into_iter()
-            .filter_map(|c| {
-                let auth = self.auth.get(&c.hash())?;
-                Some(SignedChange {
-                    bytes: c.raw_bytes().to_vec(),
-                    author: auth.author,
-                    signature: auth.signature,
-                })
-            })
+            .iter()
+            .filter_map(|c| self.signed(c))
             .collect()
+    }
+
+    /// A change of this document with its author and signature.
+    fn signed(&self, change: &Change) -> Option<SignedChange> {
+        let auth = self.auth.get(&change.hash())?;
+        Some(SignedChange {
+            bytes: change.raw_bytes().to_vec(),
+            author: auth.author,
+            signature: auth.signature,
+        })
     }
 
     /// Drops the changes of revoked devices that lie outside their revocation's cut, and of
@@ -1074,38 +1109,33 @@ impl Document {
     }
 
     fn snapshot_parts(&self) -> (Vec<u8>, Vec<ChangeHash>) {
-        let save = self.doc.save();
-        let heads = self.heads();
         let mut hashes: Vec<ChangeHash> = self.applied_hashes().copied().collect();
         hashes.sort();
-        let mut authors: Vec<DeviceId> = hashes
-            .iter()
-            .filter_map(|h| self.auth.get(h).map(|a| a.author))
-            .collect();
-        authors.sort();
-        authors.dedup();
-        let author_index: HashMap<DeviceId, u64> = authors
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (*a, i as u64))
-            .collect();
-        let mut w = Writer::new();
-        w.varint(SNAPSHOT_VERSION).len(heads.len());
-        for head in &heads {
-            w.raw(&head.0);
+        (snapshot_record(&self.doc, &hashes, &self.auth), hashes)
+    }
+
+    /// The document for a device that has none of it and takes at most `max_changes` in
+    /// one snapshot: a snapshot record of its first `max_changes` changes in causal order,
+    /// and the signed changes after them, in causal order. With no more than
+    /// `max_changes` changes, the record holds them all and nothing follows.
+    pub fn snapshot_and_rest(&self, max_changes: usize) -> (Vec<u8>, Vec<SignedChange>) {
+        if self.change_count() <= max_changes {
+            return (self.snapshot_bytes(), Vec::new());
         }
-        w.bytes(&save).len(authors.len());
-        for author in &authors {
-            w.raw(author.public_key());
+        let changes = self.doc.get_changes(&[]);
+        let split = max_changes.min(changes.len());
+        let (first, rest) = changes.split_at(split);
+        let mut prefix = empty_automerge(ActorId::from([0u8; 16].as_slice()));
+        if prefix.apply_changes(first.iter().cloned()).is_err() {
+            // Changes this document holds always apply to a document of their
+            // predecessors; should they not, the whole document goes as one snapshot.
+            return (self.snapshot_bytes(), Vec::new());
         }
-        w.len(hashes.len());
-        for hash in &hashes {
-            if let Some(auth) = self.auth.get(hash) {
-                w.varint(author_index.get(&auth.author).copied().unwrap_or(0))
-                    .raw(&auth.signature.0);
-            }
-        }
-        (w.finish(), hashes)
+        let mut hashes: Vec<ChangeHash> = first.iter().map(Change::hash).collect();
+        hashes.sort();
+        let record = snapshot_record(&prefix, &hashes, &self.auth);
+        let rest = rest.iter().filter_map(|c| self.signed(c)).collect();
+        (record, rest)
     }
 
     /// Reads a snapshot record: the document and each change's author and signature.

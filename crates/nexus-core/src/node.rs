@@ -12,24 +12,30 @@
 //!
 //! # Protocol
 //!
-//! Both sides open with `Hello` (vault, membership heads, an invite when joining). If the
-//! membership heads differ, each sends the entries the other lacks — but only to a peer it
-//! already counts as a member, or one presenting a valid invite; otherwise it sends an
-//! empty `Entries` marked *withheld* and waits for the peer's entries to prove the peer's
-//! standing. A peer that is still not a member is refused (`Refuse`) and closed before any
-//! document data flows. A joining device receives the log, signs its own `RedeemInvite`
-//! and sends it back.
+//! Both sides open with `Hello` (vault, membership heads, an invite when joining, and
+//! the most changes the sender takes in one document snapshot). If the membership heads
+//! differ, each sends the entries the other lacks — but only to a peer it already
+//! counts as a member, or one presenting a valid invite; otherwise it sends an empty
+//! `Entries` marked *withheld* and waits for the peer's entries to prove the peer's
+//! standing. A peer that is still not a member is refused (`Refuse`) and closed before
+//! any document data flows. A joining device receives the log, signs its own
+//! `RedeemInvite` and sends it back.
 //!
 //! Once both sides are members in each other's eyes, the initiator sends a range-based
 //! reconciliation of (document id, heads hash) over the whole vault: equal fingerprints
 //! end it at once, so a reconnect with thousands of unchanged documents costs one small
-//! message; differing ranges are split sixteen ways until they are small enough to list.
-//! Each differing document then syncs by heads: a side that knows all of the other's
-//! heads sends exactly the missing signed changes; when both sides have changes the other
-//! lacks, they swap Bloom filters of their changes. Missing dependencies are asked for by
-//! hash. Changes accepted in one session are pushed to the vault's other sessions, so a
-//! device that sits between two groups bridges them. Every `tick` the initiator
-//! reconciles again, which repairs anything a lost message left undone.
+//! message; differing ranges are split sixteen ways until they are small enough to
+//! list. Each differing document then syncs by heads: a side that knows all of the
+//! other's heads sends exactly the missing signed changes; when both sides have changes
+//! the other lacks, they swap Bloom filters of their changes. Missing dependencies are
+//! asked for by hash. A side with none of a document gets it as one snapshot (the
+//! compacted document and every change's signature); one that takes fewer changes per
+//! snapshot gets a snapshot of the first ones and the rest as changes, so a
+//! single-threaded engine (a browser tab) never loads a big document in one step, and
+//! checks and applies the rest a slice per [`Node::work`] call. Changes accepted in one
+//! session are pushed to the vault's other sessions, so a device that sits between two
+//! groups bridges them. Every `tick` the initiator reconciles again, which repairs
+//! anything a lost message left undone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -66,11 +72,19 @@ pub struct NodeConfig {
     /// A device with none of a document gets it as one snapshot when it has at least this
     /// many changes (and the snapshot fits a message); smaller ones travel as changes.
     pub snapshot_min_changes: usize,
-    /// Most signatures of a peer's snapshot checked per call (0: all at once). With a
-    /// limit, a big snapshot is loaded and checked over several [`Node::work`] calls, and the
-    /// session's later messages wait their turn: an engine on one thread (a browser tab)
-    /// gives the page a turn between calls.
+    /// Most signatures of a peer's snapshot, or changes of one of its messages, checked
+    /// (and applied) per call (0: all at once). With a limit, a big snapshot is loaded
+    /// and checked, and a big message of changes checked and applied, over several
+    /// [`Node::work`] calls, and the session's later messages wait their turn: an engine
+    /// on one thread (a browser tab) gives the page a turn between calls.
     pub verify_slice: usize,
+    /// Most changes this device takes in one snapshot from a peer (0: any number). It
+    /// tells its peers in `Hello`; a bigger document reaches it as a snapshot of its
+    /// first changes, then the rest as changes, which (with a
+    /// [`NodeConfig::verify_slice`]) are checked and applied a slice per
+    /// [`Node::work`] call. Loading a snapshot is the one step that cannot be cut up, so
+    /// this bounds the longest step of a big first sync.
+    pub snapshot_max_changes: usize,
 }
 
 impl NodeConfig {
@@ -82,7 +96,15 @@ impl NodeConfig {
             retry_ms: 5_000,
             snapshot_min_changes: SNAPSHOT_MIN_CHANGES,
             verify_slice: 0,
+            snapshot_max_changes: 0,
         }
+    }
+
+    /// Takes at most `changes` changes in one snapshot from a peer (see
+    /// [`NodeConfig::snapshot_max_changes`]).
+    pub fn with_snapshot_max_changes(mut self, changes: usize) -> Self {
+        self.snapshot_max_changes = changes;
+        self
     }
 
     /// Checks at most `signatures` of a peer's snapshot per call (see
@@ -247,7 +269,10 @@ struct Session {
     need_sent: HashMap<DocId, Vec<ChangeHash>>,
     last_sent_ms: u64,
     last_reconcile_ms: u64,
-    /// A snapshot being checked a slice at a time, with the heads the peer announced.
+    /// Most changes the peer takes in one snapshot (0: any number), from its `Hello`.
+    their_snapshot_max_changes: usize,
+    /// A snapshot, or many changes, being checked a slice at a time, with the heads the
+    /// peer announced.
     staged: Option<(Vec<ChangeHash>, Staged)>,
     /// Messages that arrived while a snapshot was being checked, in order.
     backlog: VecDeque<Vec<u8>>,
@@ -260,6 +285,12 @@ enum Staged {
     Received { doc: DocId, bytes: Vec<u8> },
     /// Parsed; signatures being checked.
     Parsed(Box<crate::document::StagedSnapshot>),
+    /// Changes from one message, in the order sent, checked and applied a slice at a
+    /// time.
+    Changes {
+        doc: DocId,
+        changes: VecDeque<SignedChange>,
+    },
 }
 
 /// Most messages a session may queue while one of its snapshots is checked.
@@ -287,6 +318,7 @@ impl Session {
             need_sent: HashMap::new(),
             last_sent_ms: 0,
             last_reconcile_ms: 0,
+            their_snapshot_max_changes: 0,
             staged: None,
             backlog: VecDeque::new(),
         }
@@ -964,6 +996,7 @@ impl Node {
                 vault,
                 membership_heads,
                 join: session.join,
+                snapshot_max_changes: self.config.snapshot_max_changes as u64,
             },
         );
         session.last_sent_ms = now_ms;
@@ -1052,6 +1085,17 @@ impl Node {
                 }
                 return out;
             }
+            Some((theirs, Staged::Changes { doc, mut changes })) => {
+                // Each slice is checked and applied as a message of its own; changes come
+                // in causal order, so a slice never waits for a later one.
+                let take = slice.max(1).min(changes.len());
+                let first: Vec<SignedChange> = changes.drain(..take).collect();
+                if !changes.is_empty() {
+                    session.staged = Some((theirs.clone(), Staged::Changes { doc, changes }));
+                }
+                self.on_doc_data(id, doc, theirs, DocData::Changes(first), now_ms, &mut out);
+                return out;
+            }
             None => {}
         }
         if let Some(bytes) = session.backlog.pop_front() {
@@ -1092,7 +1136,14 @@ impl Node {
                 vault,
                 membership_heads,
                 join,
-            } => self.on_hello(id, vault, membership_heads, join, now_ms, out),
+                snapshot_max_changes,
+            } => {
+                if let Some(session) = self.sessions.get_mut(&id) {
+                    session.their_snapshot_max_changes =
+                        usize::try_from(snapshot_max_changes).unwrap_or(usize::MAX);
+                }
+                self.on_hello(id, vault, membership_heads, join, now_ms, out)
+            }
             Message::Entries { entries, withheld } => {
                 self.on_entries(id, entries, withheld, now_ms, out)
             }
@@ -1504,6 +1555,16 @@ impl Node {
                 doc,
                 heads,
                 changes,
+            } if self.config.verify_slice > 0 && changes.len() > self.config.verify_slice => {
+                if let Some(session) = self.sessions.get_mut(&id) {
+                    let changes = changes.into();
+                    session.staged = Some((sorted(heads), Staged::Changes { doc, changes }));
+                }
+            }
+            Message::DocChanges {
+                doc,
+                heads,
+                changes,
             } => self.on_doc_data(
                 id,
                 doc,
@@ -1822,11 +1883,16 @@ impl Node {
             return;
         };
         let heads = d.heads();
+        let limit = match self.sessions.get(&id).map(|s| s.their_snapshot_max_changes) {
+            None | Some(0) => usize::MAX,
+            Some(limit) => limit,
+        };
         let snapshot = (theirs.is_empty() && d.change_count() >= self.config.snapshot_min_changes)
-            .then(|| d.snapshot_bytes())
-            .filter(|bytes| bytes.len() <= MAX_SNAPSHOT_MESSAGE_BYTES);
-        if let Some(snapshot) = snapshot {
-            // A device with nothing gets the compacted document and the signatures.
+            .then(|| d.snapshot_and_rest(limit))
+            .filter(|(bytes, _)| bytes.len() <= MAX_SNAPSHOT_MESSAGE_BYTES);
+        if let Some((snapshot, rest)) = snapshot {
+            // A device with nothing gets the compacted document and the signatures; one
+            // that takes only so many changes at a time gets the rest as changes.
             out.send(
                 id,
                 &Message::DocSnapshot {
@@ -1835,6 +1901,7 @@ impl Node {
                     snapshot,
                 },
             );
+            send_chunked(out, id, doc, &heads, rest);
         } else {
             let changes = d.changes_since(theirs);
             if changes.is_empty() {

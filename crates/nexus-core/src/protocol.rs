@@ -135,6 +135,10 @@ pub enum Message {
         membership_heads: Vec<Hash>,
         /// An invite, when the sender is joining.
         join: Option<JoinRequest>,
+        /// Most changes the sender takes in one document snapshot (0: any number). A
+        /// bigger document reaches it as a snapshot of its first changes, then the rest
+        /// as changes, so that no single step of the sender loads all of it.
+        snapshot_max_changes: u64,
     },
     /// Membership entries the receiver may lack. `withheld` says the sender does not (yet)
     /// consider the receiver a member and sent only what proves its own standing.
@@ -248,6 +252,7 @@ impl Message {
                 vault,
                 membership_heads,
                 join,
+                snapshot_max_changes,
             } => {
                 w.u8(0).raw(vault.as_bytes()).len(membership_heads.len());
                 for head in membership_heads {
@@ -261,6 +266,7 @@ impl Message {
                         w.u8(1).raw(join.invite.as_bytes()).raw(&join.secret);
                     }
                 }
+                w.varint(*snapshot_max_changes);
             }
             Message::Entries { entries, withheld } => {
                 w.u8(1).u8(u8::from(*withheld)).len(entries.len());
@@ -385,6 +391,7 @@ impl Message {
                     vault,
                     membership_heads,
                     join,
+                    snapshot_max_changes: r.varint("snapshot limit")?,
                 }
             }
             1 => {

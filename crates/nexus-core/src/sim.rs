@@ -499,6 +499,9 @@ const SIM_CONFIG: NodeConfig = NodeConfig {
     snapshot_min_changes: 3,
     // And snapshots checked over several steps, with messages waiting behind them.
     verify_slice: 2,
+    // And documents bigger than this reach a device with none of them as a snapshot of
+    // their first changes and the rest as changes.
+    snapshot_max_changes: 5,
 };
 
 /// Plays one random scenario from `seed` and checks, after the network heals, that every

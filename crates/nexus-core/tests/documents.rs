@@ -499,3 +499,43 @@ fn a_staged_snapshot_is_loaded_then_read_then_checked_and_each_step_refuses_dama
     broken[middle] ^= 0xff;
     assert!(StagedSnapshot::load(vault, DOC, &broken).is_err());
 }
+
+#[test]
+fn a_snapshot_of_the_first_changes_then_the_rest_as_changes_rebuild_the_document() {
+    use nexus_core::document::StagedSnapshot;
+    let (mut alice, mut bob) = alice_and_bob(false);
+    for k in 0..100 {
+        alice.put(&format!("k{}", k % 7), k);
+    }
+    let vault = alice.vault.id();
+    let document = alice.vault.document(&DOC).unwrap();
+
+    // Within the limit: the one whole snapshot, nothing after it.
+    let (whole, none) = document.snapshot_and_rest(100);
+    assert_eq!(whole, document.snapshot_bytes());
+    assert!(none.is_empty());
+
+    // Over it: a snapshot of the first 40 changes, then the 60 after them.
+    let (first, rest) = document.snapshot_and_rest(40);
+    assert_eq!(
+        StagedSnapshot::parse(vault, DOC, &first).unwrap().changes(),
+        40
+    );
+    assert_eq!(rest.len(), 60);
+    let applied = bob.vault.apply_snapshot_from_peer(DOC, &first, 0);
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    assert_eq!(applied.accepted.len(), 40);
+    bob.commit(applied.batch);
+    assert_eq!(bob.vault.document(&DOC).unwrap().change_count(), 40);
+    assert!(bob.receive(rest).is_empty());
+    assert_eq!(bob.value(), alice.value());
+    assert_eq!(
+        bob.vault.document(&DOC).unwrap().heads(),
+        alice.vault.document(&DOC).unwrap().heads()
+    );
+    // And it is all stored: Bob's reload has the same document.
+    assert_eq!(
+        bob.reload().document(&DOC).unwrap().hydrate(),
+        alice.value()
+    );
+}

@@ -5,7 +5,7 @@ use automerge::transaction::Transactable;
 use automerge::{ObjType, ROOT};
 use nexus_core::bundle::{Bundle, MAX_BUNDLE_PLAINTEXT};
 use nexus_core::node::Event;
-use nexus_core::node::{Node, NodeConfig, NodeLoader};
+use nexus_core::node::{Node, NodeConfig, NodeLoader, SessionId};
 use nexus_core::protocol::{Message, RefuseCode};
 use nexus_core::sim::{Faults, Network, Scenario, run_seed};
 use nexus_core::{ActorId, DeviceKey, DocId, JoinRequest, Role, Storage, Touched, Vault, VaultId};
@@ -16,6 +16,7 @@ const CONFIG: NodeConfig = NodeConfig {
     retry_ms: 500,
     snapshot_min_changes: 32,
     verify_slice: 0,
+    snapshot_max_changes: 0,
 };
 
 fn doc(n: u8) -> DocId {
@@ -63,6 +64,15 @@ fn put(net: &mut Network, i: usize, vault: VaultId, d: DocId, key: &str, value: 
         .change(vault, d, |tx| tx.put(ROOT, key, value).map(|_| ()))
         .unwrap();
     net.apply_output(i, out);
+}
+
+fn document_on(net: &Network, i: usize, vault: VaultId, d: DocId) -> &nexus_core::Document {
+    net.devices[i]
+        .node
+        .vault(&vault)
+        .unwrap()
+        .document(&d)
+        .unwrap()
 }
 
 fn get(net: &Network, i: usize, vault: VaultId, d: DocId) -> serde_json::Value {
@@ -571,23 +581,13 @@ fn a_fresh_device_gets_a_large_document_as_one_snapshot_and_a_tampered_one_is_re
         .snapshot_bytes();
     let last = snapshot.len() - 1;
     snapshot[last] ^= 1;
-    let peer = net.id(0);
-    let session = net.devices[1].node.accept_session(peer);
     let (other_vault, out) = net.devices[1]
         .node
         .create_vault("other", [5; 16], 0)
         .unwrap();
     net.apply_output(1, out);
     let _ = other_vault;
-    let hello = Message::Hello {
-        vault,
-        membership_heads: net.devices[1].node.vault(&vault).unwrap().log().heads(),
-        join: None,
-    };
-    let out = net.devices[1]
-        .node
-        .handle_message(session, &hello.encode(), net.now_ms);
-    assert!(out.closed.is_empty());
+    let session = session_by_hand(&mut net, 1, 0, vault);
     let before = net.devices[1].store.records().clone();
     let message = Message::DocSnapshot {
         doc: doc(2),
@@ -613,30 +613,64 @@ fn a_fresh_device_gets_a_large_document_as_one_snapshot_and_a_tampered_one_is_re
     );
 }
 
-#[test]
-fn a_snapshot_checked_a_slice_at_a_time_arrives_whole_and_later_messages_wait_their_turn() {
-    let sliced = NodeConfig {
-        verify_slice: 10,
-        ..CONFIG
-    };
-    let (mut net, vault) = vault_with(2, 12, sliced);
+/// Device 0 writes 100 changes to a document; device 1, which has none, connects and
+/// gets it. Returns the network once both hold the same document.
+fn first_sync_of_a_hundred_changes(seed: u64, config: NodeConfig) -> Network {
+    let (mut net, vault) = vault_with(2, seed, config);
     for k in 0..100 {
         put(&mut net, 0, vault, doc(1), &format!("k{}", k % 7), k);
     }
     net.connect(0, 1);
     settle(&mut net);
     assert_eq!(get(&net, 1, vault, doc(1)), get(&net, 0, vault, doc(1)));
+    net
+}
+
+/// Three devices: device 2 (a member) synced once, then went away; device 1 has
+/// accepted a session from it, by hand, up to its `Hello`. Returns the session on
+/// device 1, for a test to hand it device 2's messages one at a time.
+fn session_from_an_absent_writer(seed: u64, config: NodeConfig) -> (Network, VaultId, SessionId) {
+    let (mut net, vault) = vault_with(3, seed, config);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    settle(&mut net);
+    net.disconnect(0, 2);
+    let session = session_by_hand(&mut net, 1, 2, vault);
+    (net, vault, session)
+}
+
+/// A session on device `on` accepted from device `from`, whose `Hello` (about `vault`)
+/// is handed over by hand; the test then plays `from`'s part.
+fn session_by_hand(net: &mut Network, on: usize, from: usize, vault: VaultId) -> SessionId {
+    let peer = net.id(from);
+    let session = net.devices[on].node.accept_session(peer);
+    let hello = Message::Hello {
+        vault,
+        membership_heads: net.devices[on].node.vault(&vault).unwrap().log().heads(),
+        join: None,
+        snapshot_max_changes: 0,
+    };
+    let out = net.devices[on]
+        .node
+        .handle_message(session, &hello.encode(), net.now_ms);
+    assert!(out.closed.is_empty());
+    session
+}
+
+#[test]
+fn a_snapshot_checked_a_slice_at_a_time_arrives_whole_and_later_messages_wait_their_turn() {
+    let sliced = NodeConfig {
+        verify_slice: 10,
+        ..CONFIG
+    };
+    let net = first_sync_of_a_hundred_changes(12, sliced);
     assert_eq!(net.devices[1].store.count(nexus_core::Table::Snapshots), 1);
     assert!(!net.devices[1].node.has_work());
 
     // By hand: device 2 (a member never connected) wrote two documents; their snapshots
     // reach device 1 on one session. The first is checked over several calls, the
     // second waits behind it, and both land, in order.
-    let (mut net, vault) = vault_with(3, 13, sliced);
-    net.connect(0, 1);
-    net.connect(0, 2);
-    settle(&mut net);
-    net.disconnect(0, 2);
+    let (mut net, vault, session) = session_from_an_absent_writer(13, sliced);
     for k in 0..50 {
         put(&mut net, 2, vault, doc(3), "a", k);
     }
@@ -644,12 +678,7 @@ fn a_snapshot_checked_a_slice_at_a_time_arrives_whole_and_later_messages_wait_th
         put(&mut net, 2, vault, doc(4), "b", k);
     }
     let snapshot_of = |net: &Network, d: DocId| {
-        let document = net.devices[2]
-            .node
-            .vault(&vault)
-            .unwrap()
-            .document(&d)
-            .unwrap();
+        let document = document_on(net, 2, vault, d);
         Message::DocSnapshot {
             doc: d,
             heads: document.heads(),
@@ -657,17 +686,6 @@ fn a_snapshot_checked_a_slice_at_a_time_arrives_whole_and_later_messages_wait_th
         }
         .encode()
     };
-    let peer = net.id(2);
-    let session = net.devices[1].node.accept_session(peer);
-    let hello = Message::Hello {
-        vault,
-        membership_heads: net.devices[1].node.vault(&vault).unwrap().log().heads(),
-        join: None,
-    };
-    let out = net.devices[1]
-        .node
-        .handle_message(session, &hello.encode(), net.now_ms);
-    assert!(out.closed.is_empty());
     let now = net.now_ms;
     let (snapshot_3, snapshot_4) = (snapshot_of(&net, doc(3)), snapshot_of(&net, doc(4)));
     let first = net.devices[1]
@@ -749,6 +767,71 @@ fn a_snapshot_checked_a_slice_at_a_time_arrives_whole_and_later_messages_wait_th
             .document(&doc(5))
             .is_none()
     );
+}
+
+#[test]
+fn a_big_document_reaches_a_device_with_a_snapshot_limit_as_a_first_snapshot_and_sliced_changes() {
+    let limited = NodeConfig {
+        verify_slice: 10,
+        snapshot_max_changes: 40,
+        ..CONFIG
+    };
+    let net = first_sync_of_a_hundred_changes(15, limited);
+    // The first 40 came as the one snapshot, the other 60 as changes stored one by one.
+    assert_eq!(net.devices[1].store.count(nexus_core::Table::Snapshots), 1);
+    assert_eq!(net.devices[1].store.count(nexus_core::Table::Changes), 60);
+
+    // By hand: one message of 35 changes to a device that checks 10 at a time is
+    // checked and applied over 4 calls, no call storing more than 10; a message that
+    // comes meanwhile waits its turn.
+    let (mut net, vault, session) = session_from_an_absent_writer(16, limited);
+    for k in 0..35 {
+        put(&mut net, 2, vault, doc(3), "a", k);
+    }
+    put(&mut net, 2, vault, doc(4), "b", 1);
+    let changes_of = |net: &Network, d: DocId| {
+        let document = document_on(net, 2, vault, d);
+        Message::DocChanges {
+            doc: d,
+            heads: document.heads(),
+            changes: document.changes_since(&[]),
+        }
+        .encode()
+    };
+    let now = net.now_ms;
+    let (changes_3, changes_4) = (changes_of(&net, doc(3)), changes_of(&net, doc(4)));
+    let first = net.devices[1].node.handle_message(session, &changes_3, now);
+    assert!(first.batch.is_empty(), "nothing is applied on arrival");
+    let queued = net.devices[1].node.handle_message(session, &changes_4, now);
+    assert!(queued.batch.is_empty() && queued.transmits.is_empty());
+    let mut stored_per_call = Vec::new();
+    for _ in 0..100 {
+        if !net.devices[1].node.has_work() {
+            break;
+        }
+        let out = net.devices[1].node.work(now);
+        assert!(out.closed.is_empty(), "{:?}", out.closed);
+        let stored = out
+            .batch
+            .ops()
+            .iter()
+            .filter(|op| {
+                matches!(
+                    op,
+                    nexus_core::Op::Put {
+                        table: nexus_core::Table::Changes,
+                        ..
+                    }
+                )
+            })
+            .count();
+        stored_per_call.push(stored);
+        net.apply_output(1, out);
+    }
+    assert!(!net.devices[1].node.has_work());
+    assert_eq!(stored_per_call, vec![10, 10, 10, 5, 1]);
+    assert_eq!(get(&net, 1, vault, doc(3)), get(&net, 2, vault, doc(3)));
+    assert_eq!(get(&net, 1, vault, doc(4)), get(&net, 2, vault, doc(4)));
 }
 
 #[test]
@@ -997,7 +1080,7 @@ proptest! {
     ) {
         let heads = vec![automerge::ChangeHash([3; 32])];
         let messages = [
-            Message::Hello { vault: VaultId(nexus_core::Hash([1; 32])), membership_heads: vec![nexus_core::Hash([2; 32])], join: None },
+            Message::Hello { vault: VaultId(nexus_core::Hash([1; 32])), membership_heads: vec![nexus_core::Hash([2; 32])], join: None, snapshot_max_changes: 4096 },
             Message::Reconcile { ranges: vec![] },
             Message::DocHeads { doc: doc(1), heads: heads.clone(), reply: false },
             Message::DocHave { doc: doc(1), heads: heads.clone(), bloom: vec![0; 16] },

@@ -40,8 +40,8 @@ pub use native::fixtures;
 pub use web::idb::{IDB_SCHEMA_VERSION, IdbError, IdbStore};
 #[cfg(target_arch = "wasm32")]
 pub use web::peer::{
-    WEB_CONNECT_TIMEOUT, WEB_JOIN_TIMEOUT, WEB_VERIFY_SLICE, WebError, WebEvent, WebHandle,
-    WebPeer, WebPeerStatus, WebStatus,
+    WEB_CONNECT_TIMEOUT, WEB_JOIN_TIMEOUT, WEB_SNAPSHOT_MAX_CHANGES, WEB_VERIFY_SLICE, WebError,
+    WebEvent, WebHandle, WebPeer, WebPeerStatus, WebStatus,
 };
 #[cfg(target_arch = "wasm32")]
 pub use web::swarm::{WebBehaviour, build_web_swarm};

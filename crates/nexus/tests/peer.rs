@@ -253,6 +253,7 @@ async fn a_hostile_peer_is_cut_off_while_members_keep_syncing() {
         vault,
         membership_heads: Vec::new(),
         join: None,
+        snapshot_max_changes: 0,
     }
     .encode();
     write_frame(&mut stream, &hello).await.unwrap();

@@ -50,6 +50,11 @@ const MAX_TAB_READ_FAILURES: u32 = 3;
 /// of work in a release build), so that a fresh tab receiving a big document stays
 /// responsive.
 pub const WEB_VERIFY_SLICE: usize = 500;
+/// Most changes a tab takes in one snapshot (about 35 ms to load in a release build on
+/// a slow machine). Loading a snapshot cannot be cut up, so a bigger document reaches a
+/// fresh tab as a snapshot of its first changes and the rest as changes, which are
+/// checked and applied [`WEB_VERIFY_SLICE`] at a time.
+pub const WEB_SNAPSHOT_MAX_CHANGES: usize = 4096;
 /// How long opening reads documents before it lets the page run (ms): a profile with
 /// thousands of documents opens over several turns of the event loop, not one freeze.
 const LOAD_SLICE_MS: u64 = 30;
@@ -321,10 +326,15 @@ pub struct WebHandle {
 impl WebPeer {
     /// Opens (or creates) the IndexedDB database `name`, loads its device key and vaults,
     /// builds the swarm and starts the runtime on the page's event loop.
-    /// A `config` without a [`NodeConfig::verify_slice`] gets [`WEB_VERIFY_SLICE`].
+    /// A `config` without a [`NodeConfig::verify_slice`] gets [`WEB_VERIFY_SLICE`], and
+    /// one without a [`NodeConfig::snapshot_max_changes`] gets
+    /// [`WEB_SNAPSHOT_MAX_CHANGES`].
     pub async fn start(name: &str, mut config: NodeConfig) -> Result<WebHandle, WebError> {
         if config.verify_slice == 0 {
             config.verify_slice = WEB_VERIFY_SLICE;
+        }
+        if config.snapshot_max_changes == 0 {
+            config.snapshot_max_changes = WEB_SNAPSHOT_MAX_CHANGES;
         }
         // The tab channel is joined before IndexedDB is read: what other tabs commit
         // meanwhile waits in the queue (taken in twice if the read saw it too, which
