@@ -432,7 +432,7 @@ pub enum ApplyError {
 }
 
 /// What [`Document::apply`] did.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 #[must_use = "the batch must be committed before the changes are acknowledged or forwarded"]
 pub struct Applied {
     /// Records to commit, atomically, before acting on the rest.
@@ -1085,6 +1085,21 @@ impl Document {
         if self.loose.remove(&hash) {
             batch.delete(Table::Changes, keys::change(&self.vault, &self.id, &hash));
         }
+    }
+
+    /// Like [`Document::compact`], for a document some of whose changes were applied but
+    /// their records never committed (`unstored`: their batch was held back to be folded
+    /// into this one): nothing is deleted for them.
+    pub fn compact_with_unstored(&mut self, unstored: &[ChangeHash]) -> Batch {
+        for hash in unstored {
+            self.loose.remove(hash);
+        }
+        self.compact()
+    }
+
+    /// Whether a change is stored here but waits for its dependencies.
+    pub fn is_waiting(&self, hash: &ChangeHash) -> bool {
+        self.waiting.contains_key(hash)
     }
 
     /// Folds every applied change into one snapshot record and deletes their individual

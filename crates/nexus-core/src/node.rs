@@ -51,7 +51,7 @@ use crate::protocol::{
     Bloom, CHANGES_CHUNK_BYTES, JoinRequest, MAX_ITEMS, MAX_RANGES, MAX_SNAPSHOT_MESSAGE_BYTES,
     Message, Range, RangeBody, RefuseCode, SNAPSHOT_MIN_CHANGES,
 };
-use crate::storage::{Batch, Storage, Touched};
+use crate::storage::{Batch, Op, Storage, Table, Touched};
 use crate::vault::{Vault, VaultError, VaultLoadError};
 use crate::{ActorId, DecodeError};
 
@@ -290,7 +290,39 @@ enum Staged {
     Changes {
         doc: DocId,
         changes: VecDeque<SignedChange>,
+        held: Box<Held>,
     },
+}
+
+/// What the slices of one big message of changes applied so far, with the records of the
+/// applied changes held back: after the last slice, the document is stored as one
+/// compacted snapshot instead of one record per change (thousands of small writes would
+/// cost a browser's IndexedDB more than the checking and applying).
+#[derive(Debug, Clone, Default)]
+struct Held {
+    /// Everything but the held records.
+    applied: crate::document::Applied,
+    /// The held change records (key, value).
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Held {
+    /// Adds a slice's outcome, holding back its change records.
+    fn hold(&mut self, applied: crate::document::Applied) {
+        for op in applied.batch.into_ops() {
+            match op {
+                Op::Put {
+                    table: Table::Changes,
+                    key,
+                    value,
+                } => self.records.push((key, value)),
+                Op::Put { table, key, value } => self.applied.batch.put(table, key, value),
+                Op::Delete { table, key } => self.applied.batch.delete(table, key),
+            }
+        }
+        self.applied.accepted.extend(applied.accepted);
+        self.applied.rejected.extend(applied.rejected);
+    }
 }
 
 /// Most messages a session may queue while one of its snapshots is checked.
@@ -333,6 +365,8 @@ pub struct Node {
     config: NodeConfig,
     vaults: BTreeMap<VaultId, Vault>,
     sessions: BTreeMap<SessionId, Session>,
+    /// Held changes of sessions that closed before their last slice, to be stored.
+    unfinished: Vec<(VaultId, DocId, Held)>,
     next_session: u64,
     /// Varies Bloom filter probe positions from one filter to the next.
     bloom_salt: u32,
@@ -446,6 +480,7 @@ impl Node {
             config,
             vaults: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            unfinished: Vec::new(),
             next_session: 0,
             bloom_salt: 0,
         }
@@ -967,7 +1002,15 @@ impl Node {
 
     /// The transport closed a session.
     pub fn session_closed(&mut self, id: SessionId) {
-        self.sessions.remove(&id);
+        let Some(session) = self.sessions.remove(&id) else {
+            return;
+        };
+        // Changes applied from the session's last message are stored all the same.
+        if let (Some(vault), Some((_, Staged::Changes { doc, held, .. }))) =
+            (session.vault, session.staged)
+        {
+            self.unfinished.push((vault, doc, *held));
+        }
     }
 
     /// Vaults in which `peer` is a member, to open sessions for when it connects.
@@ -1030,9 +1073,11 @@ impl Node {
     /// Whether [`Node::work`] has something to do (a snapshot being checked, messages
     /// waiting behind one).
     pub fn has_work(&self) -> bool {
-        self.sessions
-            .values()
-            .any(|s| s.staged.is_some() || !s.backlog.is_empty())
+        !self.unfinished.is_empty()
+            || self
+                .sessions
+                .values()
+                .any(|s| s.staged.is_some() || !s.backlog.is_empty())
     }
 
     /// Does one slice of pending work: one step of a staged snapshot (loading its
@@ -1042,6 +1087,14 @@ impl Node {
     /// turn between calls.
     pub fn work(&mut self, now_ms: u64) -> Output {
         let mut out = Output::default();
+        if let Some((vault, doc, held)) = self.unfinished.pop() {
+            let applied = self.store_held(vault, doc, held);
+            out.batch.extend(applied.batch);
+            if !applied.accepted.is_empty() {
+                out.events.push(Event::DocChanged { vault, doc });
+            }
+            return out;
+        }
         let slice = self.config.verify_slice;
         let Some((&id, session)) = self
             .sessions
@@ -1085,15 +1138,39 @@ impl Node {
                 }
                 return out;
             }
-            Some((theirs, Staged::Changes { doc, mut changes })) => {
+            Some((
+                theirs,
+                Staged::Changes {
+                    doc,
+                    mut changes,
+                    mut held,
+                },
+            )) => {
                 // Each slice is checked and applied as a message of its own; changes come
                 // in causal order, so a slice never waits for a later one.
+                let Some(vault) = vault else {
+                    return out;
+                };
                 let take = slice.max(1).min(changes.len());
                 let first: Vec<SignedChange> = changes.drain(..take).collect();
-                if !changes.is_empty() {
-                    session.staged = Some((theirs.clone(), Staged::Changes { doc, changes }));
+                let Some(v) = self.vaults.get_mut(&vault) else {
+                    return out;
+                };
+                let applied = v.apply_changes_from_peer(doc, first, now_ms);
+                if applied.aborted {
+                    // What the earlier slices applied stays; then the peer is cut off.
+                    let earlier = self.store_held(vault, doc, *held);
+                    self.after_apply(id, vault, doc, theirs.clone(), earlier, &mut out);
+                    self.after_apply(id, vault, doc, theirs, applied, &mut out);
+                    return out;
                 }
-                self.on_doc_data(id, doc, theirs, DocData::Changes(first), now_ms, &mut out);
+                held.hold(applied);
+                if changes.is_empty() {
+                    let all = self.store_held(vault, doc, *held);
+                    self.after_apply(id, vault, doc, theirs, all, &mut out);
+                } else if let Some(session) = self.sessions.get_mut(&id) {
+                    session.staged = Some((theirs, Staged::Changes { doc, changes, held }));
+                }
                 return out;
             }
             None => {}
@@ -1102,6 +1179,43 @@ impl Node {
             self.handle_message_now(id, &bytes, now_ms, &mut out);
         }
         out
+    }
+
+    /// The outcome of the slices `held` with its records: the applied changes folded
+    /// into one compacted snapshot of the document, and the records of changes that
+    /// still wait for their dependencies.
+    fn store_held(&mut self, vault: VaultId, doc: DocId, held: Held) -> crate::document::Applied {
+        let Held {
+            mut applied,
+            records,
+        } = held;
+        let Some(v) = self.vaults.get_mut(&vault) else {
+            return applied;
+        };
+        let mut unstored = Vec::new();
+        if let Some(d) = v.document(&doc) {
+            for (key, value) in records {
+                let Some(hash) = key
+                    .len()
+                    .checked_sub(32)
+                    .and_then(|at| <[u8; 32]>::try_from(&key[at..]).ok())
+                    .map(ChangeHash)
+                else {
+                    continue;
+                };
+                if d.has_change(&hash) {
+                    unstored.push(hash);
+                } else if d.is_waiting(&hash) {
+                    applied.batch.put(Table::Changes, key, value);
+                }
+            }
+        }
+        if !unstored.is_empty()
+            && let Ok(batch) = v.compact_with_unstored(doc, &unstored)
+        {
+            applied.batch.extend(batch);
+        }
+        applied
     }
 
     fn apply_staged(
@@ -1558,7 +1672,9 @@ impl Node {
             } if self.config.verify_slice > 0 && changes.len() > self.config.verify_slice => {
                 if let Some(session) = self.sessions.get_mut(&id) {
                     let changes = changes.into();
-                    session.staged = Some((sorted(heads), Staged::Changes { doc, changes }));
+                    let held = Box::default();
+                    let staged = Staged::Changes { doc, changes, held };
+                    session.staged = Some((sorted(heads), staged));
                 }
             }
             Message::DocChanges {

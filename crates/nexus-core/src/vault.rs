@@ -774,10 +774,20 @@ impl Vault {
 
     /// Compacts one document. See [`Document::compact`].
     pub fn compact(&mut self, doc: DocId) -> Result<Batch, VaultError> {
+        self.compact_with_unstored(doc, &[])
+    }
+
+    /// Compacts one document some of whose applied changes were never stored. See
+    /// [`Document::compact_with_unstored`].
+    pub fn compact_with_unstored(
+        &mut self,
+        doc: DocId,
+        unstored: &[ChangeHash],
+    ) -> Result<Batch, VaultError> {
         let vault = self.id();
         self.docs
             .get_mut(&doc)
-            .map(Document::compact)
+            .map(|d| d.compact_with_unstored(unstored))
             .ok_or(VaultError::UnknownDocument { vault, doc })
     }
 }

@@ -777,18 +777,22 @@ fn a_big_document_reaches_a_device_with_a_snapshot_limit_as_a_first_snapshot_and
         ..CONFIG
     };
     let net = first_sync_of_a_hundred_changes(15, limited);
-    // The first 40 came as the one snapshot, the other 60 as changes stored one by one.
+    // The first 40 came as a snapshot, the other 60 as changes; those were checked and
+    // applied 10 at a time, then stored with the rest as one snapshot, not one by one.
     assert_eq!(net.devices[1].store.count(nexus_core::Table::Snapshots), 1);
-    assert_eq!(net.devices[1].store.count(nexus_core::Table::Changes), 60);
+    assert_eq!(net.devices[1].store.count(nexus_core::Table::Changes), 0);
 
     // By hand: one message of 35 changes to a device that checks 10 at a time is
-    // checked and applied over 4 calls, no call storing more than 10; a message that
-    // comes meanwhile waits its turn.
+    // checked and applied over 4 calls and stored at the last as one snapshot; a message
+    // that comes meanwhile waits its turn.
     let (mut net, vault, session) = session_from_an_absent_writer(16, limited);
     for k in 0..35 {
         put(&mut net, 2, vault, doc(3), "a", k);
     }
     put(&mut net, 2, vault, doc(4), "b", 1);
+    for k in 0..25 {
+        put(&mut net, 2, vault, doc(5), "c", k);
+    }
     let changes_of = |net: &Network, d: DocId| {
         let document = document_on(net, 2, vault, d);
         Message::DocChanges {
@@ -804,34 +808,65 @@ fn a_big_document_reaches_a_device_with_a_snapshot_limit_as_a_first_snapshot_and
     assert!(first.batch.is_empty(), "nothing is applied on arrival");
     let queued = net.devices[1].node.handle_message(session, &changes_4, now);
     assert!(queued.batch.is_empty() && queued.transmits.is_empty());
-    let mut stored_per_call = Vec::new();
+    let count = |net: &Network, d: DocId| {
+        let document = net.devices[1].node.vault(&vault).unwrap().document(&d);
+        document.map_or(0, nexus_core::Document::change_count)
+    };
+    let mut per_call = Vec::new();
     for _ in 0..100 {
         if !net.devices[1].node.has_work() {
             break;
         }
         let out = net.devices[1].node.work(now);
         assert!(out.closed.is_empty(), "{:?}", out.closed);
-        let stored = out
-            .batch
-            .ops()
-            .iter()
-            .filter(|op| {
-                matches!(
-                    op,
-                    nexus_core::Op::Put {
-                        table: nexus_core::Table::Changes,
-                        ..
-                    }
-                )
-            })
-            .count();
-        stored_per_call.push(stored);
+        per_call.push((count(&net, doc(3)), stored_records(&out.batch)));
         net.apply_output(1, out);
     }
     assert!(!net.devices[1].node.has_work());
-    assert_eq!(stored_per_call, vec![10, 10, 10, 5, 1]);
+    assert_eq!(
+        per_call,
+        vec![
+            (10, (0, 0)),
+            (20, (0, 0)),
+            (30, (0, 0)),
+            (35, (0, 1)),
+            (35, (1, 0))
+        ]
+    );
     assert_eq!(get(&net, 1, vault, doc(3)), get(&net, 2, vault, doc(3)));
     assert_eq!(get(&net, 1, vault, doc(4)), get(&net, 2, vault, doc(4)));
+
+    // The session closes after one slice of a message: what that slice applied is
+    // stored all the same, at the next call, and is there after a restart.
+    let changes_5 = changes_of(&net, doc(5));
+    let out = net.devices[1].node.handle_message(session, &changes_5, now);
+    assert!(out.batch.is_empty());
+    let out = net.devices[1].node.work(now);
+    assert_eq!(stored_records(&out.batch), (0, 0));
+    net.apply_output(1, out);
+    net.devices[1].node.session_closed(session);
+    assert!(net.devices[1].node.has_work());
+    let out = net.devices[1].node.work(now);
+    assert_eq!(stored_records(&out.batch), (0, 1));
+    net.apply_output(1, out);
+    assert!(!net.devices[1].node.has_work());
+    net.restart(1);
+    assert_eq!(count(&net, doc(5)), 10);
+}
+
+/// How many change records and snapshot records a batch writes.
+fn stored_records(batch: &nexus_core::Batch) -> (usize, usize) {
+    let written = |table| {
+        batch
+            .ops()
+            .iter()
+            .filter(|op| matches!(op, nexus_core::Op::Put { table: t, .. } if *t == table))
+            .count()
+    };
+    (
+        written(nexus_core::Table::Changes),
+        written(nexus_core::Table::Snapshots),
+    )
 }
 
 #[test]
