@@ -1195,12 +1195,7 @@ impl Node {
         let mut unstored = Vec::new();
         if let Some(d) = v.document(&doc) {
             for (key, value) in records {
-                let Some(hash) = key
-                    .len()
-                    .checked_sub(32)
-                    .and_then(|at| <[u8; 32]>::try_from(&key[at..]).ok())
-                    .map(ChangeHash)
-                else {
+                let Some(hash) = crate::storage::keys::change_hash(&key) else {
                     continue;
                 };
                 if d.has_change(&hash) {

@@ -186,11 +186,7 @@ impl Touched {
                 }
                 (Table::Changes, Some(doc)) => {
                     let entry = vaults.entry(vault).or_insert_with(touched);
-                    let hash = key
-                        .get(48..80)
-                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                        .map(automerge::ChangeHash);
-                    match (op, hash) {
+                    match (op, keys::change_hash(key)) {
                         (Op::Put { .. }, Some(hash)) => {
                             entry.changes.entry(doc).or_default().insert(hash);
                         }
@@ -264,6 +260,13 @@ pub mod keys {
     /// A change record.
     pub fn change(vault: &VaultId, doc: &DocId, change: &automerge::ChangeHash) -> Vec<u8> {
         [vault.as_bytes().as_slice(), doc.as_bytes(), &change.0].concat()
+    }
+
+    /// The change hash in a change record's key (`None` for a key of another shape).
+    pub fn change_hash(key: &[u8]) -> Option<automerge::ChangeHash> {
+        key.get(48..80)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(automerge::ChangeHash)
     }
 }
 
