@@ -53,6 +53,7 @@ pub mod json;
 pub mod mailbox;
 pub mod membership;
 pub mod node;
+pub mod peering;
 pub mod peers;
 pub mod protocol;
 pub mod sealing;

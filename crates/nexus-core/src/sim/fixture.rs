@@ -1,0 +1,87 @@
+//! A fixed membership story whose digest every platform must agree on.
+
+use super::actor;
+use crate::identity::DeviceKey;
+use crate::membership::Role;
+
+/// A fixed membership story played with deterministic keys and clocks: approvals by id, an
+/// invite redeemed twice concurrently, an admin revoked while it approves someone, two
+/// admins revoking each other, and key creation, sharing and rotation. Returns the digest
+/// of the membership it evaluates to. Signatures and sealing are deterministic, so every
+/// platform must give the same digest; tests on native and in the browser compare it with
+/// the same recorded value.
+pub fn membership_fixture_digest() -> crate::hash::Hash {
+    use crate::membership::{MembershipLog, Received};
+    use crate::vault::Vault;
+
+    let key = |n: u8| DeviceKey::from_secret_bytes(&[n; 32]);
+    let Ok((mut vault, _)) = Vault::create(&key(1), "fixture", [7; 16], 1_000, actor(1, 0)) else {
+        return crate::hash::Hash([0; 32]);
+    };
+    let mut steps = Vec::new();
+    steps.push(vault.maintain_keys(&key(1), 1_001).is_ok());
+    for (n, role) in [(2, Role::Admin), (3, Role::Admin), (4, Role::Member)] {
+        steps.push(
+            vault
+                .add_device(&key(1), key(n).device_id(), role, 2_000 + u64::from(n))
+                .is_ok(),
+        );
+    }
+    steps.push(vault.maintain_keys(&key(1), 2_100).is_ok());
+    let secret = [9u8; 32];
+    let invite = vault.create_invite(&key(2), &secret, Role::Member, 10_000, 3_000);
+    let log = |v: &Vault| -> Vec<crate::membership::SignedEntry> {
+        v.log().entries().into_iter().cloned().collect()
+    };
+    if let Ok((invite, _)) = invite {
+        // Two devices redeem the same invite concurrently.
+        for (n, at) in [(5u8, 3_500u64), (6, 3_400)] {
+            let Some(genesis) = log(&vault).first().cloned() else {
+                continue;
+            };
+            if let Ok(mut replica) = MembershipLog::from_genesis(genesis) {
+                let _ = replica.insert_many(log(&vault), Received::STORED);
+                if let Ok(entry) = replica.redeem_invite(&key(n), invite, secret, at) {
+                    let _ = vault.ingest_entries([entry], Received::STORED);
+                }
+            }
+        }
+    }
+    // Admin 3 approves device 7 while admin 1 revokes admin 3; admins 2 and 3 revoke each
+    // other (3 is junior).
+    let mut branch = vault.clone();
+    steps.push(
+        branch
+            .add_device(&key(3), key(7).device_id(), Role::Member, 4_000)
+            .is_ok(),
+    );
+    steps.push(
+        branch
+            .revoke_device(&key(3), key(2).device_id(), 4_001)
+            .is_ok(),
+    );
+    steps.push(
+        vault
+            .revoke_device(&key(2), key(3).device_id(), 4_002)
+            .is_ok(),
+    );
+    steps.push(
+        vault
+            .revoke_device(&key(1), key(3).device_id(), 4_003)
+            .is_ok(),
+    );
+    let _ = vault.ingest_entries(log(&branch), Received::STORED);
+    steps.push(vault.maintain_keys(&key(1), 5_000).is_ok());
+    steps.push(
+        vault
+            .revoke_device(&key(1), key(4).device_id(), 6_000)
+            .is_ok(),
+    );
+    steps.push(vault.maintain_keys(&key(2), 6_100).is_ok());
+    let summary = format!(
+        "{steps:?} {:?} {:?}",
+        vault.log().heads(),
+        vault.membership()
+    );
+    crate::hash::Hash::of(&[summary.as_bytes()])
+}
