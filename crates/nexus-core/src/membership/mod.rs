@@ -1,0 +1,105 @@
+//! The membership log of a vault and the one pure function that decides who belongs.
+//!
+//! A vault's membership is a hash-linked DAG of signed [`Entry`]s. Each entry names the
+//! entries its author had seen (its `parents`), so the log records what every action
+//! knew. [`MembershipLog::membership`] (and the pure [`evaluate`]) read the log at a set
+//! of heads and return the [`Membership`]: members and their roles, revoked devices and
+//! where their work is cut off, and open invites.
+//!
+//! # The rules
+//!
+//! The entries in the causal past of the heads are put in one canonical order: parents
+//! before children; among entries whose parents are all placed, the smallest
+//! `(timestamp, hash)` first. The order depends only on the set of entries, never on the
+//! order they arrived in, so every device computes the same answer. Entries are then
+//! replayed in that order:
+//!
+//! 1. **Genesis** makes its author the first admin. A log has exactly one genesis, and its
+//!    hash is the [`VaultId`](crate::VaultId).
+//! 2. **AddDevice** (approve a `DeviceId`, e.g. read from a QR code), **CreateInvite** and
+//!    **RevokeDevice** need an author who is an admin at that point.
+//! 3. **CreateInvite** publishes the SHA-256 of a one-time secret, a role and an expiry.
+//!    **RedeemInvite** is signed by the *new* device and reveals the secret, so a device
+//!    can join while no admin is online. It is valid when the invite is in its causal past,
+//!    the secret matches, its timestamp is not after the expiry, and its author is not
+//!    already a member. When a member receives a redemption from the redeeming device
+//!    itself, it also refuses one whose timestamp is more than [`MAX_CLOCK_SKEW_MS`] from
+//!    its own clock, so an expired invite cannot be redeemed by back-dating.
+//! 4. **An invite admits one device.** If it is redeemed twice (concurrently), the
+//!    redemption first in the canonical order wins; the other admits nobody.
+//! 5. **A device is a member** while it has an admission (AddDevice or RedeemInvite) that
+//!    comes causally *after* every revocation of it. A revocation therefore beats an
+//!    approval it races with, and re-admitting a revoked device takes a new approval made
+//!    by an admin who had seen the revocation.
+//! 6. **Revocation wins over the revoked device's concurrent actions.** Every entry by a
+//!    revoked device that is not in the causal past of its revocation is void, even if it
+//!    came earlier in the canonical order (unless a later re-admission precedes it). Void
+//!    entries are stored but have no effect; the replay repeats until no new entry is void.
+//! 7. **Two admins who revoke each other concurrently**: the more senior admin wins (the
+//!    one admitted earlier in the canonical order; the vault's creator is the most
+//!    senior), and the junior admin's revocation is void. Longer cycles of concurrent
+//!    revocations resolve by the canonical order and rule 6.
+//! 8. A revocation records, per document, how much of the revoked device's work its author
+//!    had seen: for each Automerge actor the device wrote with, the highest sequence number
+//!    (a [`WorkSeen`]). Automerge numbers an actor's changes 1, 2, 3… and each builds on the
+//!    one before, so this is exactly the set of the device's changes in the causal past of
+//!    the heads the admin had, yet it can be judged from a change alone, without the rest
+//!    of the graph (which may never arrive: a head the admin saw can later be dropped by
+//!    another revocation). Changes at or below the recorded numbers stay valid; the
+//!    device's other changes are rejected everywhere (see [`crate::Document`]). Several
+//!    revocations of one device keep the highest number per actor.
+//! 9. **Vault keys.** **NewKey** (admins only) makes a vault key and carries it sealed to
+//!    the devices its author counts as members ([`crate::sealing`]); its generation must
+//!    be higher than that of every key in its causal past. **ShareKey** (admins only)
+//!    seals a key whose `NewKey` is in its causal past to more devices (a device admitted
+//!    after the key was made); the first copy per device in the canonical order counts.
+//! 10. **The current key** is the last `NewKey` in the canonical order that causally
+//!     follows every revocation. After a revocation there is none until an admin who has
+//!     seen it makes a new key, which the revoked device never receives. Admins' nodes do
+//!     this by themselves ([`crate::Vault::maintain_keys`]): a key at creation, a new one
+//!     after each revocation, and shared copies for members who lack the current key.
+//!
+//! ```
+//! use nexus_core::{DeviceKey, MembershipLog, Role};
+//!
+//! let alice = DeviceKey::from_secret_bytes(&[1; 32]);
+//! let bob = DeviceKey::from_secret_bytes(&[2; 32]);
+//! let (mut log, _genesis) = MembershipLog::create(&alice, "Home", [0; 16], 1_000).unwrap();
+//! log.add_device(&alice, bob.device_id(), Role::Member, 2_000).unwrap();
+//! assert!(log.membership().is_member(&bob.device_id()));
+//! log.revoke_device(&alice, bob.device_id(), Default::default(), 3_000).unwrap();
+//! assert!(!log.membership().is_member(&bob.device_id()));
+//! ```
+
+mod entry;
+mod error;
+mod log;
+mod order;
+mod rules;
+mod state;
+
+pub use entry::{Action, Entry, Role, SignedEntry, WorkSeen};
+pub use error::{EntryError, MembershipError, RuleViolation};
+pub use log::{MembershipLog, Received};
+pub use rules::evaluate;
+pub use state::{Invite, KeyInfo, Member, Membership, Revocation};
+
+/// Largest clock difference tolerated between a redeeming device and the member that
+/// first accepts its redemption (10 minutes).
+pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+/// Most parents an entry may name.
+pub const MAX_PARENTS: usize = 64;
+/// Most entries a vault's membership log may hold.
+pub const MAX_ENTRIES: usize = 10_000;
+/// Longest vault name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// Most documents a revocation may record work for.
+pub const MAX_REVOKED_DOCS: usize = 100_000;
+/// Most Automerge actors recorded per document in a revocation.
+pub const MAX_ACTORS_PER_DOC: usize = 64;
+/// Longest Automerge actor id, in bytes.
+pub const MAX_ACTOR_LEN: usize = 64;
+/// Most sealed key copies one entry may carry.
+pub const MAX_SEALED_KEYS: usize = 1024;
+/// Largest encoded entry body accepted (a revocation recording many documents' heads).
+pub const MAX_ENTRY_BYTES: usize = 8 * 1024 * 1024;
