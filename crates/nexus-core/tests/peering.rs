@@ -1,0 +1,457 @@
+//! The peering supervisor's rules, deterministically: which sessions open, the tie-break
+//! when both sides open one, cooldowns, bans, hang-ups, redials with backoff, circuit
+//! dials, handshake timeouts and invites. Whole stories run in the simulator (which
+//! drives `Node` + `Peering` as the engines do); single rules drive one supervisor by hand.
+
+use nexus_core::node::{Node, NodeConfig};
+use nexus_core::peering::{
+    Actions, At, InboundId, Input, JoinId, JoinOutcome, Peering, PeeringConfig, PeeringEvent,
+};
+use nexus_core::protocol::{Message, RefuseCode};
+use nexus_core::sim::{Network, SIM_PEERING};
+use nexus_core::{ActorId, DeviceId, DeviceKey, InviteCode, Role, VaultId};
+
+const CONFIG: NodeConfig = NodeConfig {
+    reconcile_interval_ms: 1_000,
+    retry_ms: 500,
+    snapshot_min_changes: 32,
+    verify_slice: 0,
+    snapshot_max_changes: 0,
+};
+
+fn device(n: u8) -> DeviceKey {
+    DeviceKey::from_secret_bytes(&[n; 32])
+}
+
+fn at(now_ms: u64) -> At {
+    At { now_ms, random: 0 }
+}
+
+/// Device 0 creates a vault and approves the others by id; nobody is connected.
+fn vault_of(n: usize, seed: u64) -> (Network, VaultId) {
+    let mut net = Network::new(n, seed, CONFIG);
+    let now = net.now_ms;
+    let (vault, out) = net.devices[0]
+        .node
+        .create_vault("family", [0; 16], now)
+        .unwrap();
+    net.apply_output(0, out);
+    for i in 1..n {
+        let id = net.id(i);
+        let out = net.devices[0]
+            .node
+            .add_device(vault, id, Role::Member, now)
+            .unwrap();
+        net.apply_output(0, out);
+    }
+    (net, vault)
+}
+
+fn sessions_for(net: &Network, i: usize, vault: VaultId) -> Vec<bool> {
+    net.devices[i]
+        .node
+        .sessions()
+        .filter(|(_, _, v, _)| *v == Some(vault))
+        .map(|(_, _, _, ready)| ready)
+        .collect()
+}
+
+#[test]
+fn two_devices_dialing_each_other_at_once_end_with_one_session_per_vault() {
+    for seed in 0..20 {
+        let (mut net, vault) = vault_of(2, seed);
+        // Device 1 learns of the vault from device 0 first, then both connect again at
+        // once: each opens a session for the vault it now shares.
+        net.connect(0, 1);
+        for _ in 0..5 {
+            net.run_until_quiescent(100);
+            net.step(1_000);
+        }
+        assert!(net.devices[1].node.vault(&vault).is_some(), "seed {seed}");
+        net.disconnect(0, 1);
+        net.connect(0, 1);
+        for _ in 0..5 {
+            net.run_until_quiescent(100);
+            net.step(1_000);
+        }
+        for i in 0..2 {
+            assert_eq!(
+                sessions_for(&net, i, vault),
+                vec![true],
+                "seed {seed}: device {i} has exactly one ready session for the vault"
+            );
+        }
+        let peer = net.id(1);
+        let session = net.devices[0].peering.session_of(&peer, &vault).unwrap();
+        assert_eq!(net.devices[0].peering.peer_of_session(session), Some(peer));
+        assert!(net.refusals.is_empty(), "seed {seed}: {:?}", net.refusals);
+    }
+}
+
+#[test]
+fn a_refused_pair_waits_out_its_cooldown_before_a_new_session() {
+    let me = device(1);
+    let other = device(2).device_id();
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let (vault, _) = node.create_vault("v", [0; 16], 1_000).unwrap();
+    let _ = node.add_device(vault, other, Role::Member, 1_000).unwrap();
+    let config = PeeringConfig::new();
+    let mut peering = Peering::new(me.device_id(), config);
+    let t0 = 10_000;
+    let actions = peering.handle(&mut node, at(t0), connected(other));
+    assert_eq!(actions.open.len(), 1, "a session for the shared vault opens");
+    let open = actions.open[0].id;
+    let actions = peering.handle(&mut node, at(t0), Input::Opened { open });
+    let session = actions.attach_opened[0].1;
+    // The peer refuses (it does not know of the approval yet).
+    let refuse = Message::Refuse {
+        code: RefuseCode::NotMember,
+        reason: "not a member".into(),
+    };
+    let actions = peering.handle(
+        &mut node,
+        at(t0 + 10),
+        Input::Frame {
+            session,
+            bytes: refuse.encode(),
+        },
+    );
+    assert_eq!(actions.detach, vec![session]);
+    assert!(matches!(
+        actions.events.as_slice(),
+        [PeeringEvent::SessionRefused { peer, reason }] if *peer == other && !reason.by_us
+    ));
+    assert!(actions.open.is_empty(), "not reopened at once");
+    // Nothing opens for the pair until the cooldown ends, however often it is ticked.
+    let until = t0 + 10 + config.refused_cooldown_ms;
+    assert_eq!(peering.poll_timeout(), Some(until));
+    for t in [t0 + 1_000, t0 + 10_000, until - 1] {
+        let actions = peering.handle(&mut node, at(t), Input::Tick);
+        assert!(actions.open.is_empty(), "reopened at {t}");
+    }
+    let actions = peering.handle(&mut node, at(until), Input::Tick);
+    let actions = if actions.open.is_empty() {
+        peering.handle(&mut node, at(until + 1), Input::Tick)
+    } else {
+        actions
+    };
+    assert_eq!(actions.open.len(), 1, "reopened once the cooldown ended");
+}
+
+fn connected(device: DeviceId) -> Input {
+    Input::Connected {
+        device,
+        dialed: None,
+    }
+}
+
+#[test]
+fn a_circuit_dial_waits_for_its_relay() {
+    let me = device(1);
+    let relay = device(8).device_id();
+    let peer = device(2).device_id();
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let mut peering = Peering::new(me.device_id(), PeeringConfig::new());
+    let relay_address = format!("/ip4/127.0.0.1/tcp/4001/p2p/{relay}");
+    let circuit = format!("{relay_address}/p2p-circuit/p2p/{peer}");
+    let actions = peering.handle(
+        &mut node,
+        at(1_000),
+        Input::Dial {
+            address: circuit.clone(),
+        },
+    );
+    let dialed: Vec<&str> = actions
+        .dial
+        .iter()
+        .flat_map(|d| d.addresses.iter().map(String::as_str))
+        .collect();
+    assert_eq!(dialed, vec![relay_address.as_str()], "the relay first");
+    assert!(!actions.peer_records.is_empty(), "the peer's address is kept");
+    // Another device connecting does not release the circuit dial.
+    let actions = peering.handle(&mut node, at(1_100), connected(device(3).device_id()));
+    assert!(actions.dial.is_empty());
+    // The relay's connection does.
+    let actions = peering.handle(&mut node, at(1_200), connected(relay));
+    let dialed: Vec<&str> = actions
+        .dial
+        .iter()
+        .flat_map(|d| d.addresses.iter().map(String::as_str))
+        .collect();
+    assert_eq!(dialed, vec![circuit.as_str()]);
+    // With the relay up, a circuit is dialed at once.
+    let other = format!("{relay_address}/p2p-circuit/p2p/{}", device(4).device_id());
+    let actions = peering.handle(&mut node, at(1_300), Input::Dial { address: other });
+    assert_eq!(actions.dial.len(), 1);
+    assert!(actions.dial[0].addresses[0].ends_with(&device(4).device_id().to_string()));
+}
+
+#[test]
+fn a_stranger_that_never_finishes_its_handshake_is_refused_at_the_timeout_and_hung_up_on() {
+    let me = device(1);
+    let stranger = device(9).device_id();
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let config = PeeringConfig::new().with_handshake_timeout_ms(30_000);
+    let mut peering = Peering::new(me.device_id(), config);
+    let t0 = 50_000;
+    let _ = peering.handle(&mut node, at(t0), connected(stranger));
+    let actions = peering.handle(
+        &mut node,
+        at(t0),
+        Input::Inbound {
+            stream: InboundId(1),
+            device: stranger,
+        },
+    );
+    let session = actions.attach_inbound[0].1;
+    let deadline = peering.poll_timeout().unwrap();
+    assert_eq!(deadline, t0 + 30_001);
+    let actions = peering.handle(&mut node, at(deadline - 1), Input::Tick);
+    assert!(actions.detach.is_empty(), "not before the timeout");
+    let actions = peering.handle(&mut node, at(deadline), Input::Tick);
+    assert_eq!(actions.detach, vec![session]);
+    let refusal = Message::decode(&actions.out.transmits[0].1).unwrap();
+    assert!(matches!(
+        refusal,
+        Message::Refuse {
+            code: RefuseCode::NotMember,
+            ..
+        }
+    ));
+    assert!(matches!(
+        actions.events.as_slice(),
+        [PeeringEvent::SessionRefused { peer, reason }] if *peer == stranger && reason.by_us
+    ));
+    assert_eq!(node.sessions().count(), 0, "the node forgot the session");
+    // The refusal gets a moment to reach the stranger, then the connection closes.
+    let hang_up = peering.poll_timeout().unwrap();
+    assert_eq!(hang_up, deadline + config.hang_up_after_ms);
+    let actions = peering.handle(&mut node, at(hang_up), Input::Tick);
+    assert_eq!(actions.disconnect, vec![stranger]);
+}
+
+#[test]
+fn a_relay_is_never_hung_up_on() {
+    let me = device(1);
+    let relay = device(8).device_id();
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let mut peering = Peering::new(me.device_id(), PeeringConfig::new());
+    let _ = peering.handle(&mut node, at(0), Input::Relay { device: relay });
+    let _ = peering.handle(&mut node, at(0), connected(relay));
+    let _ = peering.handle(
+        &mut node,
+        at(0),
+        Input::Inbound {
+            stream: InboundId(1),
+            device: relay,
+        },
+    );
+    let mut disconnects = Vec::new();
+    for t in [30_001, 30_501, 31_000, 40_000] {
+        disconnects.extend(peering.handle(&mut node, at(t), Input::Tick).disconnect);
+    }
+    assert!(disconnects.is_empty(), "{disconnects:?}");
+}
+
+#[test]
+fn a_peer_that_breaks_framing_is_banned_then_let_back() {
+    let me = device(1);
+    let bad = device(5).device_id();
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let config = PeeringConfig::new();
+    let mut peering = Peering::new(me.device_id(), config);
+    let _ = peering.handle(&mut node, at(0), connected(bad));
+    let actions = peering.handle(
+        &mut node,
+        at(0),
+        Input::Inbound {
+            stream: InboundId(1),
+            device: bad,
+        },
+    );
+    let session = actions.attach_inbound[0].1;
+    let actions = peering.handle(
+        &mut node,
+        at(10),
+        Input::BadFrame {
+            session,
+            error: "a frame of 2 GiB".into(),
+        },
+    );
+    assert_eq!(actions.disconnect, vec![bad]);
+    assert!(matches!(
+        actions.events.as_slice(),
+        [PeeringEvent::SessionRefused { reason, .. }] if reason.code == RefuseCode::ProtocolViolation
+    ));
+    let _ = peering.handle(&mut node, at(20), Input::Disconnected { device: bad });
+    // While banned: its connections are closed and its streams dropped.
+    let actions = peering.handle(&mut node, at(1_000), connected(bad));
+    assert_eq!(actions.disconnect, vec![bad]);
+    let actions = peering.handle(
+        &mut node,
+        at(1_000),
+        Input::Inbound {
+            stream: InboundId(2),
+            device: bad,
+        },
+    );
+    assert_eq!(actions.reject_inbound, vec![InboundId(2)]);
+    // After the ban it is heard again.
+    let later = 10 + config.ban_ms + 1;
+    let actions = peering.handle(
+        &mut node,
+        at(later),
+        Input::Inbound {
+            stream: InboundId(3),
+            device: bad,
+        },
+    );
+    assert_eq!(actions.attach_inbound.len(), 1);
+}
+
+#[test]
+fn a_lost_peer_is_redialed_with_growing_backoff_and_at_once_when_the_network_returns() {
+    let me = device(1);
+    let peer = device(2).device_id();
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let mut peering = Peering::new(me.device_id(), PeeringConfig::new());
+    let address = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}");
+    let _ = peering.handle(&mut node, at(0), Input::Dial { address });
+    let _ = peering.handle(&mut node, at(0), connected(peer));
+    let _ = peering.handle(&mut node, at(1_000), Input::Disconnected { device: peer });
+    assert_eq!(peering.poll_timeout(), Some(2_000), "1 s after the first loss");
+    let actions = peering.handle(&mut node, at(1_999), Input::Tick);
+    assert!(actions.dial.is_empty());
+    let actions = peering.handle(&mut node, at(2_000), Input::Tick);
+    assert_eq!(actions.dial.len(), 1);
+    assert_eq!(actions.dial[0].device, Some(peer));
+    assert_eq!(actions.dial[0].addresses, vec!["/ip4/127.0.0.1/tcp/4001"]);
+    // Each failure doubles the wait.
+    let mut waits = Vec::new();
+    let mut now = 2_000;
+    for _ in 0..4 {
+        let _ = peering.handle(&mut node, at(now), Input::DialFailed { device: peer });
+        let due = peering.poll_timeout().unwrap();
+        waits.push(due - now);
+        now = due;
+        let actions = peering.handle(&mut node, at(now), Input::Tick);
+        assert_eq!(actions.dial.len(), 1);
+    }
+    assert_eq!(waits, vec![1_000, 2_000, 4_000, 8_000]);
+    // Offline: nothing is dialed, however long it waits.
+    let _ = peering.handle(&mut node, at(now), Input::Online(false));
+    let _ = peering.handle(&mut node, at(now), Input::DialFailed { device: peer });
+    assert_eq!(peering.poll_timeout(), None, "no wake-ups while offline");
+    let actions = peering.handle(&mut node, at(now + 1_000_000), Input::Tick);
+    assert!(actions.dial.is_empty());
+    // Back online: dialed at once, failures forgotten.
+    let actions = peering.handle(&mut node, at(now + 1_000_001), Input::Online(true));
+    assert_eq!(actions.dial.len(), 1);
+    assert_eq!(peering.peers()[&peer].failures, 0);
+}
+
+#[test]
+fn an_instance_that_does_not_hold_the_connections_dials_nothing_until_it_does() {
+    let me = device(1);
+    let peer = device(2).device_id();
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let config = PeeringConfig::new().with_connections_held(false);
+    let mut peering = Peering::new(me.device_id(), config);
+    let address = format!("/ip4/127.0.0.1/tcp/4002/ws/p2p/{peer}");
+    let actions = peering.handle(&mut node, at(0), Input::Dial { address });
+    assert!(actions.dial.is_empty(), "the leader tab dials");
+    assert!(!actions.peer_records.is_empty(), "but the address is kept");
+    let actions = peering.handle(&mut node, at(5), Input::HoldConnections);
+    assert_eq!(actions.dial.len(), 1);
+    assert_eq!(actions.dial[0].device, Some(peer));
+}
+
+fn invite_for(vault: VaultId) -> InviteCode {
+    InviteCode {
+        vault,
+        invite: nexus_core::Hash([3; 32]),
+        secret: [4; 32],
+        expires_at_ms: u64::MAX,
+        addresses: Vec::new(),
+    }
+}
+
+#[test]
+fn an_invite_is_shown_to_connected_devices_but_not_relays_and_ends_on_a_bad_invite_or_timeout() {
+    let me = device(1);
+    let member = device(2).device_id();
+    let relay = device(8).device_id();
+    let vault = VaultId(nexus_core::Hash([7; 32]));
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let config = PeeringConfig::new().with_join_timeout_ms(60_000);
+    let mut peering = Peering::new(me.device_id(), config);
+    let _ = peering.handle(&mut node, at(0), Input::Relay { device: relay });
+    let _ = peering.handle(&mut node, at(0), connected(relay));
+    let actions = peering.handle(&mut node, at(0), connected(member));
+    assert!(actions.open.is_empty(), "nothing shared yet");
+    let actions = peering.handle(
+        &mut node,
+        at(0),
+        Input::Join {
+            id: JoinId(1),
+            code: invite_for(vault),
+        },
+    );
+    let targets: Vec<DeviceId> = actions.open.iter().map(|o| o.device).collect();
+    assert_eq!(targets, vec![member], "never to the relay");
+    let open = actions.open[0].id;
+    let actions = peering.handle(&mut node, at(1), Input::Opened { open });
+    let session = actions.attach_opened[0].1;
+    let hello = Message::decode(&actions.out.transmits[0].1).unwrap();
+    assert!(matches!(hello, Message::Hello { join: Some(_), .. }));
+    let refuse = Message::Refuse {
+        code: RefuseCode::BadInvite,
+        reason: "the invite was already used".into(),
+    };
+    let actions = peering.handle(
+        &mut node,
+        at(2),
+        Input::Frame {
+            session,
+            bytes: refuse.encode(),
+        },
+    );
+    assert!(actions.events.iter().any(|e| matches!(
+        e,
+        PeeringEvent::JoinFinished { id: JoinId(1), outcome: JoinOutcome::Failed(reason), .. }
+            if reason.contains("already used")
+    )));
+    assert_eq!(peering.pending_joins(), 0);
+    // A join nobody answers times out with a clear reason.
+    let _ = peering.handle(
+        &mut node,
+        at(100),
+        Input::Join {
+            id: JoinId(2),
+            code: invite_for(vault),
+        },
+    );
+    let actions = peering.handle(&mut node, at(100 + 60_000), Input::Tick);
+    assert!(actions.events.iter().any(|e| matches!(
+        e,
+        PeeringEvent::JoinFinished { id: JoinId(2), outcome: JoinOutcome::Failed(reason), .. }
+            if reason.contains("no member of the vault could be reached")
+    )));
+}
+
+#[test]
+fn the_simulator_jumps_to_deadlines_and_idle_devices_wake_only_for_their_timers() {
+    let (mut net, _vault) = vault_of(2, 11);
+    let before = net.wakeups.clone();
+    // Nothing connected, nothing scheduled: a minute passes in one step.
+    net.step(60_000);
+    let woken: Vec<u64> = net
+        .wakeups
+        .iter()
+        .zip(&before)
+        .map(|(after, before)| after - before)
+        .collect();
+    assert!(woken.iter().all(|w| *w <= 1), "{woken:?}");
+    assert_eq!(net.devices[0].peering.poll_timeout(), None);
+    assert_eq!(SIM_PEERING.handshake_timeout_ms, 5_000);
+}
