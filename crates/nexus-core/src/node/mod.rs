@@ -10,6 +10,9 @@
 //! 3. close each of [`Output::closed`] (after sending what precedes it);
 //! 4. hand [`Output::events`] to the app.
 //!
+//! Between inputs, call [`Node::work`] while [`Node::has_work`] (giving other work a turn
+//! in between), and [`Node::tick`] once the time of [`Node::poll_timeout`] has come.
+//!
 //! # Protocol
 //!
 //! Both sides open with `Hello` (vault, membership heads, an invite when joining, and
@@ -266,7 +269,8 @@ impl Node {
         }
     }
 
-    /// Lets time pass: retries handshake steps and reconciles idle sessions again.
+    /// Lets time pass: retries handshake steps and reconciles idle sessions again. It has
+    /// something to do from [`Node::poll_timeout`] on, and nothing before.
     pub fn tick(&mut self, now_ms: u64) -> Output {
         let mut out = Output::default();
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
@@ -276,7 +280,7 @@ impl Node {
             };
             match session.phase {
                 Phase::Hello | Phase::Membership
-                    if now_ms.saturating_sub(session.last_sent_ms) >= self.config.retry_ms =>
+                    if self.retry_at(&session).is_some_and(|at| now_ms >= at) =>
                 {
                     self.send_hello(id, &mut session, now_ms, &mut out);
                     if session.phase == Phase::Membership {
@@ -297,11 +301,7 @@ impl Node {
                     }
                     self.sessions.insert(id, session);
                 }
-                Phase::Ready
-                    if session.initiator
-                        && now_ms.saturating_sub(session.last_reconcile_ms)
-                            >= self.config.reconcile_interval_ms =>
-                {
+                Phase::Ready if self.reconcile_at(&session).is_some_and(|at| now_ms >= at) => {
                     self.sessions.insert(id, session);
                     self.send_root_reconcile(id, now_ms, &mut out);
                 }
@@ -311,5 +311,63 @@ impl Node {
             }
         }
         out
+    }
+
+    /// The earliest time, on the clock of the `now_ms` arguments, at which [`Node::tick`]
+    /// has something to do; `None` when nothing is scheduled.
+    ///
+    /// An engine sleeps until then instead of ticking on an interval, and calls `tick`
+    /// with a `now_ms` at or after it (a time already past means at once). The timers are
+    /// per session:
+    ///
+    /// - a session in its handshake sends its `Hello` (and its membership entries, once it
+    ///   has the peer's `Hello`) again [`NodeConfig::retry_ms`] after it last sent them; a
+    ///   session accepted from a peer waits without a timer until the peer's `Hello` names
+    ///   the vault;
+    /// - the initiator of a syncing session reconciles again
+    ///   [`NodeConfig::reconcile_interval_ms`] after it last did.
+    ///
+    /// The value can change after any call that takes `&mut self` (a session opened,
+    /// accepted or closed, a message handled, [`Node::work`], [`Node::tick`], a local
+    /// operation), so ask again after each. Pending work is not a timer: see
+    /// [`Node::has_work`].
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.sessions
+            .values()
+            .flat_map(|s| [self.retry_at(s), self.reconcile_at(s)])
+            .flatten()
+            .min()
+    }
+
+    /// When `session` sends its handshake step again: only while it is in its handshake
+    /// and has something to send (a responder learns the vault from the peer's `Hello`).
+    fn retry_at(&self, session: &Session) -> Option<u64> {
+        let waiting = match session.phase {
+            Phase::Hello => session.vault.is_some(),
+            Phase::Membership => true,
+            Phase::Ready => false,
+        };
+        waiting
+            .then(|| due(session.last_sent_ms, self.config.retry_ms))
+            .flatten()
+    }
+
+    /// When `session` reconciles again: only the initiator of a syncing session does, for
+    /// a vault this node holds.
+    fn reconcile_at(&self, session: &Session) -> Option<u64> {
+        let held = session.vault.is_some_and(|v| self.vaults.contains_key(&v));
+        (session.phase == Phase::Ready && session.initiator && held)
+            .then(|| due(session.last_reconcile_ms, self.config.reconcile_interval_ms))
+            .flatten()
+    }
+}
+
+/// The first `now` with `now - last >= interval` (saturating, as time running backwards
+/// counts as none passing); `None` when the sum is past the clock's range.
+fn due(last: u64, interval: u64) -> Option<u64> {
+    if interval == 0 {
+        Some(0)
+    } else {
+        last.checked_add(interval)
     }
 }
