@@ -99,7 +99,11 @@ fn a_refused_pair_waits_out_its_cooldown_before_a_new_session() {
     let mut peering = Peering::new(me.device_id(), config);
     let t0 = 10_000;
     let actions = peering.handle(&mut node, at(t0), connected(other));
-    assert_eq!(actions.open.len(), 1, "a session for the shared vault opens");
+    assert_eq!(
+        actions.open.len(),
+        1,
+        "a session for the shared vault opens"
+    );
     let open = actions.open[0].id;
     let actions = peering.handle(&mut node, at(t0), Input::Opened { open });
     let session = actions.attach_opened[0].1;
@@ -167,7 +171,10 @@ fn a_circuit_dial_waits_for_its_relay() {
         .flat_map(|d| d.addresses.iter().map(String::as_str))
         .collect();
     assert_eq!(dialed, vec![relay_address.as_str()], "the relay first");
-    assert!(!actions.peer_records.is_empty(), "the peer's address is kept");
+    assert!(
+        !actions.peer_records.is_empty(),
+        "the peer's address is kept"
+    );
     // Another device connecting does not release the circuit dial.
     let actions = peering.handle(&mut node, at(1_100), connected(device(3).device_id()));
     assert!(actions.dial.is_empty());
@@ -319,7 +326,11 @@ fn a_lost_peer_is_redialed_with_growing_backoff_and_at_once_when_the_network_ret
     let _ = peering.handle(&mut node, at(0), Input::Dial { address });
     let _ = peering.handle(&mut node, at(0), connected(peer));
     let _ = peering.handle(&mut node, at(1_000), Input::Disconnected { device: peer });
-    assert_eq!(peering.poll_timeout(), Some(2_000), "1 s after the first loss");
+    assert_eq!(
+        peering.poll_timeout(),
+        Some(2_000),
+        "1 s after the first loss"
+    );
     let actions = peering.handle(&mut node, at(1_999), Input::Tick);
     assert!(actions.dial.is_empty());
     let actions = peering.handle(&mut node, at(2_000), Input::Tick);

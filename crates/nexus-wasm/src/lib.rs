@@ -112,7 +112,7 @@ fn event_json(event: &WebEvent) -> Json {
             "reason": reason.reason,
             "byUs": reason.by_us,
         }),
-        WebEvent::DocChanged { vault, doc } => {
+        WebEvent::DocChanged { vault, doc, .. } => {
             json!({ "type": "docChanged", "vaultId": vault.to_string(), "docId": doc.to_string() })
         }
         WebEvent::MembershipChanged(vault) => {

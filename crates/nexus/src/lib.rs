@@ -27,6 +27,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod engine;
 pub mod frames;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
@@ -46,6 +47,7 @@ pub use web::peer::{
 #[cfg(target_arch = "wasm32")]
 pub use web::swarm::{WebBehaviour, build_web_swarm};
 
+pub use engine::EngineEvent;
 /// Re-exported so that users of the engine name the same libp2p types.
 pub use libp2p;
 #[cfg(not(target_arch = "wasm32"))]

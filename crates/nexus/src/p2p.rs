@@ -35,19 +35,6 @@ pub fn peer_of(device: &DeviceId) -> Option<PeerId> {
     PeerId::from_bytes(&device.to_peer_id_bytes()).ok()
 }
 
-/// The relay an address goes through (`…/p2p/<relay>/p2p-circuit/…`), if any.
-pub(crate) fn relay_of(address: &Multiaddr) -> Option<PeerId> {
-    let mut relay = None;
-    for protocol in address.iter() {
-        match protocol {
-            Protocol::P2p(peer) => relay = Some(peer),
-            Protocol::P2pCircuit => return relay,
-            _ => {}
-        }
-    }
-    None
-}
-
 /// Splits a trailing `/p2p/<peer>` off an address.
 pub(crate) fn split_peer(address: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
     let mut address = address.clone();
@@ -59,16 +46,4 @@ pub(crate) fn split_peer(address: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
         }
         None => (address, None),
     }
-}
-
-/// The part of a circuit address before `/p2p-circuit`: how to reach the relay.
-pub(crate) fn relay_part(address: &Multiaddr) -> Multiaddr {
-    let mut relay_address = Multiaddr::empty();
-    for protocol in address.iter() {
-        if matches!(protocol, Protocol::P2pCircuit) {
-            break;
-        }
-        relay_address.push(protocol);
-    }
-    relay_address
 }

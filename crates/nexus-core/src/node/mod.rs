@@ -60,6 +60,7 @@ use crate::ActorId;
 use crate::identity::{DeviceId, DeviceKey};
 use crate::ids::{DocId, VaultId};
 use crate::protocol::{Bloom, Message, RefuseCode};
+use crate::storage::Storage;
 use crate::vault::Vault;
 
 pub use bundles::PreparedBundle;
@@ -115,6 +116,17 @@ impl Node {
     /// The device key.
     pub fn key(&self) -> &DeviceKey {
         &self.key
+    }
+
+    /// How the node was configured (what a reload from the store must keep).
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// A node loaded again from `store`, with this node's key, actor and configuration:
+    /// what an engine starts over from after a failed commit (its sessions are gone).
+    pub fn reloaded<S: Storage>(&self, store: &S) -> Result<Node, NodeLoadError<S::Error>> {
+        Node::load(store, self.key.clone(), self.actor.clone(), self.config)
     }
 
     /// A vault.

@@ -494,7 +494,7 @@ impl Network {
     fn next_deadline(&self) -> Option<u64> {
         self.devices
             .iter()
-            .filter_map(|d| min_some(d.peering.poll_timeout(), node_deadline(&d.node)))
+            .filter_map(|d| min_some(d.peering.poll_timeout(), d.node.poll_timeout()))
             .min()
     }
 
@@ -514,10 +514,7 @@ impl Network {
         }
         self.now_ms = until;
         self.deliver_due();
-        for i in 0..self.devices.len() {
-            self.wakeups[i] += 1;
-            self.input(i, Input::Tick);
-        }
+        self.tick_due();
         for i in 0..self.devices.len() {
             // One slice of pending work per step, as an engine gives other work a turn.
             if self.devices[i].node.has_work() {
@@ -546,7 +543,7 @@ impl Network {
     fn tick_due(&mut self) {
         for i in 0..self.devices.len() {
             let device = &self.devices[i];
-            let due = min_some(device.peering.poll_timeout(), node_deadline(&device.node))
+            let due = min_some(device.peering.poll_timeout(), device.node.poll_timeout())
                 .is_some_and(|t| t <= self.now_ms);
             if due {
                 self.wakeups[i] += 1;
@@ -589,11 +586,6 @@ impl Network {
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
-}
-
-/// Until nodes report their own deadlines, every node is ticked at the end of a step.
-fn node_deadline(_node: &Node) -> Option<u64> {
-    None
 }
 
 fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {

@@ -86,7 +86,8 @@ impl Mailboxes {
 }
 
 fn heads_of(peer: &NativePeer, vault: &VaultId) -> BTreeMap<DocId, Vec<ChangeHash>> {
-    peer.node
+    peer.core
+        .node
         .vault(vault)
         .map(|v| v.documents().map(|d| (d.id(), d.heads())).collect())
         .unwrap_or_default()
@@ -96,11 +97,11 @@ impl NativePeer {
     /// Starts counting changes from what the vaults hold now: what was written before
     /// start-up reaches members by sync sessions.
     pub(super) fn init_mailboxes(&mut self) {
-        let ids: Vec<VaultId> = self.node.vaults().map(|v| v.id()).collect();
+        let ids: Vec<VaultId> = self.core.node.vaults().map(|v| v.id()).collect();
         for vault in ids {
             let heads = heads_of(self, &vault);
             self.mailboxes.since.insert(vault, heads);
-            let log = self.node.vault(&vault).map(|v| v.log().heads());
+            let log = self.core.node.vault(&vault).map(|v| v.log().heads());
             self.mailboxes
                 .log_since
                 .insert(vault, log.unwrap_or_default());
@@ -112,7 +113,7 @@ impl NativePeer {
         let mut relays: Vec<PeerId> = self
             .relays
             .keys()
-            .filter(|r| self.connected.contains(r))
+            .filter(|r| self.is_connected(r))
             .copied()
             .collect();
         relays.sort();
@@ -124,7 +125,7 @@ impl NativePeer {
         let Some(relay) = self.mailbox_relay() else {
             return;
         };
-        let ids: Vec<VaultId> = self.node.vaults().map(|v| v.id()).collect();
+        let ids: Vec<VaultId> = self.core.node.vaults().map(|v| v.id()).collect();
         for vault in &ids {
             self.deposit(relay, *vault, now);
         }
@@ -148,8 +149,8 @@ impl NativePeer {
         {
             return;
         }
-        let me = self.node.device_id();
-        let Some(v) = self.node.vault(&vault) else {
+        let me = self.core.node.device_id();
+        let Some(v) = self.core.node.vault(&vault) else {
             return;
         };
         if !v.membership().is_member(&me) {
@@ -161,10 +162,14 @@ impl NativePeer {
             self.mailboxes.since.insert(vault, heads);
             return;
         };
-        let Some(prepared) = self.node.bundle_since(&vault, since, DEPOSIT_MAX_PLAINTEXT) else {
+        let Some(prepared) = self
+            .core
+            .node
+            .bundle_since(&vault, since, DEPOSIT_MAX_PLAINTEXT)
+        else {
             return;
         };
-        let ready = self.node.ready_peers(&vault);
+        let ready = self.core.node.ready_peers(&vault);
         let offline = v
             .membership()
             .members()
@@ -183,8 +188,8 @@ impl NativePeer {
                 "document {doc} changed by more than a relay bundle holds; it reaches offline members when they connect"
             )));
         }
-        let keys = v.held_keys(self.node.key());
-        let Some((current_hash, current)) = v.current_key(self.node.key()) else {
+        let keys = v.held_keys(self.core.node.key());
+        let Some((current_hash, current)) = v.current_key(self.core.node.key()) else {
             return; // no key yet: an admin makes one
         };
         let mut puts: Vec<(MailboxId, BundleId, Vec<u8>)> = Vec::new();
@@ -222,7 +227,7 @@ impl NativePeer {
             self.mailboxes.seen.insert(*id);
         }
         self.mailboxes.depositing.insert(vault);
-        let mut control = self.control.clone();
+        let mut control = self.core.control().clone();
         let tx = self.internal_tx.clone();
         let heads = prepared.heads;
         crate::rt::spawn(async move {
@@ -263,15 +268,15 @@ impl NativePeer {
 
     /// Reads the mailboxes of the newest keys this device holds for `vault`.
     fn fetch(&mut self, relay: PeerId, vault: VaultId) {
-        let Some(v) = self.node.vault(&vault) else {
+        let Some(v) = self.core.node.vault(&vault) else {
             return;
         };
-        let keys = v.held_keys(self.node.key());
+        let keys = v.held_keys(self.core.node.key());
         for (hash, key) in keys.into_iter().take(KEYS_READ) {
             self.mailboxes.fetching += 1;
             let mailbox = key.mailbox_id(&vault);
             let seen = self.mailboxes.seen.clone();
-            let mut control = self.control.clone();
+            let mut control = self.core.control().clone();
             let tx = self.internal_tx.clone();
             crate::rt::spawn(async move {
                 let mut bundles = Vec::new();
@@ -347,8 +352,8 @@ impl NativePeer {
                 now_ms().saturating_sub(FETCH_INTERVAL_MS - FETCH_RETRY_MS);
         }
         let vault = fetched.vault;
-        let key = self.node.vault(&vault).and_then(|v| {
-            v.held_keys(self.node.key())
+        let key = self.core.node.vault(&vault).and_then(|v| {
+            v.held_keys(self.core.node.key())
                 .into_iter()
                 .find(|(hash, _)| *hash == fetched.key)
                 .map(|(_, key)| key)
@@ -367,8 +372,8 @@ impl NativePeer {
                 Ok(bundle) => {
                     bundles += 1;
                     changes += bundle.change_count();
-                    let out = self.node.receive_bundle(vault, bundle, now_ms());
-                    if self.carry_out(out).is_err() {
+                    let out = self.core.node.receive_bundle(vault, bundle, now_ms());
+                    if self.take_output(out).is_err() {
                         // Storage failed and the node reloaded: read the bundle again later.
                         self.mailboxes.seen.remove(&id);
                     }
@@ -392,9 +397,10 @@ impl NativePeer {
     }
 
     fn held_key_count(&self, vault: &VaultId) -> usize {
-        self.node
+        self.core
+            .node
             .vault(vault)
-            .map_or(0, |v| v.held_keys(self.node.key()).len())
+            .map_or(0, |v| v.held_keys(self.core.node.key()).len())
     }
 }
 

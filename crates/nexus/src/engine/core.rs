@@ -1,0 +1,321 @@
+//! The state both targets' engines hold — the node, its peering supervisor, the session
+//! streams — and the steps of carrying out the supervisor's actions that need nothing
+//! of the target but its swarm.
+
+use std::collections::HashSet;
+
+use futures::stream::Fuse;
+use futures::{FutureExt, StreamExt};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{Multiaddr, PeerId, Swarm, rendezvous};
+use nexus_core::node::{Event, Node};
+use nexus_core::peering::{Actions, Dial, Input, JoinId, JoinOutcome, Peering, PeeringEvent};
+use nexus_core::{Batch, DeviceId, Storage, Vault, VaultId};
+
+use super::EngineEvent;
+use super::links::{LinkEvent, Links};
+use crate::p2p::{SYNC_PROTOCOL, device_of, peer_of, split_peer};
+
+/// The part of carrying out actions that the target finishes itself.
+#[derive(Default)]
+#[must_use = "the peer records are to be saved and the events reported"]
+pub(crate) struct Finished {
+    /// Peer table records to save (a failure loses only the table's news).
+    pub(crate) peer_records: Batch,
+    /// What to report, in order.
+    pub(crate) events: Vec<EngineEvent>,
+    /// Invites tried to the end: the target answers whoever asked.
+    pub(crate) joins: Vec<(JoinId, VaultId, JoinOutcome)>,
+    /// Renew registrations and lookups at connected relays now.
+    pub(crate) rendezvous: bool,
+    /// Inputs to hand in next (dials that could not start, to retry after a backoff).
+    pub(crate) again: Vec<Input>,
+}
+
+/// Why an engine could not set up its core.
+#[derive(Debug, thiserror::Error)]
+#[error("the sync protocol was registered twice")]
+pub(crate) struct ProtocolTaken;
+
+/// The node, its supervisor and the session streams of one engine.
+pub(crate) struct Core {
+    pub(crate) node: Node,
+    pub(crate) peering: Peering,
+    pub(crate) links: Links,
+    control: libp2p_stream::Control,
+    incoming: Fuse<libp2p_stream::IncomingStreams>,
+}
+
+impl Core {
+    /// Takes over `node` and `peering`, and accepts sync streams through `control`.
+    pub(crate) fn new(
+        node: Node,
+        peering: Peering,
+        mut control: libp2p_stream::Control,
+    ) -> Result<Self, ProtocolTaken> {
+        let incoming = control.accept(SYNC_PROTOCOL).map_err(|_| ProtocolTaken)?;
+        Ok(Self {
+            node,
+            peering,
+            links: Links::new(),
+            control,
+            incoming: incoming.fuse(),
+        })
+    }
+
+    /// Hands one input to the supervisor.
+    pub(crate) fn input(&mut self, input: Input) -> Actions {
+        self.peering.handle(&mut self.node, super::at(), input)
+    }
+
+    /// When the node or the supervisor next has something to do.
+    pub(crate) fn deadline(&self) -> Option<u64> {
+        [self.peering.poll_timeout(), self.node.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Whether `peer` is connected.
+    pub(crate) fn is_connected(&self, peer: &PeerId) -> bool {
+        device_of(peer).is_some_and(|d| self.peering.is_connected(&d))
+    }
+
+    /// The stream control the engine opens streams with (the mailbox opens its own).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn control(&self) -> &libp2p_stream::Control {
+        &self.control
+    }
+
+    /// The next news from the session streams, or the next sync stream a peer opened,
+    /// as an input. (A stream from a peer that is not a Nexus device is dropped.)
+    pub(crate) async fn next_input(&mut self) -> Option<Input> {
+        loop {
+            let event = futures::select! {
+                inbound = self.incoming.next() => {
+                    let (peer, stream) = inbound?;
+                    let Some(device) = device_of(&peer) else {
+                        continue;
+                    };
+                    let stream = self.links.hold_inbound(stream);
+                    return Some(Input::Inbound { stream, device });
+                }
+                event = self.links.next_event().fuse() => event?,
+            };
+            return Some(self.link_input(event));
+        }
+    }
+
+    fn link_input(&mut self, event: LinkEvent) -> Input {
+        match event {
+            LinkEvent::Frame(session, bytes) => Input::Frame { session, bytes },
+            LinkEvent::Ended(session) => Input::StreamEnded { session },
+            LinkEvent::BadFrame(session, error) => Input::BadFrame { session, error },
+            LinkEvent::Opened(open, stream) => {
+                self.links.hold_opened(open, stream);
+                Input::Opened { open }
+            }
+            LinkEvent::OpenFailed(open, error) => Input::OpenFailed { open, error },
+        }
+    }
+
+    /// After the commit failed: every session is dropped and the node starts over from
+    /// what `store` holds, with its own configuration. Peers resync on their next
+    /// sessions.
+    pub(crate) fn reload<S: Storage>(&mut self, store: &S) -> Result<(), String> {
+        let mut actions = self.input(Input::StorageFailed);
+        self.links.carry_out(&mut actions);
+        self.node = self.node.reloaded(store).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Carries out the actions, once their batch is committed: streams, hang-ups,
+    /// dials, opens; returns what the target finishes (peer records to save, events to
+    /// report, invites to answer).
+    pub(crate) fn after_commit<B: NetworkBehaviour>(
+        &mut self,
+        mut actions: Actions,
+        swarm: &mut Swarm<B>,
+    ) -> Finished {
+        self.links.carry_out(&mut actions);
+        let mut finished = Finished {
+            peer_records: std::mem::take(&mut actions.peer_records),
+            rendezvous: actions.rendezvous,
+            ..Finished::default()
+        };
+        for device in &actions.disconnect {
+            if let Some(peer) = peer_of(device) {
+                let _ = swarm.disconnect_peer_id(peer);
+            }
+        }
+        for dial in std::mem::take(&mut actions.dial) {
+            if let Err(problem) = dial_with(swarm, &dial) {
+                finished.events.push(EngineEvent::Problem(problem));
+                if let Some(device) = dial.device {
+                    // Retried after a backoff.
+                    finished.again.push(Input::DialNotStarted { device });
+                }
+            }
+        }
+        for open in &actions.open {
+            if let Some(peer) = peer_of(&open.device) {
+                self.links.open(&self.control, peer, open.id);
+            }
+        }
+        for event in std::mem::take(&mut actions.out.events) {
+            if let Some(event) = self.report(event) {
+                finished.events.push(event);
+            }
+        }
+        for event in actions.events {
+            match event {
+                PeeringEvent::SessionRefused { peer, reason } => finished
+                    .events
+                    .push(EngineEvent::SessionRefused { peer, reason }),
+                PeeringEvent::Rejected { peer, error } => {
+                    finished.events.push(EngineEvent::Rejected {
+                        peer,
+                        error: error.to_string(),
+                    })
+                }
+                PeeringEvent::JoinFinished { id, vault, outcome } => {
+                    finished.joins.push((id, vault, outcome))
+                }
+                PeeringEvent::Problem(problem) => {
+                    finished.events.push(EngineEvent::Problem(problem))
+                }
+                _ => {}
+            }
+        }
+        finished
+    }
+
+    fn report(&self, event: Event) -> Option<EngineEvent> {
+        Some(match event {
+            Event::DocChanged { vault, doc } => {
+                let heads = self
+                    .node
+                    .vault(&vault)
+                    .and_then(|v| v.document(&doc))
+                    .map(|d| d.heads())
+                    .unwrap_or_default();
+                EngineEvent::DocChanged { vault, doc, heads }
+            }
+            Event::MembershipChanged { vault } => EngineEvent::MembershipChanged(vault),
+            Event::VaultJoined { vault } => EngineEvent::VaultJoined(vault),
+            Event::SessionReady { vault, peer, .. } => EngineEvent::SessionReady { vault, peer },
+            _ => return None,
+        })
+    }
+
+    // ---- rendezvous ---------------------------------------------------------------------
+
+    /// Registers this device's and every vault's rendezvous name at `relay`.
+    pub(crate) fn register_at(
+        &self,
+        rendezvous: &mut rendezvous::client::Behaviour,
+        relay: PeerId,
+    ) -> Result<(), String> {
+        let mine = Vault::device_rendezvous_namespace(&self.node.device_id());
+        let namespaces =
+            std::iter::once(mine).chain(self.node.vaults().map(Vault::rendezvous_namespace));
+        for namespace in namespaces {
+            let Ok(namespace) = rendezvous::Namespace::new(namespace) else {
+                continue;
+            };
+            rendezvous
+                .register(namespace, relay, None)
+                .map_err(|e| format!("registering at relay {relay}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Looks up the members of every vault at `relay`, and by device the members that
+    /// are not connected (those approved by DeviceId cannot register under the vault's
+    /// name before they hold it).
+    pub(crate) fn discover_at(
+        &self,
+        rendezvous: &mut rendezvous::client::Behaviour,
+        relay: PeerId,
+    ) {
+        let me = self.node.device_id();
+        let mut namespaces: Vec<String> = self
+            .node
+            .vaults()
+            .map(Vault::rendezvous_namespace)
+            .collect();
+        let mut unconnected: Vec<DeviceId> = self
+            .node
+            .vaults()
+            .filter(|v| v.membership().is_member(&me))
+            .flat_map(|v| v.membership().members().keys().copied().collect::<Vec<_>>())
+            .filter(|d| *d != me && !self.peering.is_connected(d))
+            .collect();
+        unconnected.sort();
+        unconnected.dedup();
+        namespaces.extend(unconnected.iter().map(Vault::device_rendezvous_namespace));
+        for namespace in namespaces {
+            if let Ok(namespace) = rendezvous::Namespace::new(namespace) {
+                rendezvous.discover(Some(namespace), None, None, relay);
+            }
+        }
+    }
+
+    /// Registers again (where this device has a circuit address) and looks members up
+    /// again at every connected relay: new vaults, members that came online.
+    pub(crate) fn rendezvous_round(
+        &self,
+        rendezvous: &mut rendezvous::client::Behaviour,
+        registrable: &HashSet<PeerId>,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        let relays: Vec<PeerId> = self
+            .peering
+            .relays()
+            .filter(|r| self.peering.is_connected(r))
+            .filter_map(peer_of)
+            .collect();
+        for relay in relays {
+            if registrable.contains(&relay)
+                && let Err(problem) = self.register_at(rendezvous, relay)
+            {
+                problems.push(problem);
+            }
+            self.discover_at(rendezvous, relay);
+        }
+        problems
+    }
+}
+
+/// Dials what the supervisor asked for: a known device at its addresses, or one address.
+fn dial_with<B: NetworkBehaviour>(swarm: &mut Swarm<B>, dial: &Dial) -> Result<(), String> {
+    let addresses: Vec<Multiaddr> = dial
+        .addresses
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let result = match (dial.device.as_ref().and_then(peer_of), addresses.as_slice()) {
+        (Some(peer), _) if !addresses.is_empty() => {
+            swarm.dial(DialOpts::peer_id(peer).addresses(addresses.clone()).build())
+        }
+        (None, [address]) => {
+            if let (bare, Some(peer)) = split_peer(address) {
+                swarm.add_peer_address(peer, bare);
+            }
+            swarm.dial(address.clone())
+        }
+        _ => return Err(format!("no address to dial in {:?}", dial.addresses)),
+    };
+    result.map_err(|e| format!("dialing {}: {e}", dial.addresses.join(", ")))
+}
+
+/// `address` with `/p2p/<local>` at its end.
+pub(crate) fn with_local_peer(address: &Multiaddr, local: PeerId) -> Multiaddr {
+    if address.iter().last() == Some(Protocol::P2p(local)) {
+        address.clone()
+    } else {
+        address.clone().with(Protocol::P2p(local))
+    }
+}
