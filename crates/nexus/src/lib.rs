@@ -53,9 +53,11 @@ pub use web::swarm::{WebBehaviour, build_web_swarm};
 /// Re-exported so that users of the engine name the same libp2p types.
 pub use libp2p;
 #[cfg(not(target_arch = "wasm32"))]
+pub use native::control_socket::{CONTROL_SOCKET, ControlError, control_request, daemon_running};
+#[cfg(not(target_arch = "wasm32"))]
 pub use native::daemon::{
-    CONTROL_SOCKET, ControlError, JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError,
-    PeerEvent, PeerHandle, control_request, daemon_running, shutdown_signal,
+    JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError, PeerEvent, PeerHandle,
+    shutdown_signal,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::key_file::{KeyFileError, load_or_create_key};
