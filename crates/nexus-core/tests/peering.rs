@@ -5,7 +5,7 @@
 
 use nexus_core::node::{Node, NodeConfig};
 use nexus_core::peering::{
-    Actions, At, InboundId, Input, JoinId, JoinOutcome, Peering, PeeringConfig, PeeringEvent,
+    At, InboundId, Input, JoinId, JoinOutcome, Peering, PeeringConfig, PeeringEvent,
 };
 use nexus_core::protocol::{Message, RefuseCode};
 use nexus_core::sim::{Network, SIM_PEERING};

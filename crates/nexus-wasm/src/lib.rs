@@ -27,6 +27,7 @@
 use std::str::FromStr;
 
 use futures::StreamExt;
+use nexus::views::{DeviceSummary, VaultSummary};
 use nexus::{IdbError, WebError, WebEvent, WebHandle, WebPeer};
 use nexus_core::invite_code::InviteCode;
 use nexus_core::node::NodeConfig;
@@ -174,12 +175,12 @@ impl Nexus {
                 let me = node.device_id();
                 node.vaults()
                     .map(|v| {
-                        let m = v.membership();
+                        let summary = VaultSummary::of(v, &me);
                         json!({
-                            "id": v.id().to_string(),
-                            "name": m.name(),
-                            "role": m.role(&me).map(|r| r.to_string()),
-                            "members": m.members().len(),
+                            "id": summary.vault_id.to_string(),
+                            "name": summary.name,
+                            "role": summary.role.map(|r| r.to_string()),
+                            "members": summary.members,
                         })
                     })
                     .collect::<Vec<_>>()
@@ -196,18 +197,20 @@ impl Nexus {
             .handle
             .read(move |node| {
                 let me = node.device_id();
-                let v = node.vault(&vault).ok_or(VaultError::UnknownVault { vault })?;
-                let m = v.membership();
-                let mut rows: Vec<Json> = m
-                    .members()
-                    .iter()
-                    .map(|(device, member)| {
-                        json!({ "deviceId": device.to_string(), "role": member.role.to_string(), "status": "member", "thisDevice": *device == me })
+                let v = node
+                    .vault(&vault)
+                    .ok_or(VaultError::UnknownVault { vault })?;
+                let rows: Vec<Json> = DeviceSummary::all_of(v, &me)
+                    .into_iter()
+                    .map(|d| {
+                        json!({
+                            "deviceId": d.device_id.to_string(),
+                            "role": d.role.map(|r| r.to_string()),
+                            "status": d.status.as_str(),
+                            "thisDevice": d.this_device,
+                        })
                     })
                     .collect();
-                rows.extend(m.revoked().keys().map(|device| {
-                    json!({ "deviceId": device.to_string(), "role": null, "status": "revoked", "thisDevice": *device == me })
-                }));
                 Ok::<_, VaultError>(rows)
             })
             .await

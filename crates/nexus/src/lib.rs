@@ -5,8 +5,9 @@
 //! swarm on tokio with TCP, QUIC and WebSocket, and `NativePeer`, the runtime behind
 //! `nexus serve`) and `web` on wasm32 (`IdbStore` on IndexedDB, the websys swarm, and
 //! `WebPeer`, the browser runtime, with tab coordination). Shared by both: [`frames`] (how
-//! sync messages are framed on a stream), [`p2p`] (identity and address helpers) and
-//! [`rt`] (spawning and sleeping).
+//! sync messages are framed on a stream), [`p2p`] (identity and address helpers),
+//! [`rt`] (spawning and sleeping), [`views`] (what a person is shown about vaults,
+//! devices and documents) and [`control`] (the messages of the daemon's control socket).
 //!
 //! Native storage, end to end:
 //!
@@ -27,12 +28,15 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod as_text;
+pub mod control;
 mod engine;
 pub mod frames;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 pub mod p2p;
 pub mod rt;
+pub mod views;
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(not(target_arch = "wasm32"))]
@@ -51,9 +55,11 @@ pub use engine::EngineEvent;
 /// Re-exported so that users of the engine name the same libp2p types.
 pub use libp2p;
 #[cfg(not(target_arch = "wasm32"))]
+pub use native::control_socket::{CONTROL_SOCKET, ControlError, control_request, daemon_running};
+#[cfg(not(target_arch = "wasm32"))]
 pub use native::daemon::{
-    CONTROL_SOCKET, ControlError, JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError,
-    PeerEvent, PeerHandle, control_request, daemon_running, shutdown_signal,
+    JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError, PeerEvent, PeerHandle,
+    shutdown_signal,
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::key_file::{KeyFileError, load_or_create_key};

@@ -9,8 +9,8 @@
 //! database by another process (a `nexus` command next to the daemon) are noticed through
 //! SQLite's `data_version` within [`POLL_INTERVAL`] and offered to peers like local ones.
 //!
-//! A local control socket (`nexus.sock` in the home) answers `status`, `dial` and `join`
-//! requests from the command line, one JSON object per line. Members who are offline get
+//! A local control socket (`nexus.sock` in the home, [`super::control_socket`]) answers
+//! `status`, `dial` and `join` requests from the command line. Members who are offline get
 //! changes through a relay's mailbox ([`mailbox`]).
 
 mod mailbox;
@@ -28,19 +28,19 @@ use nexus_core::node::{Node, NodeConfig, Output, SessionId};
 use nexus_core::peering::{Actions, Input, JoinId, JoinOutcome, Peering, PeeringConfig};
 use nexus_core::peers::PeerRecord;
 use nexus_core::{ActorId, DeviceId, DeviceKey, InviteCode, Storage, Vault, VaultId};
-use serde_json::{Value, json};
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt as _, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use super::control_socket::{CONTROL_SOCKET, ControlRequest, bind_control, serve_control};
 use super::sqlite::{SqliteError, SqliteStore};
 use super::swarm::{PeerBehaviour, PeerBehaviourEvent, SwarmError, build_swarm_with_certificate};
 use super::webrtc_watch::{Remedy, WebRtcWatch, is_webrtc_direct};
+use crate::control::{PeerStatus, Reply, Request, SessionStatus, Status, VaultStatus};
 use crate::engine::EngineEvent;
 use crate::engine::core::{Core, with_local_peer};
 use crate::engine::now_ms;
 use crate::p2p::{device_of, split_peer};
+use crate::views::VaultSummary;
 
 /// How often the database is checked for other processes' writes (the node and the
 /// supervisor wake the loop at their own deadlines).
@@ -49,9 +49,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const SHUTDOWN_GRACE_MS: u64 = 3_000;
 /// How long an invite is tried before `join` gives up.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The control socket's file name in the home.
-pub const CONTROL_SOCKET: &str = "nexus.sock";
 
 /// How the peer runs.
 #[derive(Debug, Clone)]
@@ -132,8 +129,6 @@ pub enum PeerError {
         source: std::io::Error,
     },
 }
-
-type ControlRequest = (Value, oneshot::Sender<Value>);
 
 /// Native-only news for the loop: the mailbox's network round trips.
 enum Internal {
@@ -220,7 +215,7 @@ pub struct NativePeer {
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     events: Option<mpsc::UnboundedSender<PeerEvent>>,
     listening: Vec<Multiaddr>,
-    joins: HashMap<JoinId, Option<oneshot::Sender<Value>>>,
+    joins: HashMap<JoinId, Option<oneshot::Sender<Reply>>>,
     next_join: u64,
     data_version: i64,
     control_path: Option<PathBuf>,
@@ -355,7 +350,7 @@ impl NativePeer {
 
     /// Tries an invite: dials its addresses and presents it to members until this device
     /// holds the vault or [`JOIN_TIMEOUT`] passes. `reply` hears the outcome.
-    pub fn join(&mut self, code: InviteCode, reply: Option<oneshot::Sender<Value>>) {
+    pub fn join(&mut self, code: InviteCode, reply: Option<oneshot::Sender<Reply>>) {
         let id = JoinId(self.next_join);
         self.next_join += 1;
         self.joins.insert(id, reply);
@@ -762,12 +757,10 @@ impl NativePeer {
                 continue;
             };
             let answer = match outcome {
-                JoinOutcome::Joined => json!({ "ok": true, "vault_id": vault.to_string() }),
-                JoinOutcome::AlreadyMember => {
-                    json!({ "ok": true, "vault_id": vault.to_string(), "already_member": true })
-                }
+                JoinOutcome::Joined => Reply::joined(vault, false),
+                JoinOutcome::AlreadyMember => Reply::joined(vault, true),
                 JoinOutcome::Failed(reason) => {
-                    json!({ "ok": false, "error": format!("joining vault {vault} failed: {reason}") })
+                    Reply::Failed(format!("joining vault {vault} failed: {reason}"))
                 }
             };
             let _ = reply.send(answer);
@@ -843,187 +836,54 @@ impl NativePeer {
 
     // ---- the control socket -------------------------------------------------------------
 
-    fn on_control(&mut self, request: Value, reply: oneshot::Sender<Value>) {
-        match request.get("op").and_then(Value::as_str) {
-            Some("status") => {
-                let _ = reply.send(self.status());
+    fn on_control(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
+        match request {
+            Request::Status => {
+                let _ = reply.send(Reply::Status(Box::new(self.status())));
             }
-            Some("dial") => {
-                let Some(address) = request.get("address").and_then(Value::as_str) else {
-                    let _ = reply.send(json!({ "ok": false, "error": "dial needs an address" }));
-                    return;
-                };
-                match address.parse::<Multiaddr>() {
-                    Ok(address) => {
-                        self.dial_address(address);
-                        let _ = reply.send(json!({ "ok": true }));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(json!({ "ok": false, "error": format!("`{address}` is not a multiaddr: {e}") }));
-                    }
-                }
+            Request::Dial { address } => {
+                self.dial_address(address);
+                let _ = reply.send(Reply::Dialed);
             }
-            Some("join") => {
-                let code = request.get("code").and_then(Value::as_str).unwrap_or("");
-                match code.parse::<InviteCode>() {
-                    Ok(code) => self.join(code, Some(reply)),
-                    Err(e) => {
-                        let _ = reply.send(json!({ "ok": false, "error": e.to_string() }));
-                    }
-                }
-            }
-            _ => {
-                let _ = reply.send(json!({ "ok": false, "error": "unknown request" }));
-            }
+            Request::Join { code } => self.join(code, Some(reply)),
         }
     }
 
     /// What `nexus status` shows.
-    pub fn status(&self) -> Value {
+    pub fn status(&self) -> Status {
         let me = self.core.node.device_id();
         let local = *self.swarm.local_peer_id();
         let sessions: Vec<(SessionId, DeviceId, Option<VaultId>, bool)> =
             self.core.node.sessions().collect();
-        let vaults: Vec<Value> = self
-            .core
-            .node
-            .vaults()
-            .map(|v| {
-                let id = v.id();
-                let peers: Vec<Value> = sessions
-                    .iter()
-                    .filter(|(_, _, vault, _)| *vault == Some(id))
-                    .map(|(_, peer, _, ready)| json!({ "device_id": peer.to_string(), "syncing": ready }))
-                    .collect();
-                let last_sync = self
-                    .core
-                    .peering
-                    .peers()
-                    .values()
-                    .filter_map(|r| r.last_synced.get(&id).map(|(at, _)| *at))
-                    .max();
-                json!({
-                    "vault_id": id.to_string(),
-                    "name": v.membership().name(),
-                    "member": v.membership().is_member(&me),
-                    "documents": v.documents().count(),
-                    "members": v.membership().members().len(),
-                    "sessions": peers,
-                    "last_sync_ms": last_sync,
-                })
-            })
-            .collect();
-        let known: Vec<Value> = self
-            .core
-            .peering
-            .peers()
-            .values()
-            .map(|r| {
-                let connected = self.core.peering.is_connected(&r.device);
-                let relay = self.core.peering.is_relay(&r.device);
-                json!({
-                    "device_id": r.device.to_string(),
-                    "relay": relay,
-                    "connected": connected,
-                    "addresses": r.addresses,
-                    "last_seen_ms": r.last_seen_ms,
-                    "failures": r.failures,
-                })
-            })
-            .collect();
-        let connected: Vec<String> = self
-            .core
-            .peering
-            .connected()
-            .map(|d| d.to_string())
-            .collect();
-        json!({
-            "ok": true,
-            "running": true,
-            "device_id": me.to_string(),
-            "home": self.home,
-            "listening": self.listening.iter().map(|a| if a.iter().last() == Some(Protocol::P2p(local)) { a.to_string() } else { a.clone().with(Protocol::P2p(local)).to_string() }).collect::<Vec<_>>(),
-            "connected": connected,
-            "vaults": vaults,
-            "peers": known,
-        })
-    }
-}
-
-fn bind_control(path: &Path) -> Result<UnixListener, PeerError> {
-    if path.exists() {
-        // A live daemon answers; a stale socket from a killed one does not.
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(PeerError::AlreadyRunning(path.to_owned()));
-        }
-        let _ = std::fs::remove_file(path);
-    }
-    UnixListener::bind(path).map_err(|source| PeerError::Control {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-async fn serve_control(listener: UnixListener, requests: mpsc::UnboundedSender<ControlRequest>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let requests = requests.clone();
-        crate::rt::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut lines = BufReader::new(read).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let response = match serde_json::from_str::<Value>(&line) {
-                    Ok(request) => {
-                        let (tx, rx) = oneshot::channel();
-                        if requests.send((request, tx)).is_err() {
-                            return;
-                        }
-                        rx.await.unwrap_or_else(
-                            |_| json!({ "ok": false, "error": "the daemon is stopping" }),
-                        )
-                    }
-                    Err(e) => json!({ "ok": false, "error": format!("not JSON: {e}") }),
-                };
-                let mut text = response.to_string();
-                text.push('\n');
-                if write.write_all(text.as_bytes()).await.is_err() {
-                    return;
-                }
+        let vaults = self.core.node.vaults().map(|v| {
+            let summary = VaultSummary::of(v, &me);
+            let sessions = sessions
+                .iter()
+                .filter(|(_, _, vault, _)| *vault == Some(v.id()));
+            VaultStatus {
+                member: Some(summary.role.is_some()),
+                sessions: sessions
+                    .map(|&(_, device_id, _, syncing)| SessionStatus { device_id, syncing })
+                    .collect(),
+                ..VaultStatus::stored(summary, self.core.peering.peers().values())
             }
         });
+        let peers = self.core.peering.peers().values().map(|r| PeerStatus {
+            relay: Some(self.core.peering.is_relay(&r.device)),
+            connected: self.core.peering.is_connected(&r.device),
+            ..PeerStatus::stored(r)
+        });
+        let with_id = |a: &Multiaddr| with_local_peer(a, local);
+        Status {
+            running: true,
+            device_id: me,
+            home: Some(self.home.clone()),
+            listening: self.listening.iter().map(with_id).collect(),
+            connected: self.core.peering.connected().copied().collect(),
+            vaults: vaults.collect(),
+            peers: peers.collect(),
+        }
     }
-}
-
-/// Why a control request failed.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum ControlError {
-    /// No daemon runs on this home.
-    #[error("no daemon is running on {0}")]
-    NotRunning(PathBuf),
-    /// The daemon did not answer properly.
-    #[error("talking to the daemon: {0}")]
-    Io(#[from] std::io::Error),
-    /// The daemon answered something that is not JSON.
-    #[error("the daemon answered something unreadable: {0}")]
-    BadReply(String),
-}
-
-/// Sends one request to the daemon running on `home` and returns its answer.
-pub async fn control_request(home: &Path, request: &Value) -> Result<Value, ControlError> {
-    let path = home.join(CONTROL_SOCKET);
-    let stream = UnixStream::connect(&path)
-        .await
-        .map_err(|_| ControlError::NotRunning(home.to_owned()))?;
-    let (read, mut write) = stream.into_split();
-    let mut text = request.to_string();
-    text.push('\n');
-    write.write_all(text.as_bytes()).await?;
-    let mut lines = BufReader::new(read).lines();
-    let line = lines
-        .next_line()
-        .await?
-        .ok_or_else(|| ControlError::BadReply("the connection closed".into()))?;
-    serde_json::from_str(&line).map_err(|e| ControlError::BadReply(e.to_string()))
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM: the shutdown future for [`NativePeer::run`]
@@ -1042,9 +902,4 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminated => {}
     }
-}
-
-/// Whether a daemon answers on `home`'s control socket.
-pub fn daemon_running(home: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(home.join(CONTROL_SOCKET)).is_ok()
 }

@@ -1,6 +1,7 @@
 //! The native side of the engine: SQLite storage, the device key file, the libp2p swarm
 //! and the peer runtime that drives a node with it.
 
+pub(crate) mod control_socket;
 pub(crate) mod daemon;
 pub mod fixtures;
 pub(crate) mod key_file;
