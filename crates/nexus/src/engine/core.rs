@@ -263,6 +263,43 @@ impl Core {
         }
     }
 
+    /// Reads an event of the rendezvous client: members found are dialed at the
+    /// addresses this target can use (`usable`); a failed registration is a problem to
+    /// report.
+    pub(crate) fn on_rendezvous_event<B: NetworkBehaviour>(
+        &self,
+        swarm: &mut Swarm<B>,
+        event: rendezvous::client::Event,
+        usable: impl Fn(&Multiaddr) -> bool,
+    ) -> Option<EngineEvent> {
+        match event {
+            rendezvous::client::Event::Discovered { registrations, .. } => {
+                let me = *swarm.local_peer_id();
+                for registration in registrations {
+                    let peer = registration.record.peer_id();
+                    if peer == me || self.is_connected(&peer) {
+                        continue;
+                    }
+                    let addresses: Vec<Multiaddr> = registration
+                        .record
+                        .addresses()
+                        .iter()
+                        .filter(|a| usable(a))
+                        .cloned()
+                        .collect();
+                    if !addresses.is_empty() {
+                        let _ = swarm.dial(DialOpts::peer_id(peer).addresses(addresses).build());
+                    }
+                }
+                None
+            }
+            rendezvous::client::Event::RegisterFailed { error, .. } => Some(EngineEvent::Problem(
+                format!("registering at a rendezvous point failed: {error:?}"),
+            )),
+            _ => None,
+        }
+    }
+
     /// Registers again (where this device has a circuit address) and looks members up
     /// again at every connected relay: new vaults, members that came online.
     pub(crate) fn rendezvous_round(

@@ -3,9 +3,11 @@
 //! handed to the core ([`at`]). The policy itself (which sessions, whom to dial, when)
 //! is the core's; a target carries out its actions with its own store and swarm.
 
+pub(crate) mod connections;
 pub(crate) mod core;
 mod events;
 pub(crate) mod links;
+pub(crate) mod reservations;
 
 pub use events::EngineEvent;
 

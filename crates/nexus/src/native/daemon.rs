@@ -15,15 +15,14 @@
 
 mod mailbox;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, rendezvous};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use nexus_core::node::{Node, NodeConfig, Output, SessionId};
 use nexus_core::peering::{Actions, Input, JoinId, JoinOutcome, Peering, PeeringConfig};
 use nexus_core::peers::PeerRecord;
@@ -37,8 +36,10 @@ use super::swarm::{PeerBehaviour, PeerBehaviourEvent, SwarmError, build_swarm_wi
 use super::webrtc_watch::{Remedy, WebRtcWatch, is_webrtc_direct};
 use crate::control::{PeerStatus, Reply, Request, SessionStatus, Status, VaultStatus};
 use crate::engine::EngineEvent;
+use crate::engine::connections::Connection;
 use crate::engine::core::{Core, with_local_peer};
 use crate::engine::now_ms;
+use crate::engine::reservations::Reservations;
 use crate::p2p::{device_of, split_peer};
 use crate::views::VaultSummary;
 
@@ -221,10 +222,8 @@ pub struct NativePeer {
     control_path: Option<PathBuf>,
     /// Relays we use: their peer id and address.
     relays: HashMap<PeerId, Multiaddr>,
-    /// Relays at which a reservation was asked for.
-    reserved: HashSet<PeerId>,
-    /// Relays at which this peer has a circuit address to register.
-    registrable: HashSet<PeerId>,
+    /// Slots asked for and held at relays.
+    reservations: Reservations,
     commands_tx: mpsc::Sender<Command>,
     commands_rx: mpsc::Receiver<Command>,
     mailboxes: mailbox::Mailboxes,
@@ -286,8 +285,7 @@ impl NativePeer {
             data_version,
             control_path: None,
             relays: HashMap::new(),
-            reserved: HashSet::new(),
-            registrable: HashSet::new(),
+            reservations: Reservations::default(),
             commands_tx,
             commands_rx,
             mailboxes: mailbox::Mailboxes::default(),
@@ -495,7 +493,37 @@ impl NativePeer {
             }
             SwarmEvent::IncomingConnection { connection_id, .. }
             | SwarmEvent::Dialing { connection_id, .. } => self.webrtc.on_attempt(*connection_id),
+            // Only a WebRTC-direct handshake that went wrong (not an address the transport
+            // refused outright) can leave a socket stuck.
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error: DialError::Transport(attempts),
+                ..
+            } if attempts.iter().any(|(address, error)| {
+                is_webrtc_direct(address) && matches!(error, libp2p::TransportError::Other(_))
+            }) =>
+            {
+                for listener in self.webrtc.on_dial_failure(*connection_id) {
+                    self.swarm.remove_listener(listener);
+                }
+            }
             _ => {}
+        }
+        if let Some(news) = self.core.connection_news(&mut self.swarm, &event) {
+            let _ = self.carry_out(news.actions);
+            for event in news.events {
+                self.emit(event);
+            }
+            match news.connection {
+                Some(Connection::Up { peer, .. }) => self.on_connected(peer),
+                Some(Connection::Down { peer }) => {
+                    // A relay's reservation ends with the connection; ask again on
+                    // reconnect.
+                    self.reservations.lost(&peer);
+                }
+                Some(Connection::Failed { .. }) | None => {}
+            }
+            return;
         }
         match event {
             SwarmEvent::NewListenAddr {
@@ -509,12 +537,7 @@ impl NativePeer {
                     // A reservation at a relay: others reach us at this address, so it is
                     // what we register at the relay's rendezvous point.
                     self.swarm.add_external_address(address.clone());
-                    let relay = address.iter().find_map(|p| match p {
-                        Protocol::P2p(peer) if self.relays.contains_key(&peer) => Some(peer),
-                        _ => None,
-                    });
-                    if let Some(relay) = relay {
-                        self.registrable.insert(relay);
+                    if let Some(relay) = self.reservations.confirmed(&address) {
                         self.register_at(relay);
                     }
                 }
@@ -523,77 +546,6 @@ impl NativePeer {
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listening.retain(|a| *a != address);
-            }
-            SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
-            } => {
-                let Some(device) = device_of(&peer_id) else {
-                    // Not an Ed25519 peer, so not a Nexus device.
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                    return;
-                };
-                let first = !self.core.peering.is_connected(&device);
-                let dialed = endpoint
-                    .is_dialer()
-                    .then(|| split_peer(endpoint.get_remote_address()).0.to_string());
-                self.input(Input::Connected { device, dialed });
-                if !self.core.peering.is_connected(&device) {
-                    return; // banned
-                }
-                if first {
-                    self.emit(PeerEvent::Connected(device));
-                }
-                if let Some(address) = self.relays.get(&peer_id).cloned()
-                    && self.reserved.insert(peer_id)
-                {
-                    if let Err(e) = self.swarm.listen_on(address.with(Protocol::P2pCircuit)) {
-                        self.emit(PeerEvent::Problem(format!(
-                            "reserving a slot at relay {peer_id}: {e}"
-                        )));
-                    }
-                    self.discover_at(peer_id);
-                    self.mailboxes.fetch_soon();
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } => {
-                let Some(device) = device_of(&peer_id) else {
-                    return;
-                };
-                if self.core.peering.is_connected(&device) {
-                    self.emit(PeerEvent::Disconnected(device));
-                }
-                // A relay's reservation ends with the connection; ask again on reconnect.
-                self.reserved.remove(&peer_id);
-                self.registrable.remove(&peer_id);
-                self.input(Input::Disconnected { device });
-            }
-            SwarmEvent::OutgoingConnectionError {
-                connection_id,
-                peer_id: Some(peer_id),
-                error,
-            } => {
-                self.emit(PeerEvent::Problem(format!(
-                    "cannot reach {peer_id}: {error}"
-                )));
-                // Only a WebRTC-direct handshake that went wrong (not an address the
-                // transport refused outright) can leave a socket stuck.
-                if let DialError::Transport(attempts) = &error
-                    && attempts.iter().any(|(address, error)| {
-                        is_webrtc_direct(address)
-                            && matches!(error, libp2p::TransportError::Other(_))
-                    })
-                {
-                    for listener in self.webrtc.on_dial_failure(connection_id) {
-                        self.swarm.remove_listener(listener);
-                    }
-                }
-                if let Some(device) = device_of(&peer_id) {
-                    self.input(Input::DialFailed { device });
-                }
             }
             SwarmEvent::IncomingConnectionError {
                 connection_id,
@@ -635,26 +587,13 @@ impl NativePeer {
                     self.input(Input::Identified { device, addresses });
                 }
             }
-            SwarmEvent::Behaviour(PeerBehaviourEvent::Rendezvous(
-                rendezvous::client::Event::Discovered { registrations, .. },
-            )) => {
-                let me = *self.swarm.local_peer_id();
-                for registration in registrations {
-                    let peer = registration.record.peer_id();
-                    if peer == me || self.is_connected(&peer) {
-                        continue;
-                    }
-                    let addresses = registration.record.addresses().to_vec();
-                    let opts = DialOpts::peer_id(peer).addresses(addresses).build();
-                    let _ = self.swarm.dial(opts);
+            SwarmEvent::Behaviour(PeerBehaviourEvent::Rendezvous(event)) => {
+                if let Some(problem) = self
+                    .core
+                    .on_rendezvous_event(&mut self.swarm, event, |_| true)
+                {
+                    self.emit(problem);
                 }
-            }
-            SwarmEvent::Behaviour(PeerBehaviourEvent::Rendezvous(
-                rendezvous::client::Event::RegisterFailed { error, .. },
-            )) => {
-                self.emit(PeerEvent::Problem(format!(
-                    "registering at a rendezvous point failed: {error:?}"
-                )));
             }
             SwarmEvent::Behaviour(PeerBehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, address) in found {
@@ -672,6 +611,22 @@ impl NativePeer {
     }
 
     // ---- rendezvous and listeners ---------------------------------------------------------
+
+    /// A connection came up: at a relay this device uses, a slot is reserved, the
+    /// vaults' members are looked up and the mailbox is read soon.
+    fn on_connected(&mut self, peer: PeerId) {
+        if let Some(address) = self.relays.get(&peer).cloned()
+            && self.reservations.ask(peer)
+        {
+            if let Err(e) = self.swarm.listen_on(address.with(Protocol::P2pCircuit)) {
+                self.emit(PeerEvent::Problem(format!(
+                    "reserving a slot at relay {peer}: {e}"
+                )));
+            }
+            self.discover_at(peer);
+            self.mailboxes.fetch_soon();
+        }
+    }
 
     /// Registers every vault's rendezvous name at `relay`.
     fn register_at(&mut self, relay: PeerId) {
@@ -691,7 +646,7 @@ impl NativePeer {
     fn rendezvous_round(&mut self) {
         let problems = self.core.rendezvous_round(
             &mut self.swarm.behaviour_mut().rendezvous,
-            &self.registrable,
+            self.reservations.registrable(),
         );
         for problem in problems {
             self.emit(PeerEvent::Problem(problem));

@@ -17,7 +17,7 @@
 //! runtime carries out between network events, so the node is never touched from two
 //! places. The loop sleeps until the node's or the supervisor's next deadline.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
@@ -25,7 +25,7 @@ use futures::{FutureExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, rendezvous};
+use libp2p::{Multiaddr, PeerId, Swarm, identify};
 use nexus_core::node::{Node, NodeConfig, NodeLoader, Output};
 use nexus_core::peering::{Actions, Input, JoinId, JoinOutcome, Peering, PeeringConfig};
 use nexus_core::peers::PeerRecord;
@@ -38,7 +38,9 @@ use super::idb::IdbStore;
 use super::online::{navigator_online, watch_online};
 use super::swarm::{WebBehaviour, WebBehaviourEvent, build_web_swarm};
 use super::tabs::{TabMessage, Tabs};
+use crate::engine::connections::Connection;
 use crate::engine::core::{Core, with_local_peer};
+use crate::engine::reservations::Reservations;
 use crate::engine::{EngineEvent, now_ms, until};
 use crate::p2p::{RELAY_HOP_PROTOCOL, device_of, split_peer};
 
@@ -126,8 +128,8 @@ pub struct WebPeer {
     pub(super) joins: HashMap<JoinId, Option<oneshot::Sender<Result<VaultId, WebError>>>>,
     next_join: u64,
     pub(super) connects: Vec<PendingConnect>,
-    reserved: HashSet<PeerId>,
-    registrable: HashSet<PeerId>,
+    /// Slots asked for and held at relays.
+    reservations: Reservations,
     pub(super) reachable_at: Vec<Multiaddr>,
     pub(super) stopping: bool,
     _online_listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
@@ -203,8 +205,7 @@ impl WebPeer {
             joins: HashMap::new(),
             next_join: 0,
             connects: Vec::new(),
-            reserved: HashSet::new(),
-            registrable: HashSet::new(),
+            reservations: Reservations::default(),
             reachable_at: Vec::new(),
             stopping: false,
             _online_listeners: online_listeners,
@@ -364,17 +365,22 @@ impl WebPeer {
     // ---- the swarm ----------------------------------------------------------------------
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<WebBehaviourEvent>) {
+        if let Some(news) = self.core.connection_news(&mut self.swarm, &event) {
+            let _ = self.carry_out(news.actions).await;
+            for event in news.events {
+                self.emit(event);
+            }
+            if let Some(connection) = news.connection {
+                self.on_connection(connection);
+            }
+            return;
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. }
                 if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) =>
             {
                 self.swarm.add_external_address(address.clone());
-                let relay = address.iter().find_map(|p| match p {
-                    Protocol::P2p(peer) if self.reserved.contains(&peer) => Some(peer),
-                    _ => None,
-                });
-                if let Some(relay) = relay {
-                    self.registrable.insert(relay);
+                if let Some(relay) = self.reservations.confirmed(&address) {
                     self.register_at(relay);
                 }
                 let full = with_local_peer(&address, *self.swarm.local_peer_id());
@@ -384,93 +390,6 @@ impl WebPeer {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.reachable_at
                     .retain(|a| !a.to_string().starts_with(&address.to_string()));
-            }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                connection_id,
-                endpoint,
-                ..
-            } => {
-                let Some(device) = device_of(&peer_id) else {
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                    return;
-                };
-                let first = !self.core.peering.is_connected(&device);
-                let dialed = endpoint.is_dialer().then(|| {
-                    let (bare, _) = split_peer(endpoint.get_remote_address());
-                    if !bare.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
-                        self.dialled.insert(peer_id, bare.clone());
-                    }
-                    bare.to_string()
-                });
-                self.input(Input::Connected { device, dialed }).await;
-                if !self.core.peering.is_connected(&device) {
-                    return; // banned
-                }
-                if first {
-                    self.emit(WebEvent::Connected(device));
-                    self.tell_tabs_peers();
-                }
-                let connects = std::mem::take(&mut self.connects);
-                for connect in connects {
-                    let ours = match (connect.peer, connect.connection) {
-                        (Some(p), _) => p == peer_id,
-                        (None, Some(c)) => c == connection_id,
-                        (None, None) => true,
-                    };
-                    if ours {
-                        let _ = connect.reply.send(Ok(device));
-                    } else {
-                        self.connects.push(connect);
-                    }
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } => {
-                let Some(device) = device_of(&peer_id) else {
-                    return;
-                };
-                if self.core.peering.is_connected(&device) {
-                    self.emit(WebEvent::Disconnected(device));
-                }
-                self.input(Input::Disconnected { device }).await;
-                self.tell_tabs_peers();
-                if self.reserved.remove(&peer_id) {
-                    let prefix = format!("/p2p/{peer_id}/p2p-circuit");
-                    self.reachable_at
-                        .retain(|a| !a.to_string().contains(&prefix));
-                }
-                self.registrable.remove(&peer_id);
-            }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id,
-                connection_id,
-                error,
-            } => {
-                let reason = error.to_string();
-                let connects = std::mem::take(&mut self.connects);
-                for connect in connects {
-                    if connect.connection == Some(connection_id)
-                        || (peer_id.is_some() && connect.peer == peer_id)
-                    {
-                        let _ = connect.reply.send(Err(WebError::Connect {
-                            address: connect.address.to_string(),
-                            reason: reason.clone(),
-                        }));
-                    } else {
-                        self.connects.push(connect);
-                    }
-                }
-                self.emit(WebEvent::Problem(format!(
-                    "cannot reach {}: {reason}",
-                    peer_id.map_or_else(|| "a peer".to_owned(), |p| p.to_string())
-                )));
-                if let Some(device) = peer_id.as_ref().and_then(device_of) {
-                    self.input(Input::DialFailed { device }).await;
-                }
             }
             SwarmEvent::Behaviour(WebBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -497,56 +416,96 @@ impl WebPeer {
                     .collect();
                 self.input(Input::Identified { device, addresses }).await;
             }
-            SwarmEvent::Behaviour(WebBehaviourEvent::Rendezvous(
-                rendezvous::client::Event::Discovered { registrations, .. },
-            )) => {
-                let me = *self.swarm.local_peer_id();
-                for registration in registrations {
-                    let peer = registration.record.peer_id();
-                    if peer == me || self.core.is_connected(&peer) {
-                        continue;
-                    }
-                    // A browser can only dial through circuits and browser transports.
-                    let addresses: Vec<Multiaddr> = registration
-                        .record
-                        .addresses()
-                        .iter()
-                        .filter(|a| a.iter().any(|p| matches!(p, Protocol::P2pCircuit)))
-                        .cloned()
-                        .collect();
-                    if addresses.is_empty() {
-                        continue;
-                    }
-                    let opts = DialOpts::peer_id(peer).addresses(addresses).build();
-                    let _ = self.swarm.dial(opts);
+            SwarmEvent::Behaviour(WebBehaviourEvent::Rendezvous(event)) => {
+                // A browser can only dial through circuits and browser transports.
+                let circuit = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+                if let Some(problem) =
+                    self.core
+                        .on_rendezvous_event(&mut self.swarm, event, circuit)
+                {
+                    self.emit(problem);
                 }
-            }
-            SwarmEvent::Behaviour(WebBehaviourEvent::Rendezvous(
-                rendezvous::client::Event::RegisterFailed { error, .. },
-            )) => {
-                self.emit(WebEvent::Problem(format!(
-                    "registering at a rendezvous point failed: {error:?}"
-                )));
             }
             _ => {}
         }
     }
 
+    /// The browser's part of a connection event: where it dialed (a relay's slot is
+    /// reserved at that address), the pending `connect`s it answers, the other tabs.
+    fn on_connection(&mut self, connection: Connection) {
+        match connection {
+            Connection::Up {
+                peer,
+                device,
+                connection,
+                first,
+                dialed,
+            } => {
+                if let Some(dialed) = dialed
+                    && !dialed.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+                {
+                    self.dialled.insert(peer, dialed);
+                }
+                if first {
+                    self.tell_tabs_peers();
+                }
+                let connects = std::mem::take(&mut self.connects);
+                for connect in connects {
+                    let ours = match (connect.peer, connect.connection) {
+                        (Some(p), _) => p == peer,
+                        (None, Some(c)) => c == connection,
+                        (None, None) => true,
+                    };
+                    if ours {
+                        let _ = connect.reply.send(Ok(device));
+                    } else {
+                        self.connects.push(connect);
+                    }
+                }
+            }
+            Connection::Down { peer } => {
+                self.tell_tabs_peers();
+                if self.reservations.lost(&peer) {
+                    let prefix = format!("/p2p/{peer}/p2p-circuit");
+                    self.reachable_at
+                        .retain(|a| !a.to_string().contains(&prefix));
+                }
+            }
+            Connection::Failed {
+                peer,
+                connection,
+                reason,
+            } => {
+                let connects = std::mem::take(&mut self.connects);
+                for connect in connects {
+                    if connect.connection == Some(connection)
+                        || (peer.is_some() && connect.peer == peer)
+                    {
+                        let _ = connect.reply.send(Err(WebError::Connect {
+                            address: connect.address.to_string(),
+                            reason: reason.clone(),
+                        }));
+                    } else {
+                        self.connects.push(connect);
+                    }
+                }
+            }
+        }
+    }
+
     /// Reserves a slot at a relay this browser dialled, and meets members there.
     fn use_relay(&mut self, relay: PeerId) {
-        if !self.reserved.contains(&relay)
-            && let Some(address) = self.dialled.get(&relay).cloned()
+        if let Some(address) = self.dialled.get(&relay).cloned()
+            && self.reservations.ask(relay)
         {
             let circuit = address
                 .with(Protocol::P2p(relay))
                 .with(Protocol::P2pCircuit);
-            match self.swarm.listen_on(circuit) {
-                Ok(_) => {
-                    self.reserved.insert(relay);
-                }
-                Err(e) => self.emit(WebEvent::Problem(format!(
+            if let Err(e) = self.swarm.listen_on(circuit) {
+                self.reservations.lost(&relay);
+                self.emit(WebEvent::Problem(format!(
                     "reserving a slot at relay {relay}: {e}"
-                ))),
+                )));
             }
         }
         self.core
@@ -565,7 +524,7 @@ impl WebPeer {
     fn rendezvous_round(&mut self) {
         let problems = self.core.rendezvous_round(
             &mut self.swarm.behaviour_mut().rendezvous,
-            &self.registrable,
+            self.reservations.registrable(),
         );
         for problem in problems {
             self.emit(WebEvent::Problem(problem));
