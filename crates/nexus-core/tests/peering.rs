@@ -466,3 +466,42 @@ fn the_simulator_jumps_to_deadlines_and_idle_devices_wake_only_for_their_timers(
     assert_eq!(net.devices[0].peering.poll_timeout(), None);
     assert_eq!(SIM_PEERING.handshake_timeout_ms, 5_000);
 }
+
+#[test]
+fn after_a_failed_commit_every_session_is_dropped_and_the_node_reloads_with_its_own_config() {
+    // The browser's settings: big documents are checked a slice at a time.
+    let config = NodeConfig::new()
+        .with_verify_slice(500)
+        .with_snapshot_max_changes(4096);
+    let me = device(1);
+    let other = device(2).device_id();
+    let mut store = nexus_core::MemoryStore::new();
+    let mut node = Node::new(me.clone(), ActorId::random(), config);
+    let (vault, out) = node.create_vault("v", [0; 16], 1_000).unwrap();
+    nexus_core::Storage::commit(&mut store, out.batch).unwrap();
+    let out = node.add_device(vault, other, Role::Member, 1_000).unwrap();
+    nexus_core::Storage::commit(&mut store, out.batch).unwrap();
+    let mut peering = Peering::new(me.device_id(), PeeringConfig::new());
+    let actions = peering.handle(&mut node, at(2_000), connected(other));
+    let open = actions.open[0].id;
+    let actions = peering.handle(&mut node, at(2_000), Input::Opened { open });
+    let session = actions.attach_opened[0].1;
+    // The engine's commit fails: every session goes, the node starts over from the store.
+    let actions = peering.handle(&mut node, at(2_100), Input::StorageFailed);
+    assert_eq!(actions.detach, vec![session]);
+    assert!(
+        actions.open.is_empty(),
+        "nothing opens on the node being replaced"
+    );
+    assert_eq!(peering.session_of(&other, &vault), None);
+    assert_eq!(peering.poll_timeout(), Some(2_100), "a tick is due at once");
+    let reloaded = node.reloaded(&store).unwrap();
+    assert_eq!(*reloaded.config(), config, "not NodeConfig::new()");
+    assert_eq!(reloaded.actor(), node.actor());
+    assert!(reloaded.vault(&vault).is_some());
+    // At that tick the pair is opened again (no refusal, so no cooldown).
+    let mut node = reloaded;
+    let actions = peering.handle(&mut node, at(2_100), Input::Tick);
+    assert_eq!(actions.open.len(), 1);
+    assert_eq!(actions.open[0].device, other);
+}

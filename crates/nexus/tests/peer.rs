@@ -6,6 +6,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -187,6 +188,64 @@ async fn members_sync_over_quic_websocket_and_webrtc_direct() {
         })
         .await;
     }
+}
+
+/// Idle for a while, two synced members wake only for their own timers (the node's
+/// reconciliation every 30 s, nothing of the supervisor's), not on a steady tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_members_wake_only_for_their_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&home_a).unwrap();
+    std::fs::create_dir_all(&home_b).unwrap();
+    let (alice, bob) = (
+        DeviceKey::generate().unwrap(),
+        DeviceKey::generate().unwrap(),
+    );
+    let vault = vault_for_two(&home_a, &alice, &bob);
+    edit(&home_a, &alice, vault, "a", 1);
+    let mut counters = Vec::new();
+    let mut address = None;
+    for (home, key) in [(&home_a, &alice), (&home_b, &bob)] {
+        let config = PeerConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            dial: address.iter().cloned().collect(),
+            mdns: false,
+            control_socket: false,
+            ..PeerConfig::default()
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let peer = NativePeer::start(home, key.clone(), config, Some(tx))
+            .await
+            .unwrap();
+        counters.push(peer.wakeup_counter());
+        tokio::spawn(peer.run(std::future::pending()));
+        while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            if let PeerEvent::Listening(listening) = event {
+                address = Some(listening);
+                break;
+            }
+        }
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    }
+    eventually("B to sync", || {
+        read_field(&home_b, &bob, vault, "a") == Some(1)
+    })
+    .await;
+    // Let the handshake's own timers pass, then count over an idle stretch.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let idle = Duration::from_secs(12);
+    tokio::time::sleep(idle).await;
+    let woken: Vec<u64> = counters
+        .iter()
+        .zip(&before)
+        .map(|(c, before)| c.load(Ordering::Relaxed) - before)
+        .collect();
+    println!("wake-ups of two idle synced members over {idle:?}: {woken:?}");
+    // A steady 100 ms tick would be 120 each; the node's reconciliation (every 30 s)
+    // comes at most once in this stretch.
+    assert!(woken.iter().all(|w| *w <= 2), "{woken:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,27 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Idle, a browser device sleeps until its next deadline instead of ticking: over 10 s
+/// with nothing scheduled its loop does not wake at all (a 100 ms tick would be 100).
+#[wasm_bindgen_test]
+async fn an_idle_browser_device_wakes_only_for_its_timers() {
+    let handle = nexus::WebPeer::start(&fresh_name("idle"), NodeConfig::new())
+        .await
+        .unwrap();
+    let _vault = handle
+        .update(|node, now| Ok(node.create_vault("Idle", [5; 16], now)?))
+        .await
+        .unwrap();
+    let before = handle.status().await.unwrap().wakeups;
+    nexus::rt::sleep(std::time::Duration::from_secs(10)).await;
+    let woken = handle.status().await.unwrap().wakeups - before;
+    assert!(
+        woken <= 1,
+        "an idle browser device woke {woken} times in 10 s"
+    );
+    handle.close().await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn a_vault_written_to_indexeddb_is_there_after_reopening() {
     let name = fresh_name("reopen");

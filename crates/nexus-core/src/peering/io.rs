@@ -131,7 +131,8 @@ pub enum Input {
     /// replace the ones held, and devices not known before are dialed now.
     PeerRecords(Vec<PeerRecord>),
     /// A commit failed and the engine reloads the node from the store: every session is
-    /// dropped (peers resync on their next sessions).
+    /// dropped, and opened again at the next [`Input::Tick`] (due at once), on the
+    /// reloaded node.
     StorageFailed,
 }
 

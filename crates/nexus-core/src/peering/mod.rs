@@ -109,6 +109,9 @@ pub struct Peering {
     next_discovery_ms: u64,
     /// Something changed that may call for new sessions.
     sessions_dirty: bool,
+    /// When sessions dropped after a failed commit are opened again (the next tick, on
+    /// the node the engine reloaded meanwhile).
+    resync_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Peering {
@@ -147,6 +150,7 @@ impl Peering {
             holds_connections: config.holds_connections,
             next_discovery_ms: 0,
             sessions_dirty: false,
+            resync_at: None,
         }
     }
 
@@ -216,7 +220,8 @@ impl Peering {
                 for session in sessions {
                     self.forget_session(node, session, &mut actions);
                 }
-                self.sessions_dirty = true;
+                self.opening.clear();
+                self.resync_at = Some(at.now_ms);
             }
         }
         if self.sessions_dirty {
@@ -228,7 +233,8 @@ impl Peering {
 
     /// The earliest time (ms) at which [`Input::Tick`] has something to do for the
     /// supervisor itself: a redial, a cooldown or ban ending, a hang-up, a handshake or
-    /// invite timing out, a rendezvous renewal. `None` when nothing is scheduled. The
+    /// invite timing out, a rendezvous renewal, sessions to open again after a failed
+    /// commit. `None` when nothing is scheduled. The
     /// node's own deadlines are [`Node::poll_timeout`]'s.
     pub fn poll_timeout(&self) -> Option<u64> {
         let redials = self
@@ -252,6 +258,7 @@ impl Peering {
             .chain(handshakes)
             .chain(self.joins.values().map(|j| j.deadline_ms))
             .chain(discovery)
+            .chain(self.resync_at)
             .min()
     }
 

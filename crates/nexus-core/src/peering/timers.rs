@@ -13,6 +13,10 @@ impl Peering {
         self.hang_up_due(at, actions);
         self.close_stalled_handshakes(node, at, actions);
         self.banned.retain(|_, until| *until > at.now_ms);
+        if self.resync_at.is_some_and(|when| when <= at.now_ms) {
+            self.resync_at = None;
+            self.sessions_dirty = true;
+        }
         if self.cooldown.values().any(|until| *until <= at.now_ms) {
             self.sessions_dirty = true;
         }

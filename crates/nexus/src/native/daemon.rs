@@ -17,6 +17,8 @@ mod mailbox;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -229,7 +231,7 @@ pub struct NativePeer {
     mailboxes: mailbox::Mailboxes,
     webrtc: WebRtcWatch,
     /// Times the loop woke for a deadline (the node's or the supervisor's).
-    wakeups: u64,
+    wakeups: Arc<AtomicU64>,
 }
 
 impl NativePeer {
@@ -290,7 +292,7 @@ impl NativePeer {
             commands_rx,
             mailboxes: mailbox::Mailboxes::default(),
             webrtc,
-            wakeups: 0,
+            wakeups: Arc::default(),
         };
         peer.init_mailboxes();
         for address in &config.relays {
@@ -341,9 +343,11 @@ impl NativePeer {
         &self.core.node
     }
 
-    /// Times the loop woke for a deadline of the node or the supervisor so far.
-    pub fn wakeups(&self) -> u64 {
-        self.wakeups
+    /// Counts the times the running loop wakes for a deadline of the node or the
+    /// supervisor (not for network events, commands or the store's poll): an idle
+    /// device wakes only for its timers.
+    pub fn wakeup_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.wakeups)
     }
 
     /// Tries an invite: dials its addresses and presents it to members until this device
@@ -404,7 +408,7 @@ impl NativePeer {
                 Some((request, reply)) = control_rx.recv() => self.on_control(request, reply),
                 Some(command) = self.commands_rx.recv() => self.on_command(command),
                 () = wake => {
-                    self.wakeups += 1;
+                    self.wakeups.fetch_add(1, Ordering::Relaxed);
                     self.input(Input::Tick);
                 }
                 () = store_poll.tick() => {

@@ -81,6 +81,9 @@ pub struct WebStatus {
     pub reachable_at: Vec<Multiaddr>,
     /// Invites being tried.
     pub joining: usize,
+    /// Times the runtime's loop woke for a deadline (the node's, the supervisor's, a
+    /// pending `connect`'s) since it started: an idle tab wakes only for its timers.
+    pub wakeups: u64,
 }
 
 type ReadFn = Box<dyn FnOnce(&Node)>;

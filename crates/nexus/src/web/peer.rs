@@ -752,6 +752,7 @@ impl WebPeer {
             peers,
             reachable_at: self.reachable_at.clone(),
             joining: peering.pending_joins(),
+            wakeups: self.wakeups,
         }
     }
 }
