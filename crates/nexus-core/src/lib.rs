@@ -11,6 +11,9 @@
 //! - [`document`]: signed Automerge changes, verification, compaction.
 //! - [`vault`]: membership and documents together, producing storage batches.
 //! - [`storage`]: the logical tables, [`Batch`], the [`Storage`] trait, [`MemoryStore`].
+//! - [`node`]: the sync state machine, one session per (peer, vault).
+//! - [`peering`]: the supervisor deciding which sessions to open, whom to dial and when.
+//! - [`sim`]: the deterministic simulator driving both, as the engines do.
 //!
 //! A whole flow, by hand (the sync protocol automates the exchange):
 //!

@@ -1,10 +1,16 @@
 //! The Nexus engine: what runs around the sans-IO [`nexus_core`] on each target.
 //!
-//! This crate holds the storage backends, the transports and the node runtime. Platform
-//! differences live in one module per side: `native` (SQLite, the key file, a libp2p
-//! swarm on tokio with TCP, QUIC and WebSocket, and `NativePeer`, the runtime behind
-//! `nexus serve`) and `web` on wasm32 (`IdbStore` on IndexedDB, the websys swarm, and
-//! `WebPeer`, the browser runtime, with tab coordination). Shared by both: [`frames`] (how
+//! This crate holds the storage backends, the transports and the engine. The engine's
+//! core (`engine`) is written once for both targets: it holds the node and its peering
+//! supervisor ([`nexus_core::peering`], which decides sessions and dials), the session
+//! streams (bounded, so a fast peer is held back), carries out what the core asks in
+//! order, reads connection and rendezvous events, and reports one [`EngineEvent`] type.
+//! Each target adds only what its platform has: `native` (SQLite, the key file, a libp2p
+//! swarm on tokio with TCP, QUIC, WebSocket and WebRTC-direct, mDNS, the control socket,
+//! the relay mailbox, and `NativePeer`, the runtime behind `nexus serve`) and `web` on
+//! wasm32 (`IdbStore` on IndexedDB, the websys swarm, tab leadership, online/offline,
+//! sliced loading, and `WebPeer`, the browser runtime). Both sleep until the node's or
+//! the supervisor's next deadline. Shared by both too: [`frames`] (how
 //! sync messages are framed on a stream), [`p2p`] (identity and address helpers),
 //! [`rt`] (spawning and sleeping), [`views`] (what a person is shown about vaults,
 //! devices and documents) and [`control`] (the messages of the daemon's control socket).
