@@ -130,12 +130,21 @@ pub enum ParseDeviceIdError {
     /// The 32 key bytes are not a point on the curve.
     #[error("not a device id: the embedded public key is not a valid Ed25519 key")]
     InvalidKey,
+    /// The key is a point of small order: signatures by it prove nothing (anyone can
+    /// make one that verifies), so it cannot name a device.
+    #[error("not a device id: the embedded public key is a weak (small-order) Ed25519 key")]
+    WeakKey,
 }
 
 impl DeviceId {
     /// Builds a device id from a raw 32-byte Ed25519 public key, checking it is valid.
+    /// Weak (small-order) keys are refused: every path that names a device (a typed id,
+    /// an approval, a peer's Noise identity, a stored record) comes through here.
     pub fn from_public_key(bytes: [u8; 32]) -> Result<Self, ParseDeviceIdError> {
-        VerifyingKey::from_bytes(&bytes).map_err(|_| ParseDeviceIdError::InvalidKey)?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| ParseDeviceIdError::InvalidKey)?;
+        if key.is_weak() {
+            return Err(ParseDeviceIdError::WeakKey);
+        }
         Ok(Self(bytes))
     }
 
@@ -241,6 +250,43 @@ mod tests {
             .to_peer_id_bytes();
         bytes[3] = 0x02; // secp256k1 key type
         assert!(DeviceId::from_peer_id_bytes(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_small_order_key_names_no_device_on_any_path() {
+        // The identity point (y = 1) and a point of order 2 (y = -1): a signature "by"
+        // either is forgeable, so neither may be a device.
+        let identity = {
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        };
+        let order_two = {
+            let mut b = [0xffu8; 32];
+            b[0] = 0xec;
+            b[31] = 0x7f;
+            b
+        };
+        for weak in [identity, order_two] {
+            assert_eq!(
+                DeviceId::from_public_key(weak),
+                Err(ParseDeviceIdError::WeakKey)
+            );
+            let mut peer_id = PEER_ID_PREFIX.to_vec();
+            peer_id.extend_from_slice(&weak);
+            assert_eq!(
+                DeviceId::from_peer_id_bytes(&peer_id),
+                Err(ParseDeviceIdError::WeakKey)
+            );
+            let text = bs58::encode(&peer_id).into_string();
+            assert!(matches!(
+                text.parse::<DeviceId>(),
+                Err(ParseDeviceIdError::WeakKey)
+            ));
+        }
+        // A real key still names a device.
+        let key = DeviceKey::from_secret_bytes(&[3; 32]);
+        assert!(DeviceId::from_public_key(*key.device_id().public_key()).is_ok());
     }
 
     #[test]

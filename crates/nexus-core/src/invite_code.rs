@@ -37,7 +37,7 @@ pub const MAX_ADDRESSES: usize = 8;
 const MAX_ADDRESS_LEN: usize = 256;
 
 /// An invite to a vault.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct InviteCode {
     /// The vault.
     pub vault: VaultId,
@@ -49,6 +49,19 @@ pub struct InviteCode {
     pub expires_at_ms: u64,
     /// Where the inviter can be reached (multiaddrs).
     pub addresses: Vec<String>,
+}
+
+impl std::fmt::Debug for InviteCode {
+    /// Everything but the secret, so that logging a code never leaks it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviteCode")
+            .field("vault", &self.vault)
+            .field("invite", &self.invite)
+            .field("secret", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("addresses", &self.addresses)
+            .finish()
+    }
 }
 
 /// Why text is not an invite code.
@@ -161,6 +174,23 @@ impl FromStr for InviteCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printing_an_invite_or_its_join_request_never_shows_the_secret() {
+        let secret = [0xab; 32];
+        let code = InviteCode {
+            vault: crate::VaultId(crate::Hash([1; 32])),
+            invite: crate::Hash([2; 32]),
+            secret,
+            expires_at_ms: 5,
+            addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
+        };
+        let shown = format!("{code:?} {:?}", code.join_request());
+        assert!(shown.contains("<redacted>"), "{shown}");
+        for needle in ["171, 171", "abab", "[171"] {
+            assert!(!shown.contains(needle), "{shown}");
+        }
+    }
 
     #[test]
     fn codes_survive_line_breaks_and_catch_typos() {

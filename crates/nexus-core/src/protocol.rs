@@ -89,13 +89,23 @@ impl RefuseCode {
     }
 }
 
-/// An invite presented by a device that wants to join.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An invite presented by a device that wants to join. Its `Debug` leaves the secret
+/// out, so logging a request never leaks it.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct JoinRequest {
     /// Hash of the `CreateInvite` entry.
     pub invite: Hash,
     /// The invite's one-time secret.
     pub secret: [u8; 32],
+}
+
+impl std::fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("invite", &self.invite)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What one side of a reconciliation range says.

@@ -131,6 +131,10 @@ pub enum SealError {
         /// What was being opened.
         what: &'static str,
     },
+    /// The ephemeral key of a sealed copy is a point of small order: the shared secret
+    /// would be all zeros, known to anyone.
+    #[error("a sealed vault key uses a weak ephemeral key (its shared secret would be public)")]
+    WeakEphemeral,
     /// An encrypted bundle shorter than its nonce and tag.
     #[error("an encrypted bundle of {len} bytes is too short to be one")]
     TooShort {
@@ -231,6 +235,9 @@ pub fn open_key(
     let shared = MontgomeryPoint(sealed.ephemeral)
         .mul_clamped(scalar)
         .to_bytes();
+    if shared == [0u8; 32] {
+        return Err(SealError::WeakEphemeral);
+    }
     let cipher = seal_cipher(
         vault,
         sealed.generation,
@@ -386,6 +393,44 @@ mod tests {
 
     fn vault(n: u8) -> VaultId {
         VaultId(Hash([n; 32]))
+    }
+
+    #[test]
+    fn a_copy_sealed_under_a_small_order_ephemeral_key_is_refused() {
+        // A hostile sealer picks the ephemeral point u = 0: every recipient's shared
+        // secret is then all zeros, so anyone who sees the copy could open it.
+        let bob = DeviceKey::from_secret_bytes(&[2; 32]);
+        let key = VaultKey::generate(4).unwrap();
+        let ephemeral = [0u8; 32];
+        let recipient_point = bob.device_id().verifying_key().to_montgomery();
+        let cipher = seal_cipher(
+            &vault(1),
+            4,
+            &ephemeral,
+            &recipient_point.to_bytes(),
+            &[0; 32],
+        );
+        let sealed = cipher
+            .encrypt(
+                &[0u8; 12].into(),
+                Payload {
+                    msg: &key.bytes,
+                    aad: &seal_aad(&vault(1), 4, &bob.device_id()),
+                },
+            )
+            .unwrap();
+        let mut ciphertext = [0u8; SEALED_LEN];
+        ciphertext.copy_from_slice(&sealed);
+        let weak = SealedKey {
+            recipient: bob.device_id(),
+            generation: 4,
+            ephemeral,
+            ciphertext,
+        };
+        assert!(matches!(
+            open_key(&weak, &vault(1), &bob),
+            Err(SealError::WeakEphemeral)
+        ));
     }
 
     #[test]

@@ -7,6 +7,9 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use nexus_core::protocol::MAX_MESSAGE_BYTES;
 use thiserror::Error;
 
+/// What a frame's buffer starts at; it doubles as more of the body arrives.
+const INITIAL_BODY_CAPACITY: usize = 16 * 1024;
+
 /// Why a frame could not be read or written.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -42,8 +45,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > MAX_MESSAGE_BYTES {
         return Err(FrameError::TooLong { len });
     }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await?;
+    // The buffer grows with what arrives, not with what was announced: a peer that
+    // announces the largest frame and sends nothing more costs no memory.
+    let mut body = Vec::with_capacity(len.min(INITIAL_BODY_CAPACITY));
+    (&mut *reader)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() < len {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(Some(body))
 }
 

@@ -156,6 +156,43 @@ fn the_device_key_file_is_private_and_stable() {
     assert!(matches!(err, KeyFileError::Malformed { .. }), "{err}");
 }
 
+#[test]
+fn a_key_file_with_a_multibyte_line_of_64_bytes_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("device.key");
+    let (_, _) = load_or_create_key(&path).unwrap();
+    let header = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    // 64 bytes, but 'é' is two of them: slicing by byte pairs would split it.
+    let line = format!("{}é{}", "a".repeat(31), "b".repeat(31));
+    assert_eq!(line.len(), 64);
+    std::fs::write(&path, format!("{header}\n{line}\n")).unwrap();
+    let err = load_or_create_key(&path).unwrap_err();
+    assert!(matches!(err, KeyFileError::Malformed { .. }), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_at_the_temporary_key_path_is_not_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("home").join("device.key");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // Someone who can write the home plants a link where the key is written first.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, path.with_extension("tmp")).unwrap();
+    let (key, created) = load_or_create_key(&path).unwrap();
+    assert!(created);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    let (again, _) = load_or_create_key(&path).unwrap();
+    assert_eq!(again.device_id(), key.device_id());
+    assert!(!path.with_extension("tmp").exists());
+}
+
 /// Child side of the kill test: writes changes forever, printing each acknowledged one.
 fn write_until_killed(path: &str) {
     let mut store = SqliteStore::open(std::path::Path::new(path)).unwrap();

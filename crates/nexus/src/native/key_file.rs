@@ -82,7 +82,7 @@ fn parse(path: &Path, text: &str) -> Result<DeviceKey, KeyFileError> {
         .next()
         .ok_or_else(|| malformed("missing key line"))?
         .trim();
-    if hex.len() != 64 {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(malformed("the key line is not 64 hex digits"));
     }
     let mut secret = [0u8; 32];
@@ -103,8 +103,17 @@ fn write(path: &Path, key: &DeviceKey) -> Result<(), KeyFileError> {
         .map(|b| format!("{b:02x}"))
         .collect();
     let tmp = path.with_extension("tmp");
+    // A file (or a link planted by someone else) left at the temporary path is removed,
+    // not written through: the new file is created afresh, never following a link.
+    match fs::symlink_metadata(&tmp) {
+        Ok(_) => fs::remove_file(&tmp).map_err(io(&tmp))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&tmp)(e)),
+    }
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
+    // `create_new` is O_CREAT | O_EXCL: it fails on anything already there, a symbolic
+    // link included (which it does not follow).
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file: File = options.open(&tmp).map_err(io(&tmp))?;
