@@ -505,3 +505,143 @@ fn after_a_failed_commit_every_session_is_dropped_and_the_node_reloads_with_its_
     assert_eq!(actions.open.len(), 1);
     assert_eq!(actions.open[0].device, other);
 }
+
+/// A member: device 1's node holds a vault that device 2 is approved in.
+fn node_sharing_a_vault_with(other: DeviceId) -> (Node, VaultId) {
+    let mut node = Node::new(device(1), ActorId::random(), CONFIG);
+    let (vault, _) = node.create_vault("v", [0; 16], 1_000).unwrap();
+    let _ = node.add_device(vault, other, Role::Member, 1_000).unwrap();
+    (node, vault)
+}
+
+#[test]
+fn a_peer_that_takes_sessions_and_drops_them_is_not_asked_again_at_round_trip_speed() {
+    let other = device(2).device_id();
+    let (mut node, _vault) = node_sharing_a_vault_with(other);
+    let config = PeeringConfig::new();
+    let mut peering = Peering::new(device(1).device_id(), config);
+    let t0 = 10_000;
+    let actions = peering.handle(&mut node, at(t0), connected(other));
+    let mut opens = 0;
+    let mut open = actions.open[0].id;
+    let mut now = t0;
+    // The peer accepts each stream and closes it before any handshake, for a minute.
+    while now < t0 + 60_000 {
+        opens += 1;
+        let actions = peering.handle(&mut node, at(now), Input::Opened { open });
+        let session = actions.attach_opened[0].1;
+        let actions = peering.handle(&mut node, at(now + 5), Input::StreamEnded { session });
+        assert!(
+            actions.open.is_empty(),
+            "reopened at once after {opens} opens"
+        );
+        let due = peering.poll_timeout().unwrap();
+        assert!(due >= now + 5 + config.open_failed_cooldown_ms, "due {due}");
+        now = due;
+        let actions = peering.handle(&mut node, at(now), Input::Tick);
+        open = actions.open[0].id;
+    }
+    assert!(
+        opens <= 60_000 / config.open_failed_cooldown_ms + 1,
+        "{opens}"
+    );
+    // When the connection itself goes and comes back, the pair opens at once.
+    let _ = peering.handle(
+        &mut node,
+        at(now),
+        Input::OpenFailed {
+            open,
+            error: "gone".into(),
+        },
+    );
+    let _ = peering.handle(&mut node, at(now), Input::Disconnected { device: other });
+    let actions = peering.handle(&mut node, at(now + 10_000), connected(other));
+    assert_eq!(actions.open.len(), 1);
+}
+
+#[test]
+fn a_join_reported_in_actions_whose_commit_failed_goes_on() {
+    let me = device(1);
+    let vault = VaultId(nexus_core::Hash([7; 32]));
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let mut peering = Peering::new(me.device_id(), PeeringConfig::new());
+    let _ = peering.handle(
+        &mut node,
+        at(0),
+        Input::Join {
+            id: JoinId(1),
+            code: invite_for(vault),
+        },
+    );
+    let joined = || {
+        let mut out = nexus_core::node::Output::default();
+        out.events
+            .push(nexus_core::node::Event::VaultJoined { vault });
+        Input::NodeOutput(out)
+    };
+    let finished = |actions: &nexus_core::peering::Actions| {
+        actions.events.iter().any(|e| {
+            matches!(
+                e,
+                PeeringEvent::JoinFinished {
+                    id: JoinId(1),
+                    outcome: JoinOutcome::Joined,
+                    ..
+                }
+            )
+        })
+    };
+    // The vault arrives, the join is reported joined: but the commit fails.
+    assert!(finished(&peering.handle(&mut node, at(10), joined())));
+    let _ = peering.handle(&mut node, at(11), Input::StorageFailed);
+    assert_eq!(peering.pending_joins(), 1, "the join goes on");
+    // The vault arrives again and is stored this time: reported once, then forgotten.
+    assert!(finished(&peering.handle(&mut node, at(20), joined())));
+    assert!(!finished(&peering.handle(&mut node, at(21), joined())));
+    assert_eq!(peering.pending_joins(), 0);
+    let actions = peering.handle(&mut node, at(60_001), Input::Tick);
+    assert!(
+        actions.events.is_empty(),
+        "no late timeout: {:?}",
+        actions.events
+    );
+}
+
+#[test]
+fn devices_met_by_chance_get_no_peer_record_until_they_are_dialed_on_purpose() {
+    let me = device(1);
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    let mut peering = Peering::new(me.device_id(), PeeringConfig::new());
+    // A LAN full of strangers: each announced by mDNS, dialed, connected.
+    for n in 10..60u8 {
+        let stranger = device(n).device_id();
+        let actions = peering.handle(
+            &mut node,
+            at(u64::from(n)),
+            Input::Connected {
+                device: stranger,
+                dialed: Some(format!("/ip4/192.168.1.{n}/tcp/4001")),
+            },
+        );
+        assert!(actions.peer_records.is_empty());
+        let _ = peering.handle(
+            &mut node,
+            at(u64::from(n)),
+            Input::Disconnected { device: stranger },
+        );
+    }
+    assert!(peering.peers().is_empty());
+    assert_eq!(peering.poll_timeout(), None, "nobody to redial");
+    // An address dialed on purpose is remembered, and updated when it connects.
+    let friend = device(2).device_id();
+    let _ = peering.handle(
+        &mut node,
+        at(100),
+        Input::Dial {
+            address: format!("/ip4/127.0.0.1/tcp/4001/p2p/{friend}"),
+        },
+    );
+    let actions = peering.handle(&mut node, at(200), connected(friend));
+    assert!(!actions.peer_records.is_empty());
+    assert_eq!(peering.peers()[&friend].last_seen_ms, 200);
+}

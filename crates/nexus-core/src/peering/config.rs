@@ -9,8 +9,12 @@ pub struct PeeringConfig {
     /// How long a (peer, vault) pair whose session was refused, by either side, waits
     /// before a session is opened again (ms).
     pub refused_cooldown_ms: u64,
-    /// How long a pair waits after its stream could not be opened (ms).
+    /// How long a pair waits after its stream could not be opened, or ended before its
+    /// handshake finished (ms): a peer that takes streams and drops them at once is not
+    /// asked again at the speed of a round trip.
     pub open_failed_cooldown_ms: u64,
+    /// How long a pair waits after a session that finished its handshake ended (ms).
+    pub reopen_after_ms: u64,
     /// How long a peer that broke the protocol is kept away (ms).
     pub ban_ms: u64,
     /// How long a session may take to finish its handshake (ms). A stranger's session
@@ -32,7 +36,8 @@ pub struct PeeringConfig {
 }
 
 impl PeeringConfig {
-    /// The defaults: refused pairs wait 30 s, failed stream opens 3 s, protocol
+    /// The defaults: refused pairs wait 30 s, failed stream opens (and sessions that end
+    /// before their handshake) 3 s, sessions that end later 1 s, protocol
     /// violators 60 s; handshakes get 30 s and invites 60 s; rendezvous every 30 s;
     /// refused peers are hung up on after 500 ms; redials back off from 1 s to 5 min;
     /// connections are held from the start.
@@ -40,6 +45,7 @@ impl PeeringConfig {
         Self {
             refused_cooldown_ms: 30_000,
             open_failed_cooldown_ms: 3_000,
+            reopen_after_ms: 1_000,
             ban_ms: 60_000,
             handshake_timeout_ms: 30_000,
             join_timeout_ms: 60_000,

@@ -34,18 +34,19 @@ impl Peering {
             return;
         }
         self.next_dial.remove(&device);
-        if let Some(address) = &dialed {
-            self.peers
-                .entry(device)
-                .or_insert_with(|| PeerRecord::new(device))
-                .add_address(address);
-        }
+        // Only devices already in the table are remembered (an address dialed on
+        // purpose, a past session): a device met by chance (mDNS, a rendezvous lookup)
+        // earns its record by syncing, so a LAN full of strangers cannot fill the table.
         if let Some(record) = self.peers.get_mut(&device) {
+            if let Some(address) = &dialed {
+                record.add_address(address);
+            }
             record.failures = 0;
             record.last_seen_ms = at.now_ms;
             self.save_record(&device, actions);
         }
         self.connected.insert(device);
+        self.paused.retain(|(d, _), _| *d != device);
         let (now_dialable, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.after_relay)
             .into_iter()
             .partition(|(relay, _)| *relay == device);
@@ -60,6 +61,7 @@ impl Peering {
     }
 
     pub(super) fn on_disconnected(&mut self, at: At, device: DeviceId) {
+        self.paused.retain(|(d, _), _| *d != device);
         if self.connected.remove(&device) {
             self.schedule_redial(at, device);
         }

@@ -33,6 +33,7 @@ impl Peering {
                 code,
                 deadline_ms: at.now_ms + self.config.join_timeout_ms,
                 last_error: None,
+                joined: false,
             },
         );
         self.sessions_dirty = true;
@@ -62,14 +63,12 @@ impl Peering {
     }
 
     pub(super) fn finish_joins_of(&mut self, vault: VaultId, actions: &mut Actions) {
-        let done: Vec<JoinId> = self
-            .joins
-            .iter()
-            .filter(|(_, j)| j.code.vault == vault)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in done {
-            self.joins.remove(&id);
+        for (id, join) in &mut self.joins {
+            if join.code.vault != vault || join.joined {
+                continue;
+            }
+            join.joined = true;
+            let id = *id;
             actions.events.push(PeeringEvent::JoinFinished {
                 id,
                 vault,
@@ -82,7 +81,7 @@ impl Peering {
         let expired: Vec<JoinId> = self
             .joins
             .iter()
-            .filter(|(_, j)| j.deadline_ms <= at.now_ms)
+            .filter(|(_, j)| !j.joined && j.deadline_ms <= at.now_ms)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {

@@ -83,6 +83,9 @@ struct PendingJoin {
     code: InviteCode,
     deadline_ms: u64,
     last_error: Option<String>,
+    /// Reported joined in the last actions; forgotten once those were carried out (the
+    /// next input), or tried again if their commit failed.
+    joined: bool,
 }
 
 /// The peering supervisor of one device. See the module doc.
@@ -94,6 +97,9 @@ pub struct Peering {
     opening: BTreeMap<OpenId, (DeviceId, VaultId, Option<JoinId>)>,
     next_open: u64,
     cooldown: BTreeMap<(DeviceId, VaultId), u64>,
+    /// Pairs whose session's stream just ended, until when they wait (forgotten when
+    /// the connection itself comes or goes).
+    paused: BTreeMap<(DeviceId, VaultId), u64>,
     banned: BTreeMap<DeviceId, u64>,
     hang_up: Vec<(DeviceId, u64)>,
     connected: BTreeSet<DeviceId>,
@@ -137,6 +143,7 @@ impl Peering {
             opening: BTreeMap::new(),
             next_open: 0,
             cooldown: BTreeMap::new(),
+            paused: BTreeMap::new(),
             banned: BTreeMap::new(),
             hang_up: Vec::new(),
             connected: BTreeSet::new(),
@@ -170,6 +177,15 @@ impl Peering {
     /// Takes in one input and returns what to do about it.
     pub fn handle(&mut self, node: &mut Node, at: At, input: Input) -> Actions {
         let mut actions = Actions::default();
+        if matches!(input, Input::StorageFailed) {
+            // The vault a join reported was not stored: the join goes on.
+            for join in self.joins.values_mut() {
+                join.joined = false;
+            }
+        } else {
+            // The previous actions were carried out, their joins answered.
+            self.joins.retain(|_, j| !j.joined);
+        }
         match input {
             Input::Tick => self.on_tick(node, at, &mut actions),
             Input::Work => {
@@ -185,7 +201,7 @@ impl Peering {
             }
             Input::Disconnected { device } => self.on_disconnected(at, device),
             Input::DialFailed { device } => self.on_dial_failed(at, device, &mut actions),
-            Input::DialNotStarted { device } => self.schedule_redial(at, device),
+            Input::DialNotStarted { device } => self.on_dial_failed(at, device, &mut actions),
             Input::Dial { address } => self.dial_address(&address, &mut actions),
             Input::Relay { device } => {
                 self.relays.insert(device);
@@ -203,11 +219,7 @@ impl Peering {
             Input::Frame { session, bytes } => {
                 self.on_frame(node, at, session, &bytes, &mut actions)
             }
-            Input::StreamEnded { session } => {
-                if self.forget_session(node, session, &mut actions).is_some() {
-                    self.sessions_dirty = true;
-                }
-            }
+            Input::StreamEnded { session } => self.on_stream_ended(node, at, session, &mut actions),
             Input::BadFrame { session, error } => {
                 self.on_bad_frame(node, at, session, error, &mut actions)
             }
@@ -254,9 +266,15 @@ impl Peering {
             .then_some(self.next_discovery_ms);
         redials
             .chain(self.cooldown.values().copied())
+            .chain(self.paused.values().copied())
             .chain(self.hang_up.iter().map(|(_, at)| *at))
             .chain(handshakes)
-            .chain(self.joins.values().map(|j| j.deadline_ms))
+            .chain(
+                self.joins
+                    .values()
+                    .filter(|j| !j.joined)
+                    .map(|j| j.deadline_ms),
+            )
             .chain(discovery)
             .chain(self.resync_at)
             .min()
@@ -289,7 +307,7 @@ impl Peering {
 
     /// Invites being tried.
     pub fn pending_joins(&self) -> usize {
-        self.joins.len()
+        self.joins.values().filter(|j| !j.joined).count()
     }
 
     /// Whether this instance holds the connections and the network is up.

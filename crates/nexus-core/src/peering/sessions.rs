@@ -14,6 +14,7 @@ impl Peering {
     /// a relay.
     pub(super) fn ensure_sessions(&mut self, node: &Node, at: At, actions: &mut Actions) {
         self.cooldown.retain(|_, until| *until > at.now_ms);
+        self.paused.retain(|_, until| *until > at.now_ms);
         let devices: Vec<DeviceId> = self.connected.iter().copied().collect();
         for device in devices {
             let mut wanted: Vec<(VaultId, Option<JoinId>)> = node
@@ -32,6 +33,7 @@ impl Peering {
                 let pair = (device, vault);
                 if self.by_pair.contains_key(&pair)
                     || self.cooldown.contains_key(&pair)
+                    || self.paused.contains_key(&pair)
                     || self.opening.values().any(|(d, v, _)| (*d, *v) == pair)
                 {
                     continue;
@@ -93,6 +95,9 @@ impl Peering {
         if self.by_pair.contains_key(&(device, vault)) || (join.is_some() && join_request.is_none())
         {
             actions.discard_opened.push(open);
+            // The pair may still want a session of its own (a join that ended opened
+            // this one; the vault is shared now).
+            self.sessions_dirty = true;
             return;
         }
         let (session, out) = node.open_session(device, vault, true, join_request, at.now_ms);
@@ -168,6 +173,29 @@ impl Peering {
         }
         let out = node.handle_message(session, bytes, at.now_ms);
         self.digest(node, at, out, actions);
+    }
+
+    /// A session's stream ended: the pair is opened again after a pause, a longer one
+    /// when the session never finished its handshake (a peer that takes streams and
+    /// drops them is not asked again at the speed of a round trip).
+    pub(super) fn on_stream_ended(
+        &mut self,
+        node: &mut Node,
+        at: At,
+        session: SessionId,
+        actions: &mut Actions,
+    ) {
+        let Some(info) = self.forget_session(node, session, actions) else {
+            return;
+        };
+        if let Some(vault) = info.vault {
+            let pause = if info.ready {
+                self.config.reopen_after_ms
+            } else {
+                self.config.open_failed_cooldown_ms
+            };
+            self.paused.insert((info.device, vault), at.now_ms + pause);
+        }
     }
 
     pub(super) fn on_bad_frame(
@@ -273,6 +301,12 @@ impl Peering {
 
     /// Takes a node output into account (closed sessions, events) and queues it.
     pub(super) fn digest(&mut self, node: &Node, at: At, mut out: Output, actions: &mut Actions) {
+        // Rejections name their session, which may close in this same output.
+        let closing: Vec<(SessionId, DeviceId)> = out
+            .closed
+            .iter()
+            .filter_map(|(s, _)| Some((*s, self.sessions.get(s)?.device)))
+            .collect();
         for (session, reason) in std::mem::take(&mut out.closed) {
             let Some(info) = self.sessions.remove(&session) else {
                 continue;
@@ -315,7 +349,10 @@ impl Peering {
                     events.push(event);
                 }
                 Event::Rejected { session, error } => {
-                    if let Some(peer) = self.peer_of_session(session) {
+                    let peer = self
+                        .peer_of_session(session)
+                        .or_else(|| closing.iter().find(|(s, _)| *s == session).map(|(_, d)| *d));
+                    if let Some(peer) = peer {
                         actions.events.push(PeeringEvent::Rejected { peer, error });
                     }
                 }

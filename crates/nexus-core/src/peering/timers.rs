@@ -17,7 +17,12 @@ impl Peering {
             self.resync_at = None;
             self.sessions_dirty = true;
         }
-        if self.cooldown.values().any(|until| *until <= at.now_ms) {
+        if self
+            .cooldown
+            .values()
+            .chain(self.paused.values())
+            .any(|until| *until <= at.now_ms)
+        {
             self.sessions_dirty = true;
         }
         if self.next_discovery_ms <= at.now_ms

@@ -42,6 +42,7 @@ use crate::storage::{MemoryStore, Storage};
 pub const SIM_PEERING: PeeringConfig = PeeringConfig {
     refused_cooldown_ms: 3_000,
     open_failed_cooldown_ms: 300,
+    reopen_after_ms: 100,
     ban_ms: 6_000,
     handshake_timeout_ms: 5_000,
     join_timeout_ms: 600_000,

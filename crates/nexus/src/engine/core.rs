@@ -32,6 +32,8 @@ pub(crate) struct Finished {
     pub(crate) rendezvous: bool,
     /// Inputs to hand in next (dials that could not start, to retry after a backoff).
     pub(crate) again: Vec<Input>,
+    /// Dials that could not start: the addresses and why.
+    pub(crate) dial_errors: Vec<(Vec<String>, String)>,
 }
 
 /// Why an engine could not set up its core.
@@ -121,10 +123,17 @@ impl Core {
         }
     }
 
-    /// After the commit failed: every session is dropped and the node starts over from
-    /// what `store` holds, with its own configuration. Peers resync on their next
-    /// sessions.
-    pub(crate) fn reload<S: Storage>(&mut self, store: &S) -> Result<(), String> {
+    /// After the commit of `failed` failed: nothing of it is sent, its streams are
+    /// settled (attached, then closed with every other session's), and the node starts
+    /// over from what `store` holds, with its own configuration. The supervisor opens
+    /// the sessions again at its next tick; peers resync on them.
+    pub(crate) fn reload<S: Storage>(
+        &mut self,
+        mut failed: Actions,
+        store: &S,
+    ) -> Result<(), String> {
+        failed.out.transmits.clear();
+        self.links.carry_out(&mut failed);
         let mut actions = self.input(Input::StorageFailed);
         self.links.carry_out(&mut actions);
         self.node = self.node.reloaded(store).map_err(|e| e.to_string())?;
@@ -152,7 +161,8 @@ impl Core {
         }
         for dial in std::mem::take(&mut actions.dial) {
             if let Err(problem) = dial_with(swarm, &dial) {
-                finished.events.push(EngineEvent::Problem(problem));
+                finished.events.push(EngineEvent::Problem(problem.clone()));
+                finished.dial_errors.push((dial.addresses.clone(), problem));
                 if let Some(device) = dial.device {
                     // Retried after a backoff.
                     finished.again.push(Input::DialNotStarted { device });
@@ -334,9 +344,8 @@ fn dial_with<B: NetworkBehaviour>(swarm: &mut Swarm<B>, dial: &Dial) -> Result<(
         .filter_map(|a| a.parse().ok())
         .collect();
     let result = match (dial.device.as_ref().and_then(peer_of), addresses.as_slice()) {
-        (Some(peer), _) if !addresses.is_empty() => {
-            swarm.dial(DialOpts::peer_id(peer).addresses(addresses.clone()).build())
-        }
+        // With no address of its own, the swarm's address book is tried.
+        (Some(peer), _) => swarm.dial(DialOpts::peer_id(peer).addresses(addresses.clone()).build()),
         (None, [address]) => {
             if let (bare, Some(peer)) = split_peer(address) {
                 swarm.add_peer_address(peer, bare);

@@ -701,7 +701,11 @@ impl NativePeer {
             self.emit(PeerEvent::Problem(format!(
                 "storage failed ({e}); dropping sessions and reloading from disk"
             )));
-            self.reload_from_store();
+            if let Err(e) = self.core.reload(actions, &self.store) {
+                self.emit(PeerEvent::Problem(format!(
+                    "reloading from disk failed: {e}"
+                )));
+            }
             return Err(PeerError::Storage(e));
         }
         let finished = self.core.after_commit(actions, &mut self.swarm);
@@ -738,14 +742,6 @@ impl NativePeer {
     fn commit_quietly(&mut self, batch: nexus_core::Batch) {
         if let Err(e) = self.store.commit(batch) {
             self.emit(PeerEvent::Problem(format!("saving the peer table: {e}")));
-        }
-    }
-
-    fn reload_from_store(&mut self) {
-        if let Err(e) = self.core.reload(&self.store) {
-            self.emit(PeerEvent::Problem(format!(
-                "reloading from disk failed: {e}"
-            )));
         }
     }
 

@@ -145,6 +145,8 @@ pub struct WebPeer {
     pub(super) leader_peers: BTreeSet<DeviceId>,
     /// Times the loop woke for a deadline so far.
     pub(super) wakeups: u64,
+    /// Dials that could not start since `connect` last looked.
+    dial_errors: Vec<(Vec<String>, String)>,
 }
 
 impl WebPeer {
@@ -215,6 +217,7 @@ impl WebPeer {
             tab_read_failures: 0,
             leader_peers: BTreeSet::new(),
             wakeups: 0,
+            dial_errors: Vec::new(),
         };
         if !online {
             peer.input(Input::Online(false)).await;
@@ -315,7 +318,7 @@ impl WebPeer {
                 self.emit(WebEvent::Problem(format!(
                     "IndexedDB failed ({e}); dropping sessions and reloading"
                 )));
-                if let Err(e) = self.core.reload(self.store.cache()) {
+                if let Err(e) = self.core.reload(actions, self.store.cache()) {
                     self.emit(WebEvent::Problem(format!(
                         "reloading from IndexedDB failed: {e}"
                     )));
@@ -346,6 +349,7 @@ impl WebPeer {
                 self.rendezvous_round();
             }
             again.extend(finished.again);
+            self.dial_errors.extend(finished.dial_errors);
             // Dials that could not start are retried after a backoff: handing them in
             // only schedules, so this ends at once.
             let Some(input) = again.pop() else {
@@ -403,8 +407,11 @@ impl WebPeer {
                     .protocols
                     .iter()
                     .any(|p| p.as_ref() == RELAY_HOP_PROTOCOL);
-                if is_relay && !self.core.peering.is_relay(&device) {
-                    self.input(Input::Relay { device }).await;
+                if is_relay {
+                    if !self.core.peering.is_relay(&device) {
+                        self.input(Input::Relay { device }).await;
+                    }
+                    // Again on every connection: the slot goes with the last one.
                     self.use_relay(peer_id);
                 }
                 // Only what a browser can dial is worth remembering.
@@ -699,11 +706,16 @@ impl WebPeer {
                 Err("that is this device's own address".into())
             }
             (_, Some(_)) => {
+                self.dial_errors.clear();
                 self.input(Input::Dial {
                     address: address.to_string(),
                 })
                 .await;
-                Ok(None)
+                // A dial that could not even start fails the connect at once.
+                match std::mem::take(&mut self.dial_errors).pop() {
+                    Some((_, problem)) if self.leader => Err(problem),
+                    _ => Ok(None),
+                }
             }
             (_, None) => {
                 let opts = DialOpts::from(address.clone());
