@@ -21,6 +21,18 @@ pub fn spawn(task: impl Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(task);
 }
 
+/// Gives the runtime's other tasks a turn.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn yield_now() {
+    tokio::task::yield_now().await;
+}
+
+/// Gives the page (and the other tasks on its event loop) a turn.
+#[cfg(target_arch = "wasm32")]
+pub async fn yield_now() {
+    yield_to_page().await;
+}
+
 /// Resolves `duration` after the call (the clock starts now, not when first polled).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {

@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
+use futures::StreamExt;
 use futures::stream::Fuse;
-use futures::{FutureExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::dial_opts::DialOpts;
@@ -47,24 +47,54 @@ pub(crate) struct Core {
     pub(crate) peering: Peering,
     pub(crate) links: Links,
     control: libp2p_stream::Control,
+}
+
+/// What the session streams bring the engine loop: streams peers opened and the news
+/// of the streams' tasks. The loop waits on it beside the target's own events.
+pub(crate) struct Inbox {
     incoming: Fuse<libp2p_stream::IncomingStreams>,
+    events: futures::channel::mpsc::Receiver<LinkEvent>,
+}
+
+/// One piece of news from the [`Inbox`], for [`Core::take`].
+pub(crate) enum Delivery {
+    Inbound(PeerId, libp2p::Stream),
+    Link(LinkEvent),
+}
+
+impl Inbox {
+    /// The next piece of news (`None` once the streams are gone for good).
+    pub(crate) async fn next(&mut self) -> Option<Delivery> {
+        futures::select! {
+            inbound = self.incoming.next() => {
+                inbound.map(|(peer, stream)| Delivery::Inbound(peer, stream))
+            }
+            event = self.events.next() => event.map(Delivery::Link),
+        }
+    }
 }
 
 impl Core {
-    /// Takes over `node` and `peering`, and accepts sync streams through `control`.
+    /// Takes over `node` and `peering`, and accepts sync streams through `control`;
+    /// what the streams bring comes through the [`Inbox`].
     pub(crate) fn new(
         node: Node,
         peering: Peering,
         mut control: libp2p_stream::Control,
-    ) -> Result<Self, ProtocolTaken> {
+    ) -> Result<(Self, Inbox), ProtocolTaken> {
         let incoming = control.accept(SYNC_PROTOCOL).map_err(|_| ProtocolTaken)?;
-        Ok(Self {
+        let (links, events) = Links::new();
+        let core = Self {
             node,
             peering,
-            links: Links::new(),
+            links,
             control,
+        };
+        let inbox = Inbox {
             incoming: incoming.fuse(),
-        })
+            events,
+        };
+        Ok((core, inbox))
     }
 
     /// Hands one input to the supervisor.
@@ -91,22 +121,16 @@ impl Core {
         &self.control
     }
 
-    /// The next news from the session streams, or the next sync stream a peer opened,
-    /// as an input. (A stream from a peer that is not a Nexus device is dropped.)
-    pub(crate) async fn next_input(&mut self) -> Option<Input> {
-        loop {
-            let event = futures::select! {
-                inbound = self.incoming.next() => {
-                    let (peer, stream) = inbound?;
-                    let Some(device) = device_of(&peer) else {
-                        continue;
-                    };
-                    let stream = self.links.hold_inbound(stream);
-                    return Some(Input::Inbound { stream, device });
-                }
-                event = self.links.next_event().fuse() => event?,
-            };
-            return Some(self.link_input(event));
+    /// Takes in news from the [`Inbox`]: the input it is for the supervisor (nothing
+    /// for a stream from a peer that is not a Nexus device: it is dropped).
+    pub(crate) fn take(&mut self, delivery: Delivery) -> Option<Input> {
+        match delivery {
+            Delivery::Inbound(peer, stream) => {
+                let device = device_of(&peer)?;
+                let stream = self.links.hold_inbound(stream);
+                Some(Input::Inbound { stream, device })
+            }
+            Delivery::Link(event) => Some(self.link_input(event)),
         }
     }
 

@@ -51,25 +51,20 @@ pub(crate) struct Links {
     next_inbound: u64,
     opened: HashMap<OpenId, libp2p::Stream>,
     events_tx: mpsc::Sender<LinkEvent>,
-    events_rx: mpsc::Receiver<LinkEvent>,
 }
 
 impl Links {
-    pub(crate) fn new() -> Self {
+    /// No streams yet, and the receiving end of what their tasks will report.
+    pub(crate) fn new() -> (Self, mpsc::Receiver<LinkEvent>) {
         let (events_tx, events_rx) = mpsc::channel(EVENTS_BOUND);
-        Self {
+        let links = Self {
             links: HashMap::new(),
             inbound: HashMap::new(),
             next_inbound: 0,
             opened: HashMap::new(),
             events_tx,
-            events_rx,
-        }
-    }
-
-    /// The next event from the stream tasks (never ends: this holds a sender itself).
-    pub(crate) async fn next_event(&mut self) -> Option<LinkEvent> {
-        self.events_rx.next().await
+        };
+        (links, events_rx)
     }
 
     /// Holds a stream the peer opened until the supervisor decides about it.

@@ -8,6 +8,7 @@ pub(crate) mod core;
 mod events;
 pub(crate) mod links;
 pub(crate) mod reservations;
+pub(crate) mod run;
 
 pub use events::EngineEvent;
 

@@ -16,7 +16,9 @@
 mod mailbox;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -39,7 +41,7 @@ use super::webrtc_watch::{Remedy, WebRtcWatch, is_webrtc_direct};
 use crate::control::{PeerStatus, Reply, Request, SessionStatus, Status, VaultStatus};
 use crate::engine::EngineEvent;
 use crate::engine::connections::Connection;
-use crate::engine::core::{Core, with_local_peer};
+use crate::engine::core::{Core, Delivery, Inbox, with_local_peer};
 use crate::engine::now_ms;
 use crate::engine::reservations::Reservations;
 use crate::p2p::{device_of, split_peer};
@@ -134,13 +136,13 @@ pub enum PeerError {
 }
 
 /// Native-only news for the loop: the mailbox's network round trips.
-enum Internal {
+pub(crate) enum Internal {
     Deposited(Box<mailbox::Deposited>),
     Fetched(Box<mailbox::Fetched>),
 }
 
 /// A request to the running peer, with its reply.
-enum Command {
+pub(crate) enum Command {
     Change {
         vault: VaultId,
         doc: nexus_core::DocId,
@@ -150,7 +152,7 @@ enum Command {
 }
 
 /// A local edit carried to the running peer.
-trait EditFn:
+pub(crate) trait EditFn:
     FnOnce(
         &mut nexus_core::automerge::transaction::Transaction<'_>,
     ) -> Result<(), nexus_core::automerge::AutomergeError>
@@ -232,6 +234,118 @@ pub struct NativePeer {
     webrtc: WebRtcWatch,
     /// Times the loop woke for a deadline (the node's or the supervisor's).
     wakeups: Arc<AtomicU64>,
+    /// The session streams' news, until the loop runs.
+    inbox: Option<Inbox>,
+    /// Requests from the control socket, once it is served.
+    control_rx: Option<mpsc::UnboundedReceiver<ControlRequest>>,
+    /// Resolves when the daemon is to stop.
+    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// After the shutdown signal: until when bundles still being left are waited for.
+    stopping_at: Option<u64>,
+    /// When the store is next looked at for other processes' commits.
+    store_poll: crate::rt::Ticker,
+    last_mailbox_round: u64,
+}
+
+/// What reaches the native engine from its own side.
+pub(crate) enum NativeEvent {
+    Shutdown,
+    Swarm(SwarmEvent<PeerBehaviourEvent>),
+    Internal(Internal),
+    Control(Request, oneshot::Sender<Reply>),
+    Command(Command),
+    StorePoll,
+}
+
+impl crate::engine::run::Target for NativePeer {
+    type Event = NativeEvent;
+
+    async fn next_event(&mut self) -> NativeEvent {
+        let shutdown = async {
+            match self.shutdown.as_mut() {
+                Some(shutdown) => shutdown.await,
+                None => std::future::pending().await,
+            }
+        };
+        let control = async {
+            match self.control_rx.as_mut() {
+                Some(control) => control.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown => NativeEvent::Shutdown,
+            event = self.swarm.select_next_some() => NativeEvent::Swarm(event),
+            Some(internal) = self.internal_rx.recv() => NativeEvent::Internal(internal),
+            Some((request, reply)) = control => NativeEvent::Control(request, reply),
+            Some(command) = self.commands_rx.recv() => NativeEvent::Command(command),
+            () = self.store_poll.tick() => NativeEvent::StorePoll,
+        }
+    }
+
+    async fn on_event(&mut self, event: NativeEvent) {
+        match event {
+            NativeEvent::Shutdown => {
+                self.shutdown = None;
+                let now = now_ms();
+                self.poll_store(now);
+                self.mailbox_round(now);
+                self.stopping_at = Some(now + SHUTDOWN_GRACE_MS);
+            }
+            NativeEvent::Swarm(event) => self.on_swarm_event(event),
+            NativeEvent::Internal(internal) => self.on_internal(internal),
+            NativeEvent::Control(request, reply) => self.on_control(request, reply),
+            NativeEvent::Command(command) => self.on_command(command),
+            NativeEvent::StorePoll => {
+                // SQLite tells other processes' commits only when asked.
+                let now = now_ms();
+                self.poll_store(now);
+                self.reopen_webrtc_listeners();
+                if now.saturating_sub(self.last_mailbox_round) >= 1_000
+                    && self.stopping_at.is_none()
+                {
+                    self.last_mailbox_round = now;
+                    self.mailbox_round(now);
+                }
+            }
+        }
+    }
+
+    async fn input(&mut self, input: Input) {
+        NativePeer::input(self, input);
+    }
+
+    async fn deliver(&mut self, delivery: Delivery) {
+        if matches!(delivery, Delivery::Inbound(..)) {
+            // The peer may be answering something another process just wrote (an invite
+            // made with `nexus invite create`): take that in first.
+            self.poll_store(now_ms());
+        }
+        if let Some(input) = self.core.take(delivery) {
+            NativePeer::input(self, input);
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        self.core.node.has_work()
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        [self.core.deadline(), self.stopping_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    async fn on_deadline(&mut self) {
+        self.wakeups.fetch_add(1, Ordering::Relaxed);
+        NativePeer::input(self, Input::Tick);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping_at
+            .is_some_and(|deadline| !self.mailboxes.busy() || now_ms() >= deadline)
+    }
 }
 
 impl NativePeer {
@@ -270,12 +384,14 @@ impl NativePeer {
                 .with_join_timeout_ms(JOIN_TIMEOUT.as_millis() as u64),
         )
         .with_peer_records(records);
+        let (core, inbox) =
+            Core::new(node, peering, control).map_err(|e| PeerError::Load(e.to_string()))?;
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_BOUND);
         let data_version = store.data_version()?;
         let mut peer = Self {
             home: home.to_owned(),
-            core: Core::new(node, peering, control).map_err(|e| PeerError::Load(e.to_string()))?,
+            core,
             store,
             swarm,
             internal_tx,
@@ -293,6 +409,12 @@ impl NativePeer {
             mailboxes: mailbox::Mailboxes::default(),
             webrtc,
             wakeups: Arc::default(),
+            inbox: Some(inbox),
+            control_rx: None,
+            shutdown: None,
+            stopping_at: None,
+            store_poll: crate::rt::Ticker::new(POLL_INTERVAL),
+            last_mailbox_round: 0,
         };
         peer.init_mailboxes();
         for address in &config.relays {
@@ -359,12 +481,13 @@ impl NativePeer {
         self.input(Input::Join { id, code });
     }
 
-    /// Runs until `shutdown` resolves.
+    /// Runs until `shutdown` resolves (then waits up to a few seconds for bundles still
+    /// being left at a relay).
     pub async fn run(
         mut self,
-        shutdown: impl std::future::Future<Output = ()>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), PeerError> {
-        let (control_tx, mut control_rx) = mpsc::unbounded_channel::<ControlRequest>();
+        let (control_tx, control_rx) = mpsc::unbounded_channel::<ControlRequest>();
         let listener = match self.control_path.clone() {
             Some(path) => Some(bind_control(&path)?),
             None => None,
@@ -372,60 +495,10 @@ impl NativePeer {
         if let Some(listener) = listener {
             crate::rt::spawn(serve_control(listener, control_tx));
         }
-        // SQLite tells other processes' commits only when asked: the store is looked at
-        // on this steady tick; everything else wakes the loop at its own deadline.
-        let mut store_poll = crate::rt::Ticker::new(POLL_INTERVAL);
-        let mut last_mailbox_round = 0u64;
-        // After the shutdown signal: until when bundles still being left are waited for.
-        let mut stopping: Option<u64> = None;
-        tokio::pin!(shutdown);
-        loop {
-            if let Some(deadline) = stopping
-                && (!self.mailboxes.busy() || now_ms() >= deadline)
-            {
-                break;
-            }
-            let deadline = self.core.deadline();
-            let wake = crate::rt::sleep(crate::engine::until(deadline));
-            tokio::select! {
-                () = &mut shutdown, if stopping.is_none() => {
-                    let now = now_ms();
-                    self.poll_store(now);
-                    self.mailbox_round(now);
-                    stopping = Some(now + SHUTDOWN_GRACE_MS);
-                }
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some(input) = self.core.next_input() => {
-                    if matches!(input, Input::Inbound { .. }) {
-                        // The peer may be answering something another process just
-                        // wrote (an invite made with `nexus invite create`): take that
-                        // in first.
-                        self.poll_store(now_ms());
-                    }
-                    self.input(input);
-                }
-                Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
-                Some((request, reply)) = control_rx.recv() => self.on_control(request, reply),
-                Some(command) = self.commands_rx.recv() => self.on_command(command),
-                () = wake => {
-                    self.wakeups.fetch_add(1, Ordering::Relaxed);
-                    self.input(Input::Tick);
-                }
-                () = store_poll.tick() => {
-                    let now = now_ms();
-                    self.poll_store(now);
-                    // Work a config with `verify_slice` left for later (each call makes
-                    // progress, so this ends).
-                    while self.core.node.has_work() {
-                        self.input(Input::Work);
-                    }
-                    self.reopen_webrtc_listeners();
-                    if now.saturating_sub(last_mailbox_round) >= 1_000 && stopping.is_none() {
-                        last_mailbox_round = now;
-                        self.mailbox_round(now);
-                    }
-                }
-            }
+        self.control_rx = Some(control_rx);
+        self.shutdown = Some(Box::pin(shutdown));
+        if let Some(mut inbox) = self.inbox.take() {
+            crate::engine::run::run(&mut self, &mut inbox).await;
         }
         self.core.links.clear();
         if let Some(path) = &self.control_path {

@@ -38,7 +38,7 @@ const KEYS_READ: usize = 3;
 const MAX_SEEN: usize = 100_000;
 
 /// What a finished deposit reports back to the peer's loop.
-pub(super) struct Deposited {
+pub(crate) struct Deposited {
     vault: VaultId,
     heads: BTreeMap<DocId, Vec<ChangeHash>>,
     log_heads: Vec<Hash>,
@@ -48,7 +48,7 @@ pub(super) struct Deposited {
 }
 
 /// What a finished mailbox read reports back.
-pub(super) struct Fetched {
+pub(crate) struct Fetched {
     vault: VaultId,
     key: Hash,
     bundles: Vec<(BundleId, Vec<u8>)>,
