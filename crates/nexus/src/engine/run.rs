@@ -85,6 +85,9 @@ pub(crate) async fn run<T: Target>(target: &mut T, inbox: &mut Inbox) {
     }
 }
 
+/// What one turn of the loop got. It lives for that turn only, so its size does not
+/// matter.
+#[allow(clippy::large_enum_variant)]
 enum Next<E> {
     Work,
     Delivery(Delivery),

@@ -250,7 +250,7 @@ pub struct NativePeer {
 /// What reaches the native engine from its own side.
 pub(crate) enum NativeEvent {
     Shutdown,
-    Swarm(SwarmEvent<PeerBehaviourEvent>),
+    Swarm(Box<SwarmEvent<PeerBehaviourEvent>>),
     Internal(Internal),
     Control(Request, oneshot::Sender<Reply>),
     Command(Command),
@@ -275,7 +275,7 @@ impl crate::engine::run::Target for NativePeer {
         };
         tokio::select! {
             () = shutdown => NativeEvent::Shutdown,
-            event = self.swarm.select_next_some() => NativeEvent::Swarm(event),
+            event = self.swarm.select_next_some() => NativeEvent::Swarm(Box::new(event)),
             Some(internal) = self.internal_rx.recv() => NativeEvent::Internal(internal),
             Some((request, reply)) = control => NativeEvent::Control(request, reply),
             Some(command) = self.commands_rx.recv() => NativeEvent::Command(command),
@@ -292,7 +292,7 @@ impl crate::engine::run::Target for NativePeer {
                 self.mailbox_round(now);
                 self.stopping_at = Some(now + SHUTDOWN_GRACE_MS);
             }
-            NativeEvent::Swarm(event) => self.on_swarm_event(event),
+            NativeEvent::Swarm(event) => self.on_swarm_event(*event),
             NativeEvent::Internal(internal) => self.on_internal(internal),
             NativeEvent::Control(request, reply) => self.on_control(request, reply),
             NativeEvent::Command(command) => self.on_command(command),

@@ -90,7 +90,7 @@ type ReadFn = Box<dyn FnOnce(&Node)>;
 type UpdateFn = Box<dyn FnOnce(&mut Node, u64) -> Result<Output, WebError>>;
 
 /// What the app asks of the runtime; each carries its reply.
-pub(super) enum Command {
+pub(crate) enum Command {
     Read(ReadFn),
     Update {
         update: UpdateFn,

@@ -20,8 +20,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use futures::{FutureExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
@@ -39,9 +39,10 @@ use super::online::{navigator_online, watch_online};
 use super::swarm::{WebBehaviour, WebBehaviourEvent, build_web_swarm};
 use super::tabs::{TabMessage, Tabs};
 use crate::engine::connections::Connection;
-use crate::engine::core::{Core, with_local_peer};
+use crate::engine::core::{Core, Delivery, Inbox, with_local_peer};
 use crate::engine::reservations::Reservations;
-use crate::engine::{EngineEvent, now_ms, until};
+use crate::engine::run::Target;
+use crate::engine::{EngineEvent, now_ms};
 use crate::p2p::{RELAY_HOP_PROTOCOL, device_of, split_peer};
 
 /// What the browser runtime reports: the engine's events, the same on every target.
@@ -81,8 +82,76 @@ fn peering_config() -> PeeringConfig {
         .with_connections_held(false)
 }
 
+/// What reaches the browser engine from its own side.
+pub(crate) enum WebIn {
+    Swarm(Box<SwarmEvent<WebBehaviourEvent>>),
+    Internal(Internal),
+    /// `None`: every handle is gone.
+    Command(Option<Command>),
+}
+
+impl Target for WebPeer {
+    type Event = WebIn;
+
+    async fn next_event(&mut self) -> WebIn {
+        futures::select! {
+            event = self.swarm.select_next_some() => WebIn::Swarm(Box::new(event)),
+            internal = self.internal_rx.select_next_some() => WebIn::Internal(internal),
+            command = self.commands_rx.next() => WebIn::Command(command),
+        }
+    }
+
+    async fn on_event(&mut self, event: WebIn) {
+        match event {
+            WebIn::Swarm(event) => self.on_swarm_event(*event).await,
+            WebIn::Internal(internal) => self.on_internal(internal).await,
+            WebIn::Command(Some(command)) => self.on_command(command).await,
+            // Nobody can use this peer any more.
+            WebIn::Command(None) => self.stopping = true,
+        }
+    }
+
+    async fn input(&mut self, input: Input) {
+        WebPeer::input(self, input).await;
+    }
+
+    async fn deliver(&mut self, delivery: Delivery) {
+        if let Some(input) = self.core.take(delivery) {
+            WebPeer::input(self, input).await;
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        self.core.node.has_work()
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        [
+            self.core.deadline(),
+            self.connects.iter().map(|c| c.deadline_ms).min(),
+            (!self.from_other_tabs.is_empty()).then(|| now_ms() + TAB_READ_RETRY_MS),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    async fn on_deadline(&mut self) {
+        self.wakeups += 1;
+        if !self.from_other_tabs.is_empty() {
+            self.read_other_tabs_changes().await;
+        }
+        self.expire_connects(now_ms());
+        WebPeer::input(self, Input::Tick).await;
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping
+    }
+}
+
 /// What reaches the loop from the page: the network coming and going, other tabs.
-pub(super) enum Internal {
+pub(crate) enum Internal {
     Online(bool),
     Tab(TabMessage),
     Leader,
@@ -122,6 +191,7 @@ pub struct WebPeer {
     pub(super) store: IdbStore,
     pub(super) swarm: Swarm<WebBehaviour>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
+    commands_rx: mpsc::Receiver<Command>,
     pub(super) listeners: Vec<mpsc::UnboundedSender<WebEvent>>,
     /// The address each connection we dialled went to.
     dialled: HashMap<PeerId, Multiaddr>,
@@ -187,7 +257,7 @@ impl WebPeer {
         let peering = Peering::new(key.device_id(), peering_config()).with_peer_records(records);
         let swarm = build_web_swarm(&key).map_err(WebError::Network)?;
         let control = swarm.behaviour().stream.new_control();
-        let core =
+        let (core, inbox) =
             Core::new(node, peering, control).map_err(|e| WebError::Network(e.to_string()))?;
         let (commands_tx, commands_rx) = mpsc::channel(super::handle::COMMANDS_BOUND);
         let online_listeners = watch_online(&internal_tx);
@@ -202,6 +272,7 @@ impl WebPeer {
             store,
             swarm,
             internal_rx,
+            commands_rx,
             listeners: Vec::new(),
             dialled: HashMap::new(),
             joins: HashMap::new(),
@@ -222,52 +293,12 @@ impl WebPeer {
         if !online {
             peer.input(Input::Online(false)).await;
         }
-        crate::rt::spawn(peer.run(commands_rx));
+        crate::rt::spawn(peer.run(inbox));
         Ok(WebHandle::new(device, commands_tx))
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        while !self.stopping {
-            let deadline = [
-                self.core.deadline(),
-                self.connects.iter().map(|c| c.deadline_ms).min(),
-                (!self.from_other_tabs.is_empty()).then(|| now_ms() + TAB_READ_RETRY_MS),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let mut wake = crate::rt::sleep(until(deadline)).fuse();
-            // Pending node work (a big snapshot being checked) runs one slice per turn of
-            // the event loop, between network events and the page's own work.
-            let mut work = if self.core.node.has_work() {
-                crate::rt::yield_to_page().boxed_local().fuse()
-            } else {
-                futures::future::Fuse::terminated()
-            };
-            futures::select! {
-                () = work => self.input(Input::Work).await,
-                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
-                input = self.core.next_input().fuse() => {
-                    if let Some(input) = input {
-                        self.input(input).await;
-                    }
-                }
-                internal = self.internal_rx.select_next_some() => self.on_internal(internal).await,
-                command = commands.next() => match command {
-                    Some(command) => self.on_command(command).await,
-                    // Every handle is gone: nobody can use this peer any more.
-                    None => self.stopping = true,
-                },
-                () = wake => {
-                    self.wakeups += 1;
-                    if !self.from_other_tabs.is_empty() {
-                        self.read_other_tabs_changes().await;
-                    }
-                    self.expire_connects(now_ms());
-                    self.input(Input::Tick).await;
-                }
-            }
-        }
+    async fn run(mut self, mut inbox: Inbox) {
+        crate::engine::run::run(&mut self, &mut inbox).await;
         self.core.links.clear();
         for (_, reply) in self.joins.drain() {
             if let Some(reply) = reply {
