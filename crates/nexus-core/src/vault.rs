@@ -1,6 +1,10 @@
 //! A vault: its membership log and its documents, kept consistent with each other and
 //! with storage.
 //!
+//! (Longer than most files here on purpose: every method of [`Vault`] keeps one
+//! invariant, membership and documents and the batch that stores them agreeing, and
+//! reads best beside the others that keep it.)
+//!
 //! [`Vault`] is the unit the engine holds per vault. Every mutating call returns the
 //! [`Batch`] that persists it; the caller commits the batch before telling anyone (the
 //! app, peers) about the change, which is how "a write resolves only after it is durable"

@@ -1,4 +1,5 @@
 //! The Nexus relay: a libp2p circuit relay (v2) server and a rendezvous point.
+//! (One file, a little over 600 lines: the relay's swarm and its event loop read as one.)
 //!
 //! Devices that cannot reach each other directly (different networks, browsers that
 //! cannot listen) reserve a slot here and are dialled through the relay's circuit. The
