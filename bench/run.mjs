@@ -59,7 +59,7 @@ const tcp = Array.isArray(nexusSync) ? nexusSync.find((r) => r.transport === "TC
 const altSync = attempt("alternatives' initial sync", () => lastJson(run("node", ["bench/node/initial-sync.mjs", String(SIZE)])));
 const pick = (obj, key, field) => (obj?.error ? obj : obj?.[key]?.[field] !== undefined ? { value: obj[key][field], note: obj[key].note } : { error: "missing" });
 row("1", `initial sync, ${SIZE} changes, native ↔ native: time`, "ms", {
-  nexus: tcp?.error ? tcp : { value: tcp.ms, note: "two `NativePeer`s, TCP + Noise + Yamux, SQLite on both sides, document as one signed snapshot; every signature verified" },
+  nexus: tcp?.error ? tcp : { value: tcp.ms, note: "two `NativeEngine`s, TCP + Noise + Yamux, SQLite on both sides, document as one signed snapshot; every signature verified" },
   automergeRepo: pick(altSync, "automergeRepo", "ms"),
   yjs: pick(altSync, "yjs", "ms"),
 });

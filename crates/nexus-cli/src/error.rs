@@ -63,7 +63,7 @@ pub(crate) enum CliError {
     Runtime(std::io::Error),
     /// The peer runtime failed.
     #[error(transparent)]
-    Peer(#[from] nexus::PeerError),
+    Peer(#[from] nexus::NativeError),
     /// Talking to the daemon failed.
     #[error(transparent)]
     Control(#[from] nexus::ControlError),

@@ -2,7 +2,7 @@
 //! JSON with `--json`; what `serve` tells as it runs; and errors. JSON maps are written
 //! with sorted keys (`serde_json::Value`), as scripts have always read them.
 
-use nexus::PeerEvent;
+use nexus::EngineEvent;
 use nexus::control::{Reply, Status};
 use serde_json::{Value, json};
 
@@ -43,7 +43,7 @@ pub(crate) fn print_serve_note(note: &ServeNote, json: bool) {
             }
         }
         ServeNote::Event { at_ms, event } => {
-            if let PeerEvent::Listening(address) = event {
+            if let EngineEvent::Listening(address) = event {
                 if json {
                     println!("{}", json!({ "listening": address.to_string() }));
                 } else {
@@ -64,15 +64,17 @@ pub(crate) fn print_serve_note(note: &ServeNote, json: bool) {
 }
 
 /// An event's kind (for JSON logs) and its sentence.
-fn describe(event: &PeerEvent) -> (&'static str, String) {
+fn describe(event: &EngineEvent) -> (&'static str, String) {
     match event {
-        PeerEvent::Listening(address) => ("listening", format!("listening on {address}")),
-        PeerEvent::Connected(device) => ("connected", format!("connected to {device}")),
-        PeerEvent::Disconnected(device) => ("disconnected", format!("disconnected from {device}")),
-        PeerEvent::SessionReady { vault, peer } => {
+        EngineEvent::Listening(address) => ("listening", format!("listening on {address}")),
+        EngineEvent::Connected(device) => ("connected", format!("connected to {device}")),
+        EngineEvent::Disconnected(device) => {
+            ("disconnected", format!("disconnected from {device}"))
+        }
+        EngineEvent::SessionReady { vault, peer } => {
             ("syncing", format!("syncing vault {vault} with {peer}"))
         }
-        PeerEvent::SessionRefused { peer, reason } => (
+        EngineEvent::SessionRefused { peer, reason } => (
             "refused",
             format!(
                 "session with {peer} ended ({} {}): {}",
@@ -85,18 +87,18 @@ fn describe(event: &PeerEvent) -> (&'static str, String) {
                 reason.reason
             ),
         ),
-        PeerEvent::DocChanged { vault, doc, .. } => (
+        EngineEvent::DocChanged { vault, doc, .. } => (
             "doc_changed",
             format!("document {doc} in vault {vault} changed"),
         ),
-        PeerEvent::MembershipChanged(vault) => {
+        EngineEvent::MembershipChanged(vault) => {
             ("membership", format!("membership of vault {vault} changed"))
         }
-        PeerEvent::VaultJoined(vault) => ("joined", format!("now holding vault {vault}")),
-        PeerEvent::Rejected { peer, error } => {
+        EngineEvent::VaultJoined(vault) => ("joined", format!("now holding vault {vault}")),
+        EngineEvent::Rejected { peer, error } => {
             ("rejected", format!("rejected from {peer}: {error}"))
         }
-        PeerEvent::MailboxLeft {
+        EngineEvent::MailboxLeft {
             vault,
             changes,
             bytes,
@@ -106,7 +108,7 @@ fn describe(event: &PeerEvent) -> (&'static str, String) {
                 "left {changes} change(s) for offline members of {vault} at the relay ({bytes} encrypted bytes)"
             ),
         ),
-        PeerEvent::MailboxPickedUp {
+        EngineEvent::MailboxPickedUp {
             vault,
             bundles,
             changes,
@@ -114,7 +116,7 @@ fn describe(event: &PeerEvent) -> (&'static str, String) {
             "mailbox-picked-up",
             format!("took {bundles} bundle(s) with {changes} change(s) for {vault} from the relay"),
         ),
-        PeerEvent::Problem(text) => ("problem", text.clone()),
+        EngineEvent::Problem(text) => ("problem", text.clone()),
         _ => ("event", format!("{event:?}")),
     }
 }

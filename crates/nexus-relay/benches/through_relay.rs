@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
-use nexus::{NativePeer, PeerConfig, PeerEvent};
+use nexus::{EngineEvent, NativeConfig, NativeEngine};
 use nexus_core::automerge::ROOT;
 use nexus_core::automerge::transaction::Transactable;
 use nexus_core::{ChangeHash, DeviceKey, DocId};
@@ -30,18 +30,18 @@ const DOC: DocId = DocId([8; 16]);
 
 struct Pair {
     _dir: tempfile::TempDir,
-    a: nexus::PeerHandle,
-    events_b: mpsc::UnboundedReceiver<PeerEvent>,
+    a: nexus::NativeHandle,
+    events_b: mpsc::UnboundedReceiver<EngineEvent>,
 }
 
-fn config(listen: Vec<Multiaddr>, dial: Vec<Multiaddr>, relays: Vec<Multiaddr>) -> PeerConfig {
-    PeerConfig {
+fn config(listen: Vec<Multiaddr>, dial: Vec<Multiaddr>, relays: Vec<Multiaddr>) -> NativeConfig {
+    NativeConfig {
         listen,
         dial,
         relays,
         mdns: false,
         control_socket: false,
-        ..PeerConfig::default()
+        ..NativeConfig::default()
     }
 }
 
@@ -66,14 +66,14 @@ async fn pair(
         ),
     };
     let (tx, mut events_a) = mpsc::unbounded_channel();
-    let a = NativePeer::start(&home_a, alice.clone(), config_a, Some(tx))
+    let a = NativeEngine::start(&home_a, alice.clone(), config_a, Some(tx))
         .await
         .unwrap();
     let handle = a.handle();
     tokio::spawn(a.run(std::future::pending()));
     let address = loop {
         match events_a.recv().await {
-            Some(PeerEvent::Listening(address))
+            Some(EngineEvent::Listening(address))
                 if relay.is_none() || address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) =>
             {
                 break address;
@@ -87,7 +87,7 @@ async fn pair(
         None => config(Vec::new(), vec![address], Vec::new()),
     };
     let (tx, events_b) = mpsc::unbounded_channel();
-    let b = NativePeer::start(&home_b, bob.clone(), config_b, Some(tx))
+    let b = NativeEngine::start(&home_b, bob.clone(), config_b, Some(tx))
         .await
         .unwrap();
     tokio::spawn(b.run(std::future::pending()));
@@ -98,20 +98,20 @@ async fn pair(
     }
 }
 
-async fn until_changed(events: &mut mpsc::UnboundedReceiver<PeerEvent>) {
+async fn until_changed(events: &mut mpsc::UnboundedReceiver<EngineEvent>) {
     loop {
         match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
-            Ok(Some(PeerEvent::DocChanged { .. })) => return,
+            Ok(Some(EngineEvent::DocChanged { .. })) => return,
             Ok(Some(_)) => {}
             _ => panic!("B never saw the edit"),
         }
     }
 }
 
-async fn until_heads(events: &mut mpsc::UnboundedReceiver<PeerEvent>, heads: &[ChangeHash]) {
+async fn until_heads(events: &mut mpsc::UnboundedReceiver<EngineEvent>, heads: &[ChangeHash]) {
     loop {
         match tokio::time::timeout(Duration::from_secs(600), events.recv()).await {
-            Ok(Some(PeerEvent::DocChanged { heads: now, .. })) if now == heads => return,
+            Ok(Some(EngineEvent::DocChanged { heads: now, .. })) if now == heads => return,
             Ok(Some(_)) => {}
             _ => panic!("B never reached the expected heads"),
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use nexus::control::Reply;
-use nexus::{NativePeer, PeerConfig, PeerEvent, SqliteStore};
+use nexus::{EngineEvent, NativeConfig, NativeEngine, SqliteStore};
 use nexus_core::bundle::Bundle;
 use nexus_core::mailbox::{MailboxRequest, MailboxResponse};
 use nexus_core::node::{Node, NodeConfig};
@@ -69,22 +69,22 @@ async fn peer_via_relay(
     home: &Path,
     key: &DeviceKey,
     relay: &Multiaddr,
-) -> (NativePeer, mpsc::UnboundedReceiver<PeerEvent>) {
-    let config = PeerConfig {
+) -> (NativeEngine, mpsc::UnboundedReceiver<EngineEvent>) {
+    let config = NativeConfig {
         listen: Vec::new(),
         relays: vec![relay.clone()],
         mdns: false,
         control_socket: false,
-        ..PeerConfig::default()
+        ..NativeConfig::default()
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let peer = NativePeer::start(home, key.clone(), config, Some(tx))
+    let peer = NativeEngine::start(home, key.clone(), config, Some(tx))
         .await
         .unwrap();
     (peer, rx)
 }
 
-fn run(peer: NativePeer) -> oneshot::Sender<()> {
+fn run(peer: NativeEngine) -> oneshot::Sender<()> {
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(peer.run(async move {
         let _ = stopped.await;
@@ -92,10 +92,10 @@ fn run(peer: NativePeer) -> oneshot::Sender<()> {
     stop
 }
 
-async fn circuit_address(events: &mut mpsc::UnboundedReceiver<PeerEvent>) -> Multiaddr {
+async fn circuit_address(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> Multiaddr {
     loop {
         match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
-            Ok(Some(PeerEvent::Listening(address)))
+            Ok(Some(EngineEvent::Listening(address)))
                 if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) =>
             {
                 return address;
@@ -305,15 +305,15 @@ async fn floods_of_circuits_or_reservations_from_one_peer_are_cut_off_while_a_pa
     let _stop_a = run(a);
     let a_circuit = circuit_address(&mut a_events).await;
     // B has no vault yet, so it is told A's circuit address directly.
-    let config = PeerConfig {
+    let config = NativeConfig {
         listen: Vec::new(),
         dial: vec![a_circuit.clone()],
         relays: vec![relay_address.clone()],
         mdns: false,
         control_socket: false,
-        ..PeerConfig::default()
+        ..NativeConfig::default()
     };
-    let b = NativePeer::start(&home_b, bob.clone(), config, None)
+    let b = NativeEngine::start(&home_b, bob.clone(), config, None)
         .await
         .unwrap();
     let _stop_b = run(b);
@@ -516,7 +516,7 @@ async fn mailbox_client(
 
 /// Runs a peer; the returned function stops it and waits until it has (bundles it was
 /// still leaving included).
-fn run_until_stopped(peer: NativePeer) -> impl FnOnce() -> tokio::task::JoinHandle<()> {
+fn run_until_stopped(peer: NativeEngine) -> impl FnOnce() -> tokio::task::JoinHandle<()> {
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         peer.run(async move {
@@ -532,9 +532,9 @@ fn run_until_stopped(peer: NativePeer) -> impl FnOnce() -> tokio::task::JoinHand
 }
 
 async fn wait_for_event(
-    events: &mut mpsc::UnboundedReceiver<PeerEvent>,
+    events: &mut mpsc::UnboundedReceiver<EngineEvent>,
     what: &str,
-    mut wanted: impl FnMut(&PeerEvent) -> bool,
+    mut wanted: impl FnMut(&EngineEvent) -> bool,
 ) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -637,7 +637,7 @@ async fn members_never_online_together_sync_through_the_mailbox_and_a_revoked_on
     wait_for_event(
         &mut a_events,
         "A to leave its change at the relay",
-        |e| matches!(e, PeerEvent::MailboxLeft { changes, .. } if *changes >= 1),
+        |e| matches!(e, EngineEvent::MailboxLeft { changes, .. } if *changes >= 1),
     )
     .await;
     stop_a().await.unwrap();
@@ -650,7 +650,7 @@ async fn members_never_online_together_sync_through_the_mailbox_and_a_revoked_on
     })
     .await;
     wait_for_event(&mut b_events, "B to report the pickup", |e| {
-        matches!(e, PeerEvent::MailboxPickedUp { .. })
+        matches!(e, EngineEvent::MailboxPickedUp { .. })
     })
     .await;
     stop_b().await.unwrap();
@@ -674,7 +674,7 @@ async fn members_never_online_together_sync_through_the_mailbox_and_a_revoked_on
     wait_for_event(
         &mut c_events,
         "C to leave the change at the relay",
-        |e| matches!(e, PeerEvent::MailboxLeft { changes, .. } if *changes >= 1),
+        |e| matches!(e, EngineEvent::MailboxLeft { changes, .. } if *changes >= 1),
     )
     .await;
     stop_c().await.unwrap();

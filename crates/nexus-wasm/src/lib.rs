@@ -28,7 +28,7 @@ use std::str::FromStr;
 
 use futures::StreamExt;
 use nexus::views::{DeviceSummary, VaultSummary};
-use nexus::{IdbError, WebError, WebEvent, WebHandle, WebPeer};
+use nexus::{EngineEvent, IdbError, WebEngine, WebError, WebHandle};
 use nexus_core::invite_code::InviteCode;
 use nexus_core::node::NodeConfig;
 use nexus_core::{DeviceId, DocId, Role, VaultError, VaultId};
@@ -92,42 +92,42 @@ fn from_js(what: &str, value: JsValue) -> Result<Json, JsValue> {
     serde_wasm_bindgen::from_value(value).map_err(|e| bad_argument(what, e))
 }
 
-fn event_json(event: &WebEvent) -> Json {
+fn event_json(event: &EngineEvent) -> Json {
     match event {
-        WebEvent::Connected(device) => {
+        EngineEvent::Connected(device) => {
             json!({ "type": "connected", "deviceId": device.to_string() })
         }
-        WebEvent::Disconnected(device) => {
+        EngineEvent::Disconnected(device) => {
             json!({ "type": "disconnected", "deviceId": device.to_string() })
         }
-        WebEvent::Reachable(address) => {
+        EngineEvent::Reachable(address) => {
             json!({ "type": "reachable", "address": address.to_string() })
         }
-        WebEvent::SessionReady { vault, peer } => {
+        EngineEvent::SessionReady { vault, peer } => {
             json!({ "type": "syncing", "vaultId": vault.to_string(), "deviceId": peer.to_string() })
         }
-        WebEvent::SessionRefused { peer, reason } => json!({
+        EngineEvent::SessionRefused { peer, reason } => json!({
             "type": "refused",
             "deviceId": peer.to_string(),
             "code": format!("{:?}", reason.code),
             "reason": reason.reason,
             "byUs": reason.by_us,
         }),
-        WebEvent::DocChanged { vault, doc, .. } => {
+        EngineEvent::DocChanged { vault, doc, .. } => {
             json!({ "type": "docChanged", "vaultId": vault.to_string(), "docId": doc.to_string() })
         }
-        WebEvent::MembershipChanged(vault) => {
+        EngineEvent::MembershipChanged(vault) => {
             json!({ "type": "membershipChanged", "vaultId": vault.to_string() })
         }
-        WebEvent::VaultJoined(vault) => {
+        EngineEvent::VaultJoined(vault) => {
             json!({ "type": "vaultJoined", "vaultId": vault.to_string() })
         }
-        WebEvent::Rejected { peer, error } => {
+        EngineEvent::Rejected { peer, error } => {
             json!({ "type": "rejected", "deviceId": peer.to_string(), "error": error })
         }
-        WebEvent::Online(online) => json!({ "type": "online", "online": online }),
-        WebEvent::Leader => json!({ "type": "leader" }),
-        WebEvent::Problem(message) => json!({ "type": "problem", "message": message }),
+        EngineEvent::Online(online) => json!({ "type": "online", "online": online }),
+        EngineEvent::Leader => json!({ "type": "leader" }),
+        EngineEvent::Problem(message) => json!({ "type": "problem", "message": message }),
         _ => json!({ "type": "other" }),
     }
 }
@@ -143,7 +143,7 @@ pub struct Nexus {
 impl Nexus {
     /// Opens (or creates) the IndexedDB database `name` and starts the peer.
     pub async fn open(name: String) -> Result<Nexus, JsValue> {
-        let handle = WebPeer::start(&name, NodeConfig::new())
+        let handle = WebEngine::start(&name, NodeConfig::new())
             .await
             .map_err(web_error)?;
         Ok(Nexus { handle })

@@ -23,7 +23,7 @@ mod native {
     use std::time::{Duration, Instant};
 
     use nexus::libp2p::Multiaddr;
-    use nexus::{NativePeer, PeerConfig, PeerEvent};
+    use nexus::{EngineEvent, NativeConfig, NativeEngine};
     use nexus_core::node::NodeConfig;
     use nexus_core::{DeviceKey, DocId, VaultId};
     use tokio::sync::mpsc;
@@ -57,16 +57,16 @@ mod native {
         } else {
             NodeConfig::new().with_snapshot_min_changes(usize::MAX)
         };
-        let config = |dial: Vec<Multiaddr>, listen: Vec<Multiaddr>| PeerConfig {
+        let config = |dial: Vec<Multiaddr>, listen: Vec<Multiaddr>| NativeConfig {
             listen,
             dial,
             mdns: false,
             control_socket: false,
             node,
-            ..PeerConfig::default()
+            ..NativeConfig::default()
         };
         let (tx, mut events_a) = mpsc::unbounded_channel();
-        let a = NativePeer::start(
+        let a = NativeEngine::start(
             &home_a,
             alice.clone(),
             config(Vec::new(), vec![listen.parse().unwrap()]),
@@ -76,14 +76,14 @@ mod native {
         .unwrap();
         tokio::spawn(a.run(std::future::pending()));
         let address = loop {
-            if let Some(PeerEvent::Listening(address)) = events_a.recv().await {
+            if let Some(EngineEvent::Listening(address)) = events_a.recv().await {
                 break address;
             }
         };
         let before = nexus::fixtures::loopback_bytes();
         let start = Instant::now();
         let (tx, mut events_b) = mpsc::unbounded_channel();
-        let b = NativePeer::start(
+        let b = NativeEngine::start(
             &home_b,
             bob.clone(),
             config(vec![address], Vec::new()),
@@ -97,7 +97,7 @@ mod native {
             match tokio::time::timeout(deadline.saturating_sub(start.elapsed()), events_b.recv())
                 .await
             {
-                Ok(Some(PeerEvent::DocChanged { heads: now, .. })) if now == heads => break,
+                Ok(Some(EngineEvent::DocChanged { heads: now, .. })) if now == heads => break,
                 Ok(Some(_)) => {}
                 _ => panic!("B did not receive everything within {deadline:?}"),
             }

@@ -19,7 +19,7 @@ mod native {
     use std::path::PathBuf;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use nexus::{NativePeer, PeerConfig, PeerEvent, SqliteStore, load_or_create_key};
+    use nexus::{EngineEvent, NativeConfig, NativeEngine, SqliteStore, load_or_create_key};
     use nexus_core::automerge::transaction::Transactable;
     use nexus_core::invite_code::InviteCode;
     use nexus_core::node::{Node, NodeConfig};
@@ -66,17 +66,17 @@ mod native {
             }
         };
 
-        let config = PeerConfig {
+        let config = NativeConfig {
             listen: vec![
                 "/ip4/127.0.0.1/tcp/0".parse()?,
                 "/ip4/127.0.0.1/tcp/0/ws".parse()?,
             ],
             mdns: false,
-            ..PeerConfig::default()
+            ..NativeConfig::default()
         };
         let (tx, mut events) = mpsc::unbounded_channel();
         drop(node);
-        let peer = NativePeer::start(&home, key.clone(), config, Some(tx)).await?;
+        let peer = NativeEngine::start(&home, key.clone(), config, Some(tx)).await?;
         let shutdown = async move {
             match seconds {
                 Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -88,7 +88,7 @@ mod native {
         let mut addresses = Vec::new();
         while let Some(event) = events.recv().await {
             match event {
-                PeerEvent::Listening(address) => {
+                EngineEvent::Listening(address) => {
                     println!("Listening on {address}");
                     addresses.push(address.to_string());
                     if addresses.len() == 2 {
@@ -117,13 +117,13 @@ mod native {
                         println!("Invite code (an hour): {code}");
                     }
                 }
-                PeerEvent::Connected(device) => println!("Connected to {device}"),
-                PeerEvent::Disconnected(device) => println!("Disconnected from {device}"),
-                PeerEvent::DocChanged { vault, doc, .. } => {
+                EngineEvent::Connected(device) => println!("Connected to {device}"),
+                EngineEvent::Disconnected(device) => println!("Disconnected from {device}"),
+                EngineEvent::DocChanged { vault, doc, .. } => {
                     println!("Document {doc} of {vault} changed")
                 }
-                PeerEvent::VaultJoined(vault) => println!("Joined vault {vault}"),
-                PeerEvent::MembershipChanged(vault) => println!("Members of {vault} changed"),
+                EngineEvent::VaultJoined(vault) => println!("Joined vault {vault}"),
+                EngineEvent::MembershipChanged(vault) => println!("Members of {vault} changed"),
                 _ => {}
             }
         }

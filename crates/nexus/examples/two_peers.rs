@@ -1,4 +1,4 @@
-//! Two devices syncing in one process, through the real runtime: each `NativePeer` has
+//! Two devices syncing in one process, through the real runtime: each `NativeEngine` has
 //! its own SQLite database and talks libp2p (TCP, Noise, Yamux) over loopback.
 //!
 //! A creates a vault with a document and approves B by its DeviceId; B knows nothing
@@ -20,7 +20,7 @@ mod native {
     use std::path::Path;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use nexus::{NativePeer, PeerConfig, PeerEvent, SqliteStore};
+    use nexus::{EngineEvent, NativeConfig, NativeEngine, SqliteStore};
     use nexus_core::automerge::transaction::Transactable;
     use nexus_core::node::{Node, NodeConfig};
     use nexus_core::{ActorId, DeviceKey, DocId, Role, Storage, random_bytes};
@@ -34,9 +34,9 @@ mod native {
 
     /// What a peer reports, up to `deadline`: the first event `wanted` accepts.
     async fn wait_for<T>(
-        events: &mut mpsc::UnboundedReceiver<PeerEvent>,
+        events: &mut mpsc::UnboundedReceiver<EngineEvent>,
         what: &str,
-        mut wanted: impl FnMut(&PeerEvent) -> Option<T>,
+        mut wanted: impl FnMut(&EngineEvent) -> Option<T>,
     ) -> Result<T, Box<dyn Error>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -55,13 +55,13 @@ mod native {
     fn config(
         listen: &str,
         dial: Vec<nexus::libp2p::Multiaddr>,
-    ) -> Result<PeerConfig, Box<dyn Error>> {
-        Ok(PeerConfig {
+    ) -> Result<NativeConfig, Box<dyn Error>> {
+        Ok(NativeConfig {
             listen: vec![listen.parse()?],
             dial,
             mdns: false,
             control_socket: false,
-            ..PeerConfig::default()
+            ..NativeConfig::default()
         })
     }
 
@@ -102,7 +102,7 @@ mod native {
         prepare_a(&home_a, &a, &b, doc)?;
 
         let (tx, mut events_a) = mpsc::unbounded_channel();
-        let peer_a = NativePeer::start(
+        let peer_a = NativeEngine::start(
             &home_a,
             a,
             config("/ip4/127.0.0.1/tcp/0", Vec::new())?,
@@ -112,14 +112,14 @@ mod native {
         let handle_a = peer_a.handle();
         tokio::spawn(peer_a.run(std::future::pending()));
         let address = wait_for(&mut events_a, "listen address", |e| match e {
-            PeerEvent::Listening(address) => Some(address.clone()),
+            EngineEvent::Listening(address) => Some(address.clone()),
             _ => None,
         })
         .await?;
         println!("A listens on {address}");
 
         let (tx, mut events_b) = mpsc::unbounded_channel();
-        let peer_b = NativePeer::start(
+        let peer_b = NativeEngine::start(
             &home_b,
             b.clone(),
             config("/ip4/127.0.0.1/tcp/0", vec![address])?,
@@ -128,13 +128,13 @@ mod native {
         .await?;
         tokio::spawn(peer_b.run(std::future::pending()));
         let vault = wait_for(&mut events_b, "vault", |e| match e {
-            PeerEvent::VaultJoined(vault) => Some(*vault),
+            EngineEvent::VaultJoined(vault) => Some(*vault),
             _ => None,
         })
         .await?;
         println!("B received vault {vault} from A");
         wait_for(&mut events_b, "document", |e| match e {
-            PeerEvent::DocChanged { doc: d, .. } if *d == doc => Some(()),
+            EngineEvent::DocChanged { doc: d, .. } if *d == doc => Some(()),
             _ => None,
         })
         .await?;
@@ -148,7 +148,7 @@ mod native {
             })
             .await?;
         let heads = wait_for(&mut events_b, "A's edit", |e| match e {
-            PeerEvent::DocChanged { doc: d, heads, .. } if *d == doc => Some(heads.clone()),
+            EngineEvent::DocChanged { doc: d, heads, .. } if *d == doc => Some(heads.clone()),
             _ => None,
         })
         .await?;

@@ -1,6 +1,6 @@
 //! The control socket's wire format: what a `nexus` command asks the daemon running on
 //! the same home, and what the daemon answers. Only the messages live here; the socket
-//! itself is native (`nexus::control_request`, and the daemon's side in `NativePeer`).
+//! itself is native (`nexus::control_request`, and the daemon's side in `NativeEngine`).
 //!
 //! One JSON object per line each way. A [`Request`] names its operation in `op`:
 //!

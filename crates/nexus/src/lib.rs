@@ -7,9 +7,9 @@
 //! order, reads connection and rendezvous events, and reports one [`EngineEvent`] type.
 //! Each target adds only what its platform has: `native` (SQLite, the key file, a libp2p
 //! swarm on tokio with TCP, QUIC, WebSocket and WebRTC-direct, mDNS, the control socket,
-//! the relay mailbox, and `NativePeer`, the runtime behind `nexus serve`) and `web` on
+//! the relay mailbox, and `NativeEngine`, the runtime behind `nexus serve`) and `web` on
 //! wasm32 (`IdbStore` on IndexedDB, the websys swarm, tab leadership, online/offline,
-//! sliced loading, and `WebPeer`, the browser runtime). Both sleep until the node's or
+//! sliced loading, and `WebEngine`, the browser runtime). Both sleep until the node's or
 //! the supervisor's next deadline. Shared by both too: [`frames`] (how
 //! sync messages are framed on a stream), [`p2p`] (identity and address helpers),
 //! [`rt`] (spawning and sleeping), [`views`] (what a person is shown about vaults,
@@ -50,9 +50,9 @@ pub use native::fixtures;
 #[cfg(target_arch = "wasm32")]
 pub use web::idb::{IDB_SCHEMA_VERSION, IdbError, IdbStore};
 #[cfg(target_arch = "wasm32")]
-pub use web::peer::{
-    WEB_CONNECT_TIMEOUT, WEB_JOIN_TIMEOUT, WEB_SNAPSHOT_MAX_CHANGES, WEB_VERIFY_SLICE, WebError,
-    WebEvent, WebHandle, WebPeer, WebPeerStatus, WebStatus,
+pub use web::runtime::{
+    WEB_CONNECT_TIMEOUT, WEB_JOIN_TIMEOUT, WEB_SNAPSHOT_MAX_CHANGES, WEB_VERIFY_SLICE, WebEngine,
+    WebError, WebHandle, WebPeerStatus, WebStatus,
 };
 #[cfg(target_arch = "wasm32")]
 pub use web::swarm::{WebBehaviour, build_web_swarm};
@@ -64,7 +64,7 @@ pub use libp2p;
 pub use native::control_socket::{CONTROL_SOCKET, ControlError, control_request, daemon_running};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::daemon::{
-    JOIN_TIMEOUT, NativePeer, POLL_INTERVAL, PeerConfig, PeerError, PeerEvent, PeerHandle,
+    JOIN_TIMEOUT, NativeConfig, NativeEngine, NativeError, NativeHandle, POLL_INTERVAL,
     shutdown_signal,
 };
 #[cfg(not(target_arch = "wasm32"))]

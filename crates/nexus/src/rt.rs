@@ -2,7 +2,7 @@
 //! spawning a task, sleeping, a steady tick for an event loop and (in a browser) giving
 //! the page a turn. Natively these are tokio's (the task runs on the runtime's threads);
 //! in a browser a task runs on the page's event loop (`spawn_local`) and a sleep is a
-//! `setTimeout`. The native peer and the browser peer both take their timers from here.
+//! `setTimeout`. The native and the browser engine both take their timers from here.
 
 use std::future::Future;
 use std::time::Duration;

@@ -13,7 +13,9 @@ use futures::StreamExt;
 use nexus::frames::{read_frame, write_frame};
 use nexus::libp2p::swarm::SwarmEvent;
 use nexus::libp2p::{Multiaddr, PeerId};
-use nexus::{NativePeer, PeerConfig, PeerEvent, SYNC_PROTOCOL, SqliteStore, build_swarm, peer_of};
+use nexus::{
+    EngineEvent, NativeConfig, NativeEngine, SYNC_PROTOCOL, SqliteStore, build_swarm, peer_of,
+};
 use nexus_core::automerge::ROOT;
 use nexus_core::automerge::transaction::Transactable;
 use nexus_core::node::{Node, NodeConfig};
@@ -41,17 +43,17 @@ async fn start_on(
     key: &DeviceKey,
     listen: &str,
     dial: Vec<Multiaddr>,
-) -> (Multiaddr, nexus::PeerHandle) {
-    let config = PeerConfig {
+) -> (Multiaddr, nexus::NativeHandle) {
+    let config = NativeConfig {
         listen: vec![listen.parse().unwrap()],
         dial,
         mdns: false,
         control_socket: false,
         handshake_timeout: Duration::from_secs(2),
-        ..PeerConfig::default()
+        ..NativeConfig::default()
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let peer = NativePeer::start(home, key.clone(), config, Some(tx))
+    let peer = NativeEngine::start(home, key.clone(), config, Some(tx))
         .await
         .unwrap();
     let handle = peer.handle();
@@ -59,7 +61,7 @@ async fn start_on(
     let started = Instant::now();
     let address = loop {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-            Ok(Some(PeerEvent::Listening(address))) => break address,
+            Ok(Some(EngineEvent::Listening(address))) => break address,
             Ok(Some(_)) => {}
             _ => panic!("the peer did not start listening"),
         }
@@ -207,21 +209,21 @@ async fn idle_members_wake_only_for_their_timers() {
     let mut counters = Vec::new();
     let mut address = None;
     for (home, key) in [(&home_a, &alice), (&home_b, &bob)] {
-        let config = PeerConfig {
+        let config = NativeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             dial: address.iter().cloned().collect(),
             mdns: false,
             control_socket: false,
-            ..PeerConfig::default()
+            ..NativeConfig::default()
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let peer = NativePeer::start(home, key.clone(), config, Some(tx))
+        let peer = NativeEngine::start(home, key.clone(), config, Some(tx))
             .await
             .unwrap();
         counters.push(peer.wakeup_counter());
         tokio::spawn(peer.run(std::future::pending()));
         while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-            if let PeerEvent::Listening(listening) = event {
+            if let EngineEvent::Listening(listening) = event {
                 address = Some(listening);
                 break;
             }

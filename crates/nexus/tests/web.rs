@@ -33,7 +33,7 @@ fn hex(bytes: &[u8]) -> String {
 /// with nothing scheduled its loop does not wake at all (a 100 ms tick would be 100).
 #[wasm_bindgen_test]
 async fn an_idle_browser_device_wakes_only_for_its_timers() {
-    let handle = nexus::WebPeer::start(&fresh_name("idle"), NodeConfig::new())
+    let handle = nexus::WebEngine::start(&fresh_name("idle"), NodeConfig::new())
         .await
         .unwrap();
     let _vault = handle

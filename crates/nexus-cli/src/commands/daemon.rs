@@ -7,7 +7,7 @@ use std::time::Duration;
 use nexus::control::{Reply, Request, Status};
 use nexus::libp2p::Multiaddr;
 use nexus::libp2p::multiaddr::Protocol;
-use nexus::{NativePeer, PeerConfig, control_request, daemon_running};
+use nexus::{NativeConfig, NativeEngine, control_request, daemon_running};
 use nexus_core::peers::PeerRecord;
 use nexus_core::{DeviceId, InviteCode, Storage};
 
@@ -136,14 +136,14 @@ pub(super) fn join(home: Home, dir: &Path, code: InviteCode) -> Result<Report, C
 fn join_without_daemon(home: Home, dir: &Path, code: InviteCode) -> Result<Reply, CliError> {
     let key = home.key.clone();
     drop(home);
-    let config = PeerConfig {
+    let config = NativeConfig {
         listen: Vec::new(),
         mdns: false,
         control_socket: false,
-        ..PeerConfig::default()
+        ..NativeConfig::default()
     };
     runtime()?.block_on(async move {
-        let mut peer = NativePeer::start(dir, key, config, None).await?;
+        let mut peer = NativeEngine::start(dir, key, config, None).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         peer.join(code, Some(tx));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

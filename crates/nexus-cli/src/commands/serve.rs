@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use nexus::libp2p::Multiaddr;
-use nexus::{NativePeer, PeerConfig, PeerEvent};
+use nexus::{EngineEvent, NativeConfig, NativeEngine};
 use nexus_core::DeviceId;
 
 use super::daemon::runtime;
@@ -29,7 +29,7 @@ pub(crate) enum ServeNote {
     /// The daemon started as this device.
     Started(DeviceId),
     /// Something happened (at ms since the Unix epoch).
-    Event { at_ms: u64, event: PeerEvent },
+    Event { at_ms: u64, event: EngineEvent },
 }
 
 /// TCP, QUIC, WebSocket and WebRTC-direct on every interface, on ports the system picks.
@@ -53,7 +53,7 @@ pub(super) fn serve(
 ) -> Result<Report, CliError> {
     let key = home.key.clone();
     drop(home);
-    let config = PeerConfig {
+    let config = NativeConfig {
         listen: if options.listen.is_empty() {
             default_listen()
         } else {
@@ -62,11 +62,11 @@ pub(super) fn serve(
         dial: options.peers,
         relays: options.relays,
         mdns: options.mdns,
-        ..PeerConfig::default()
+        ..NativeConfig::default()
     };
     runtime()?.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let peer = NativePeer::start(dir, key, config, Some(tx)).await?;
+        let peer = NativeEngine::start(dir, key, config, Some(tx)).await?;
         note(ServeNote::Started(peer.device_id()));
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {

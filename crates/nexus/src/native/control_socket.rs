@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::daemon::PeerError;
+use super::daemon::NativeError;
 use crate::control::{Reply, Request};
 
 /// The control socket's file name in the home.
@@ -25,14 +25,14 @@ pub(crate) type ControlRequest = (Request, oneshot::Sender<Reply>);
 
 /// Claims the control socket at `path`; fails when a live daemon answers there. A stale
 /// socket left by a killed daemon is replaced.
-pub(crate) fn bind_control(path: &Path) -> Result<UnixListener, PeerError> {
+pub(crate) fn bind_control(path: &Path) -> Result<UnixListener, NativeError> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(PeerError::AlreadyRunning(path.to_owned()));
+            return Err(NativeError::AlreadyRunning(path.to_owned()));
         }
         let _ = std::fs::remove_file(path);
     }
-    UnixListener::bind(path).map_err(|source| PeerError::Control {
+    UnixListener::bind(path).map_err(|source| NativeError::Control {
         path: path.to_owned(),
         source,
     })

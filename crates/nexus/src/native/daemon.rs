@@ -1,4 +1,4 @@
-//! The native peer runtime: one [`nexus_core::Node`] on a SQLite store, driven by a
+//! The native engine of this device: one [`nexus_core::Node`] on a SQLite store, driven by a
 //! libp2p swarm on tokio.
 //!
 //! Every `/nexus/sync/1` stream is one session of the node (one vault with one peer).
@@ -61,7 +61,7 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the peer runs.
 #[derive(Debug, Clone)]
-pub struct PeerConfig {
+pub struct NativeConfig {
     /// Addresses to listen on.
     pub listen: Vec<Multiaddr>,
     /// Addresses to dial at start (and remember).
@@ -82,7 +82,7 @@ pub struct PeerConfig {
     pub handshake_timeout: Duration,
 }
 
-impl Default for PeerConfig {
+impl Default for NativeConfig {
     fn default() -> Self {
         Self {
             listen: Vec::new(),
@@ -96,13 +96,10 @@ impl Default for PeerConfig {
     }
 }
 
-/// What the runtime reports as it goes: the engine's events, the same on every target.
-pub type PeerEvent = EngineEvent;
-
 /// Why the runtime could not start or had to stop.
 #[derive(Debug, Error)]
 #[non_exhaustive]
-pub enum PeerError {
+pub enum NativeError {
     /// The swarm could not be built.
     #[error(transparent)]
     Swarm(#[from] SwarmError),
@@ -121,7 +118,7 @@ pub enum PeerError {
         reason: String,
     },
     /// The runtime stopped before it could answer.
-    #[error("the peer runtime has stopped")]
+    #[error("the engine has stopped")]
     Stopped,
     /// A local edit failed.
     #[error("editing: {0}")]
@@ -151,7 +148,7 @@ pub(crate) enum Command {
         vault: VaultId,
         doc: nexus_core::DocId,
         edit: Box<dyn EditFn>,
-        reply: oneshot::Sender<Result<(), PeerError>>,
+        reply: oneshot::Sender<Result<(), NativeError>>,
     },
 }
 
@@ -175,14 +172,14 @@ impl<F> EditFn for F where
 /// Commands waiting for the loop, at most (a caller beyond that waits its turn).
 const COMMANDS_BOUND: usize = 64;
 
-/// Talks to a running [`NativePeer`] from elsewhere in the program: local edits made
+/// Talks to a running [`NativeEngine`] from elsewhere in the program: local edits made
 /// through it are committed, then offered to every connected peer at once.
 #[derive(Clone)]
-pub struct PeerHandle {
+pub struct NativeHandle {
     commands: mpsc::Sender<Command>,
 }
 
-impl PeerHandle {
+impl NativeHandle {
     /// Edits a document: one signed change, committed to the database before this
     /// returns, then sent to the peers that sync the vault.
     pub async fn change<F>(
@@ -190,7 +187,7 @@ impl PeerHandle {
         vault: VaultId,
         doc: nexus_core::DocId,
         edit: F,
-    ) -> Result<(), PeerError>
+    ) -> Result<(), NativeError>
     where
         F: FnOnce(
                 &mut nexus_core::automerge::transaction::Transaction<'_>,
@@ -208,21 +205,21 @@ impl PeerHandle {
         self.commands
             .send(command)
             .await
-            .map_err(|_| PeerError::Stopped)?;
-        rx.await.map_err(|_| PeerError::Stopped)?
+            .map_err(|_| NativeError::Stopped)?;
+        rx.await.map_err(|_| NativeError::Stopped)?
     }
 }
 
-/// A running native peer. Build with [`NativePeer::start`], then drive with
-/// [`NativePeer::run`].
-pub struct NativePeer {
+/// A running native peer. Build with [`NativeEngine::start`], then drive with
+/// [`NativeEngine::run`].
+pub struct NativeEngine {
     home: PathBuf,
     core: Core,
     store: SqliteStore,
     swarm: Swarm<PeerBehaviour>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
-    events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    events: Option<mpsc::UnboundedSender<EngineEvent>>,
     listening: Vec<Multiaddr>,
     joins: HashMap<JoinId, Option<oneshot::Sender<Reply>>>,
     next_join: u64,
@@ -251,29 +248,29 @@ pub struct NativePeer {
     last_mailbox_round: u64,
 }
 
-impl NativePeer {
+impl NativeEngine {
     /// Opens the store in `home`, builds the swarm and starts listening. Call inside a
     /// tokio runtime. `events`, if given, receives what happens.
     pub async fn start(
         home: &Path,
         key: DeviceKey,
-        config: PeerConfig,
-        events: Option<mpsc::UnboundedSender<PeerEvent>>,
-    ) -> Result<Self, PeerError> {
+        config: NativeConfig,
+        events: Option<mpsc::UnboundedSender<EngineEvent>>,
+    ) -> Result<Self, NativeError> {
         let store = SqliteStore::open(&home.join("nexus.db"))?;
         let node = Node::load(&store, key.clone(), ActorId::random(), config.node)
-            .map_err(|e| PeerError::Load(e.to_string()))?;
+            .map_err(|e| NativeError::Load(e.to_string()))?;
         // The WebRTC-direct certificate lives in the home so browsers can keep dialing the
         // same address.
         let certificate = super::swarm::load_or_create_certificate(&home.join("webrtc.pem"))
-            .map_err(|e| PeerError::Load(e.to_string()))?;
+            .map_err(|e| NativeError::Load(e.to_string()))?;
         let mut swarm = build_swarm_with_certificate(&key, config.mdns, Some(&certificate)).await?;
         let control = swarm.behaviour().stream.new_control();
         let mut webrtc = WebRtcWatch::default();
         for address in &config.listen {
             let listener = swarm
                 .listen_on(address.clone())
-                .map_err(|e| PeerError::Listen {
+                .map_err(|e| NativeError::Listen {
                     address: address.clone(),
                     reason: e.to_string(),
                 })?;
@@ -288,7 +285,7 @@ impl NativePeer {
         )
         .with_peer_records(records);
         let (core, inbox) =
-            Core::new(node, peering, control).map_err(|e| PeerError::Load(e.to_string()))?;
+            Core::new(node, peering, control).map_err(|e| NativeError::Load(e.to_string()))?;
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_BOUND);
         let data_version = store.data_version()?;
@@ -330,7 +327,7 @@ impl NativePeer {
                     peer.dial_address(address.clone());
                 }
                 (_, None) => {
-                    return Err(PeerError::Listen {
+                    return Err(NativeError::Listen {
                         address: address.clone(),
                         reason: "a relay address must end in /p2p/<relay id>".into(),
                     });
@@ -338,7 +335,7 @@ impl NativePeer {
             }
         }
         if unreadable > 0 {
-            peer.emit(PeerEvent::Problem(format!(
+            peer.emit(EngineEvent::Problem(format!(
                 "{unreadable} unreadable peer records skipped"
             )));
         }
@@ -352,8 +349,8 @@ impl NativePeer {
     }
 
     /// A handle for local edits while the peer runs.
-    pub fn handle(&self) -> PeerHandle {
-        PeerHandle {
+    pub fn handle(&self) -> NativeHandle {
+        NativeHandle {
             commands: self.commands_tx.clone(),
         }
     }
@@ -389,7 +386,7 @@ impl NativePeer {
     pub async fn run(
         mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), PeerError> {
+    ) -> Result<(), NativeError> {
         let (control_tx, control_rx) = mpsc::unbounded_channel::<ControlRequest>();
         let listener = match self.control_path.clone() {
             Some(path) => Some(bind_control(&path)?),
@@ -410,7 +407,7 @@ impl NativePeer {
         Ok(())
     }
 
-    fn emit(&self, event: PeerEvent) {
+    fn emit(&self, event: EngineEvent) {
         if let Some(events) = &self.events {
             let _ = events.send(event);
         }
@@ -430,7 +427,7 @@ impl NativePeer {
             } => {
                 let result = match self.core.node.change(vault, doc, edit) {
                     Ok(out) => self.take_output(out),
-                    Err(e) => Err(PeerError::Edit(e.to_string())),
+                    Err(e) => Err(NativeError::Edit(e.to_string())),
                 };
                 let _ = reply.send(result);
             }
@@ -455,29 +452,29 @@ impl NativePeer {
 
     /// Carries out the output of a node operation called here (an edit, a bundle).
     /// Fails, having sent nothing, when the commit fails.
-    fn take_output(&mut self, out: Output) -> Result<(), PeerError> {
+    fn take_output(&mut self, out: Output) -> Result<(), NativeError> {
         let actions = self.core.input(Input::NodeOutput(out));
         self.carry_out(actions)
     }
 
     /// Carries out the supervisor's actions in their documented order. Fails (having
     /// sent nothing) when the commit fails.
-    fn carry_out(&mut self, mut actions: Actions) -> Result<(), PeerError> {
+    fn carry_out(&mut self, mut actions: Actions) -> Result<(), NativeError> {
         let batch = std::mem::take(&mut actions.out.batch);
         if !batch.is_empty()
             && let Err(e) = self.store.commit(batch)
         {
             // Nothing of this output may reach a peer: it was not stored. Start over from
             // what the store holds; peers resync on their next sessions.
-            self.emit(PeerEvent::Problem(format!(
+            self.emit(EngineEvent::Problem(format!(
                 "storage failed ({e}); dropping sessions and reloading from disk"
             )));
             if let Err(e) = self.core.reload(actions, &self.store) {
-                self.emit(PeerEvent::Problem(format!(
+                self.emit(EngineEvent::Problem(format!(
                     "reloading from disk failed: {e}"
                 )));
             }
-            return Err(PeerError::Storage(e));
+            return Err(NativeError::Storage(e));
         }
         let finished = self.core.after_commit(actions, &mut self.swarm);
         if !finished.peer_records.is_empty() {
@@ -509,7 +506,7 @@ impl NativePeer {
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM: the shutdown future for [`NativePeer::run`]
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: the shutdown future for [`NativeEngine::run`]
 /// in a program that runs until it is told to stop.
 pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -1,5 +1,5 @@
 //! The native side of the engine: SQLite storage, the device key file, the libp2p swarm
-//! and the peer runtime that drives a node with it.
+//! and the native engine that drives a node with it.
 
 pub(crate) mod control_socket;
 pub(crate) mod daemon;

@@ -1,4 +1,4 @@
-//! The app's side of a running [`WebPeer`]: typed commands with replies, carried out by
+//! The app's side of a running [`WebEngine`]: typed commands with replies, carried out by
 //! the runtime between network events.
 
 use futures::SinkExt;
@@ -9,15 +9,16 @@ use nexus_core::{DeviceId, InviteCode, VaultError, VaultId};
 use thiserror::Error;
 
 use super::idb::IdbError;
-use super::peer::{PendingConnect, WEB_CONNECT_TIMEOUT, WebEvent, WebPeer};
+use super::runtime::{PendingConnect, WEB_CONNECT_TIMEOUT, WebEngine};
 use super::tabs::TabMessage;
+use crate::engine::EngineEvent;
 use crate::engine::now_ms;
 use crate::p2p::{device_of, split_peer};
 
 /// Commands waiting for the runtime, at most (a caller beyond that waits its turn).
 pub(super) const COMMANDS_BOUND: usize = 64;
 
-/// Why a browser peer call failed.
+/// Why a call to the browser engine failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum WebError {
@@ -48,7 +49,7 @@ pub enum WebError {
     #[error("the edit was refused: {0}")]
     Edit(String),
     /// The runtime has stopped (closed, or the page is going away).
-    #[error("the Nexus peer has stopped")]
+    #[error("the Nexus engine has stopped")]
     Stopped,
 }
 
@@ -105,11 +106,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<VaultId, WebError>>,
     },
     Status(oneshot::Sender<WebStatus>),
-    Events(mpsc::UnboundedSender<WebEvent>),
+    Events(mpsc::UnboundedSender<EngineEvent>),
     Close(oneshot::Sender<()>),
 }
 
-/// The app's side of a running [`WebPeer`]. Cheap to clone; every call waits for the
+/// The app's side of a running [`WebEngine`]. Cheap to clone; every call waits for the
 /// runtime to carry it out.
 #[derive(Clone)]
 pub struct WebHandle {
@@ -178,7 +179,7 @@ impl WebHandle {
     }
 
     /// Tries an invite: dials its addresses and presents it to members until this device
-    /// holds the vault (resolves with its id) or [`super::peer::WEB_JOIN_TIMEOUT`] passes.
+    /// holds the vault (resolves with its id) or [`super::runtime::WEB_JOIN_TIMEOUT`] passes.
     pub async fn join(&self, code: InviteCode) -> Result<VaultId, WebError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Join { code, reply }).await?;
@@ -193,7 +194,7 @@ impl WebHandle {
     }
 
     /// Events from now on.
-    pub async fn events(&self) -> Result<mpsc::UnboundedReceiver<WebEvent>, WebError> {
+    pub async fn events(&self) -> Result<mpsc::UnboundedReceiver<EngineEvent>, WebError> {
         let (tx, rx) = mpsc::unbounded();
         self.send(Command::Events(tx)).await?;
         Ok(rx)
@@ -208,7 +209,7 @@ impl WebHandle {
     }
 }
 
-impl WebPeer {
+impl WebEngine {
     /// Carries out one command from the app.
     pub(super) async fn on_command(&mut self, command: Command) {
         match command {

@@ -1,9 +1,9 @@
 //! The browser side of the engine: IndexedDB storage, the websys swarm, the browser
-//! peer runtime and the coordination of a profile's tabs.
+//! engine runtime and the coordination of a profile's tabs.
 
 pub(crate) mod handle;
 pub(crate) mod idb;
 mod online;
-pub(crate) mod peer;
+pub(crate) mod runtime;
 pub(crate) mod swarm;
 pub(crate) mod tabs;

@@ -4,7 +4,7 @@ use futures::channel::mpsc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
-use super::peer::Internal;
+use super::runtime::Internal;
 
 /// Listens for the browser's `online` and `offline` events. The closures must live as
 /// long as the peer.

@@ -19,7 +19,7 @@ use nexus_core::mailbox::{BundleId, MailboxId, MailboxRequest, MailboxResponse};
 use nexus_core::sealing::{BUNDLE_OVERHEAD, VaultKey};
 use nexus_core::{ChangeHash, DocId, Hash, VaultId, random_bytes};
 
-use super::{Internal, NativePeer, PeerEvent, now_ms};
+use super::{EngineEvent, Internal, NativeEngine, now_ms};
 use crate::native::mailbox_client::mailbox_request;
 
 /// Largest bundle plaintext left at a relay: what a relay with default limits takes.
@@ -85,7 +85,7 @@ impl Mailboxes {
     }
 }
 
-fn heads_of(peer: &NativePeer, vault: &VaultId) -> BTreeMap<DocId, Vec<ChangeHash>> {
+fn heads_of(peer: &NativeEngine, vault: &VaultId) -> BTreeMap<DocId, Vec<ChangeHash>> {
     peer.core
         .node
         .vault(vault)
@@ -93,7 +93,7 @@ fn heads_of(peer: &NativePeer, vault: &VaultId) -> BTreeMap<DocId, Vec<ChangeHas
         .unwrap_or_default()
 }
 
-impl NativePeer {
+impl NativeEngine {
     /// Starts counting changes from what the vaults hold now: what was written before
     /// start-up reaches members by sync sessions.
     pub(super) fn init_mailboxes(&mut self) {
@@ -184,7 +184,7 @@ impl NativePeer {
             return;
         }
         for doc in &prepared.too_large {
-            self.emit(PeerEvent::Problem(format!(
+            self.emit(EngineEvent::Problem(format!(
                 "document {doc} changed by more than a relay bundle holds; it reaches offline members when they connect"
             )));
         }
@@ -196,7 +196,7 @@ impl NativePeer {
         let id: BundleId = match random_bytes() {
             Ok(id) => id,
             Err(e) => {
-                self.emit(PeerEvent::Problem(format!(
+                self.emit(EngineEvent::Problem(format!(
                     "no randomness for a bundle id: {e}"
                 )));
                 return;
@@ -205,7 +205,7 @@ impl NativePeer {
         match prepared.bundle.seal(&current, &vault, &id) {
             Ok(bytes) => puts.push((current.mailbox_id(&vault), id, bytes)),
             Err(e) => {
-                self.emit(PeerEvent::Problem(format!("sealing a bundle: {e}")));
+                self.emit(EngineEvent::Problem(format!("sealing a bundle: {e}")));
                 return;
             }
         }
@@ -324,7 +324,7 @@ impl NativePeer {
                     .or_default()
                     .extend(done.heads);
                 self.mailboxes.log_since.insert(done.vault, done.log_heads);
-                self.emit(PeerEvent::MailboxLeft {
+                self.emit(EngineEvent::MailboxLeft {
                     vault: done.vault,
                     changes: done.changes,
                     bytes: done.bytes,
@@ -334,7 +334,7 @@ impl NativePeer {
                 self.mailboxes
                     .retry_at
                     .insert(done.vault, now_ms() + RETRY_AFTER_FAILURE_MS);
-                self.emit(PeerEvent::Problem(format!(
+                self.emit(EngineEvent::Problem(format!(
                     "leaving changes at the relay for offline members: {e}"
                 )));
             }
@@ -344,7 +344,7 @@ impl NativePeer {
     pub(super) fn on_fetched(&mut self, fetched: Fetched) {
         self.mailboxes.fetching = self.mailboxes.fetching.saturating_sub(1);
         if let Some(e) = fetched.error {
-            self.emit(PeerEvent::Problem(format!(
+            self.emit(EngineEvent::Problem(format!(
                 "reading the relay mailbox: {e}"
             )));
             // A stream that failed as the connection came up: try again shortly.
@@ -378,13 +378,13 @@ impl NativePeer {
                         self.mailboxes.seen.remove(&id);
                     }
                 }
-                Err(e) => self.emit(PeerEvent::Problem(format!(
+                Err(e) => self.emit(EngineEvent::Problem(format!(
                     "a bundle in the relay mailbox does not open: {e}"
                 ))),
             }
         }
         if bundles > 0 {
-            self.emit(PeerEvent::MailboxPickedUp {
+            self.emit(EngineEvent::MailboxPickedUp {
                 vault,
                 bundles,
                 changes,

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl NativePeer {
+impl NativeEngine {
     pub(super) fn on_control(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
         match request {
             Request::Status => {

@@ -3,10 +3,10 @@
 
 use super::*;
 
-impl NativePeer {
+impl NativeEngine {
     pub(super) fn commit_quietly(&mut self, batch: nexus_core::Batch) {
         if let Err(e) = self.store.commit(batch) {
-            self.emit(PeerEvent::Problem(format!("saving the peer table: {e}")));
+            self.emit(EngineEvent::Problem(format!("saving the peer table: {e}")));
         }
     }
 
@@ -16,7 +16,7 @@ impl NativePeer {
         let vaults = match Vault::list(&self.store) {
             Ok(vaults) => vaults,
             Err(e) => {
-                self.emit(PeerEvent::Problem(format!("listing vaults: {e}")));
+                self.emit(EngineEvent::Problem(format!("listing vaults: {e}")));
                 return Vec::new();
             }
         };
@@ -24,7 +24,7 @@ impl NativePeer {
         for id in vaults {
             match Vault::load(&self.store, id, self.core.node.actor().clone()) {
                 Ok(vault) => outputs.push(self.core.node.refresh_vault(vault, now)),
-                Err(e) => self.emit(PeerEvent::Problem(format!("reloading vault {id}: {e}"))),
+                Err(e) => self.emit(EngineEvent::Problem(format!("reloading vault {id}: {e}"))),
             }
         }
         outputs
@@ -36,7 +36,7 @@ impl NativePeer {
         let version = match self.store.data_version() {
             Ok(version) => version,
             Err(e) => {
-                self.emit(PeerEvent::Problem(format!("reading the database: {e}")));
+                self.emit(EngineEvent::Problem(format!("reading the database: {e}")));
                 return;
             }
         };

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl NativePeer {
+impl NativeEngine {
     /// Dials `address` (remembered in the peer table; a circuit through its relay first).
     pub(super) fn dial_address(&mut self, address: Multiaddr) {
         self.input(Input::Dial {
@@ -80,7 +80,7 @@ impl NativePeer {
                     }
                 }
                 self.listening.push(address);
-                self.emit(PeerEvent::Listening(full));
+                self.emit(EngineEvent::Listening(full));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listening.retain(|a| *a != address);
@@ -92,14 +92,14 @@ impl NativePeer {
                 error,
                 ..
             } => {
-                self.emit(PeerEvent::Problem(format!(
+                self.emit(EngineEvent::Problem(format!(
                     "incoming connection from {send_back_addr} on {local_addr} failed: {error}"
                 )));
                 match self.webrtc.on_incoming_failure(connection_id, &local_addr) {
                     Remedy::Restart(listener) => {
                         self.swarm.remove_listener(listener);
                     }
-                    Remedy::KeepBusy => self.emit(PeerEvent::Problem(format!(
+                    Remedy::KeepBusy => self.emit(EngineEvent::Problem(format!(
                         "{send_back_addr} may not reach {local_addr} again until no \
                          WebRTC-direct connection is up and the listener restarts"
                     ))),
@@ -157,7 +157,7 @@ impl NativePeer {
             && self.reservations.ask(peer)
         {
             if let Err(e) = self.swarm.listen_on(address.with(Protocol::P2pCircuit)) {
-                self.emit(PeerEvent::Problem(format!(
+                self.emit(EngineEvent::Problem(format!(
                     "reserving a slot at relay {peer}: {e}"
                 )));
             }
@@ -172,7 +172,7 @@ impl NativePeer {
             .core
             .register_at(&mut self.swarm.behaviour_mut().rendezvous, relay)
         {
-            self.emit(PeerEvent::Problem(problem));
+            self.emit(EngineEvent::Problem(problem));
         }
     }
 
@@ -187,7 +187,7 @@ impl NativePeer {
             self.reservations.registrable(),
         );
         for problem in problems {
-            self.emit(PeerEvent::Problem(problem));
+            self.emit(EngineEvent::Problem(problem));
         }
     }
 
@@ -198,7 +198,7 @@ impl NativePeer {
                 Ok(listener) => self.webrtc.on_listen(listener, &address),
                 Err(e) => {
                     if !self.webrtc.retry_later(address.clone(), attempts_left) {
-                        self.emit(PeerEvent::Problem(format!(
+                        self.emit(EngineEvent::Problem(format!(
                             "cannot listen on {address} again: {e}"
                         )));
                     }

@@ -14,7 +14,7 @@ pub(crate) enum NativeEvent {
     StorePoll,
 }
 
-impl crate::engine::run::Target for NativePeer {
+impl crate::engine::run::Target for NativeEngine {
     type Event = NativeEvent;
 
     async fn next_event(&mut self) -> NativeEvent {
@@ -69,7 +69,7 @@ impl crate::engine::run::Target for NativePeer {
     }
 
     async fn input(&mut self, input: Input) {
-        NativePeer::input(self, input);
+        NativeEngine::input(self, input);
     }
 
     async fn deliver(&mut self, delivery: Delivery) {
@@ -79,7 +79,7 @@ impl crate::engine::run::Target for NativePeer {
             self.poll_store(now_ms());
         }
         if let Some(input) = self.core.take(delivery) {
-            NativePeer::input(self, input);
+            NativeEngine::input(self, input);
         }
     }
 
@@ -96,7 +96,7 @@ impl crate::engine::run::Target for NativePeer {
 
     async fn on_deadline(&mut self) {
         self.wakeups.fetch_add(1, Ordering::Relaxed);
-        NativePeer::input(self, Input::Tick);
+        NativeEngine::input(self, Input::Tick);
     }
 
     fn stopping(&self) -> bool {

@@ -49,9 +49,6 @@ use crate::engine::run::Target;
 use crate::engine::{EngineEvent, now_ms};
 use crate::p2p::{RELAY_HOP_PROTOCOL, device_of, split_peer};
 
-/// What the browser runtime reports: the engine's events, the same on every target.
-pub type WebEvent = EngineEvent;
-
 /// Failed reads of another tab's commit in a row before they are given up (the tab then
 /// shows what it has until it reloads, and says so).
 const MAX_TAB_READ_FAILURES: u32 = 3;
@@ -122,13 +119,13 @@ async fn load_node(store: &IdbStore, key: DeviceKey, config: NodeConfig) -> Resu
 }
 
 /// A running browser peer; the app holds a [`WebHandle`] to it.
-pub struct WebPeer {
+pub struct WebEngine {
     pub(super) core: Core,
     pub(super) store: IdbStore,
     pub(super) swarm: Swarm<WebBehaviour>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     commands_rx: mpsc::Receiver<Command>,
-    pub(super) listeners: Vec<mpsc::UnboundedSender<WebEvent>>,
+    pub(super) listeners: Vec<mpsc::UnboundedSender<EngineEvent>>,
     /// The address each connection we dialled went to.
     dialled: HashMap<PeerId, Multiaddr>,
     pub(super) joins: HashMap<JoinId, Option<oneshot::Sender<Result<VaultId, WebError>>>>,
@@ -155,7 +152,7 @@ pub struct WebPeer {
     dial_errors: Vec<(Vec<String>, String)>,
 }
 
-impl WebPeer {
+impl WebEngine {
     /// Opens (or creates) the IndexedDB database `name`, loads its device key and vaults,
     /// builds the swarm and starts the runtime on the page's event loop.
     /// A `config` without a [`NodeConfig::verify_slice`] gets [`WEB_VERIFY_SLICE`], and
@@ -249,7 +246,7 @@ impl WebPeer {
         self.store.close();
     }
 
-    pub(super) fn emit(&mut self, event: WebEvent) {
+    pub(super) fn emit(&mut self, event: EngineEvent) {
         self.listeners
             .retain(|listener| listener.unbounded_send(event.clone()).is_ok());
     }
@@ -282,11 +279,11 @@ impl WebPeer {
             if !batch.is_empty()
                 && let Err(e) = self.store.commit(batch).await
             {
-                self.emit(WebEvent::Problem(format!(
+                self.emit(EngineEvent::Problem(format!(
                     "IndexedDB failed ({e}); dropping sessions and reloading"
                 )));
                 if let Err(e) = self.core.reload(actions, self.store.cache()) {
-                    self.emit(WebEvent::Problem(format!(
+                    self.emit(EngineEvent::Problem(format!(
                         "reloading from IndexedDB failed: {e}"
                     )));
                 }
@@ -329,7 +326,7 @@ impl WebPeer {
 
     async fn commit_quietly(&mut self, batch: nexus_core::Batch) {
         if let Err(e) = self.store.commit(batch).await {
-            self.emit(WebEvent::Problem(format!("saving a peer record: {e}")));
+            self.emit(EngineEvent::Problem(format!("saving a peer record: {e}")));
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl WebPeer {
+impl WebEngine {
     pub(super) async fn on_swarm_event(&mut self, event: SwarmEvent<WebBehaviourEvent>) {
         if let Some(news) = self.core.connection_news(&mut self.swarm, &event) {
             let _ = self.carry_out(news.actions).await;
@@ -25,7 +25,7 @@ impl WebPeer {
                 }
                 let full = with_local_peer(&address, *self.swarm.local_peer_id());
                 self.reachable_at.push(full.clone());
-                self.emit(WebEvent::Reachable(full));
+                self.emit(EngineEvent::Reachable(full));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.reachable_at
@@ -146,7 +146,7 @@ impl WebPeer {
                 .with(Protocol::P2pCircuit);
             if let Err(e) = self.swarm.listen_on(circuit) {
                 self.reservations.lost(&relay);
-                self.emit(WebEvent::Problem(format!(
+                self.emit(EngineEvent::Problem(format!(
                     "reserving a slot at relay {relay}: {e}"
                 )));
             }
@@ -160,7 +160,7 @@ impl WebPeer {
             .core
             .register_at(&mut self.swarm.behaviour_mut().rendezvous, relay)
         {
-            self.emit(WebEvent::Problem(problem));
+            self.emit(EngineEvent::Problem(problem));
         }
     }
 
@@ -170,7 +170,7 @@ impl WebPeer {
             self.reservations.registrable(),
         );
         for problem in problems {
-            self.emit(WebEvent::Problem(problem));
+            self.emit(EngineEvent::Problem(problem));
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl WebPeer {
+impl WebEngine {
     pub(super) async fn on_internal(&mut self, internal: Internal) {
         match internal {
             Internal::Leader => self.become_leader().await,
@@ -20,13 +20,13 @@ impl WebPeer {
             }
             Internal::Tab(TabMessage::Join(code)) if self.leader => match code.parse() {
                 Ok(code) => self.start_join(code, None).await,
-                Err(e) => self.emit(WebEvent::Problem(format!(
+                Err(e) => self.emit(EngineEvent::Problem(format!(
                     "another tab's invite code is unreadable: {e}"
                 ))),
             },
             Internal::Tab(_) => {}
             Internal::Online(online) => {
-                self.emit(WebEvent::Online(online));
+                self.emit(EngineEvent::Online(online));
                 // Back online: every known peer is tried now, not after its backoff.
                 self.input(Input::Online(online)).await;
             }
@@ -41,13 +41,13 @@ impl WebPeer {
         match self.store.reload_peers().await {
             Ok(()) => match PeerRecord::load_all(self.store.cache()) {
                 Ok((records, _)) => self.input(Input::PeerRecords(records)).await,
-                Err(e) => self.emit(WebEvent::Problem(format!("reading peer records: {e}"))),
+                Err(e) => self.emit(EngineEvent::Problem(format!("reading peer records: {e}"))),
             },
-            Err(e) => self.emit(WebEvent::Problem(format!("reading peer records: {e}"))),
+            Err(e) => self.emit(EngineEvent::Problem(format!("reading peer records: {e}"))),
         }
         // Invites a follower was waiting on are tried here now.
         self.input(Input::HoldConnections).await;
-        self.emit(WebEvent::Leader);
+        self.emit(EngineEvent::Leader);
         self.tell_tabs_peers();
     }
 
@@ -95,7 +95,7 @@ impl WebPeer {
                 // Kept, as whole vaults, for the next try: a missed commit would leave
                 // this tab behind until it reloads.
                 self.tab_read_failures += 1;
-                self.emit(WebEvent::Problem(format!(
+                self.emit(EngineEvent::Problem(format!(
                     "reading another tab's changes (attempt {}): {e}",
                     self.tab_read_failures
                 )));
@@ -121,7 +121,7 @@ impl WebPeer {
                     ..again
                 };
                 if let Err(e) = self.take_in_from_store(&again).await {
-                    self.emit(WebEvent::Problem(format!(
+                    self.emit(EngineEvent::Problem(format!(
                         "reading another tab's documents again: {e}"
                     )));
                 }

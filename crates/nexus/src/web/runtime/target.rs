@@ -11,7 +11,7 @@ pub(crate) enum WebIn {
     Command(Option<Command>),
 }
 
-impl Target for WebPeer {
+impl Target for WebEngine {
     type Event = WebIn;
 
     async fn next_event(&mut self) -> WebIn {
@@ -33,12 +33,12 @@ impl Target for WebPeer {
     }
 
     async fn input(&mut self, input: Input) {
-        WebPeer::input(self, input).await;
+        WebEngine::input(self, input).await;
     }
 
     async fn deliver(&mut self, delivery: Delivery) {
         if let Some(input) = self.core.take(delivery) {
-            WebPeer::input(self, input).await;
+            WebEngine::input(self, input).await;
         }
     }
 
@@ -63,7 +63,7 @@ impl Target for WebPeer {
             self.read_other_tabs_changes().await;
         }
         self.expire_connects(now_ms());
-        WebPeer::input(self, Input::Tick).await;
+        WebEngine::input(self, Input::Tick).await;
     }
 
     fn stopping(&self) -> bool {
