@@ -645,3 +645,33 @@ fn devices_met_by_chance_get_no_peer_record_until_they_are_dialed_on_purpose() {
     assert!(!actions.peer_records.is_empty());
     assert_eq!(peering.peers()[&friend].last_seen_ms, 200);
 }
+
+#[test]
+fn rendezvous_is_renewed_at_the_configured_interval_only_while_a_relay_is_connected() {
+    let me = device(1);
+    let relay = device(8).device_id();
+    let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
+    // The browser's interval; a desktop keeps the default 30 s.
+    let config = PeeringConfig::new().with_discovery_interval_ms(10_000);
+    assert_eq!(PeeringConfig::new().discovery_interval_ms, 30_000);
+    let mut peering = Peering::new(me.device_id(), config);
+    let _ = peering.handle(&mut node, at(0), Input::Relay { device: relay });
+    assert_eq!(
+        peering.poll_timeout(),
+        None,
+        "no relay connected, nothing to renew"
+    );
+    let _ = peering.handle(&mut node, at(1_000), connected(relay));
+    let mut renewals = Vec::new();
+    let mut now = 1_000;
+    for _ in 0..4 {
+        // A deadline already past is due at once.
+        now = peering.poll_timeout().unwrap().max(now);
+        if peering.handle(&mut node, at(now), Input::Tick).rendezvous {
+            renewals.push(now);
+        }
+    }
+    assert_eq!(renewals, vec![1_000, 11_000, 21_000, 31_000]);
+    let _ = peering.handle(&mut node, at(now), Input::Disconnected { device: relay });
+    assert_eq!(peering.poll_timeout(), None);
+}
