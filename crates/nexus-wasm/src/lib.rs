@@ -45,7 +45,7 @@ fn web_error(error: WebError) -> JsValue {
     let code = match &error {
         WebError::Storage(IdbError::QuotaExceeded(_)) => "QUOTA_EXCEEDED",
         WebError::Storage(IdbError::Blocked { .. }) => "BLOCKED",
-        WebError::Storage(_) | WebError::Load(_) => "STORAGE",
+        WebError::Storage(_) | WebError::Load(_) | WebError::PeerTable(_) => "STORAGE",
         WebError::Network(_) => "NETWORK",
         WebError::Connect { .. } => "CONNECT",
         WebError::Join(_) => "JOIN",
@@ -539,7 +539,7 @@ fn change_with_edits(
         })
     });
     match (out, failure) {
-        (_, Some(edit)) => Err(WebError::Edit(edit.to_string())),
+        (_, Some(edit)) => Err(WebError::Edit(edit)),
         (Ok(out), None) => Ok(out),
         (Err(e), None) => Err(e.into()),
     }

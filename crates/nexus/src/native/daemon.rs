@@ -108,7 +108,13 @@ pub enum NativeError {
     Storage(#[from] SqliteError),
     /// The vaults could not be loaded.
     #[error("loading the vaults: {0}")]
-    Load(String),
+    Load(Box<nexus_core::node::NodeLoadError<SqliteError>>),
+    /// The WebRTC-direct certificate in the home could not be read or made.
+    #[error(transparent)]
+    Certificate(#[from] super::swarm::CertificateError),
+    /// The sync protocol was already taken on this swarm.
+    #[error("the sync protocol was registered twice on one swarm")]
+    ProtocolTaken,
     /// An address could not be listened on.
     #[error("cannot listen on {address}: {reason}")]
     Listen {
@@ -122,7 +128,7 @@ pub enum NativeError {
     Stopped,
     /// A local edit failed.
     #[error("editing: {0}")]
-    Edit(String),
+    Edit(Box<nexus_core::VaultError>),
     /// Another daemon already serves this home.
     #[error("a daemon is already running on this home (control socket {0})")]
     AlreadyRunning(PathBuf),
@@ -259,11 +265,10 @@ impl NativeEngine {
     ) -> Result<Self, NativeError> {
         let store = SqliteStore::open(&home.join("nexus.db"))?;
         let node = Node::load(&store, key.clone(), ActorId::random(), config.node)
-            .map_err(|e| NativeError::Load(e.to_string()))?;
+            .map_err(|e| NativeError::Load(Box::new(e)))?;
         // The WebRTC-direct certificate lives in the home so browsers can keep dialing the
         // same address.
-        let certificate = super::swarm::load_or_create_certificate(&home.join("webrtc.pem"))
-            .map_err(|e| NativeError::Load(e.to_string()))?;
+        let certificate = super::swarm::load_or_create_certificate(&home.join("webrtc.pem"))?;
         let mut swarm = build_swarm_with_certificate(&key, config.mdns, Some(&certificate)).await?;
         let control = swarm.behaviour().stream.new_control();
         let mut webrtc = WebRtcWatch::default();
@@ -285,7 +290,7 @@ impl NativeEngine {
         )
         .with_peer_records(records);
         let (core, inbox) =
-            Core::new(node, peering, control).map_err(|e| NativeError::Load(e.to_string()))?;
+            Core::new(node, peering, control).map_err(|_| NativeError::ProtocolTaken)?;
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_BOUND);
         let data_version = store.data_version()?;
@@ -427,7 +432,7 @@ impl NativeEngine {
             } => {
                 let result = match self.core.node.change(vault, doc, edit) {
                     Ok(out) => self.take_output(out),
-                    Err(e) => Err(NativeError::Edit(e.to_string())),
+                    Err(e) => Err(NativeError::Edit(Box::new(e))),
                 };
                 let _ = reply.send(result);
             }

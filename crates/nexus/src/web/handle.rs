@@ -27,7 +27,10 @@ pub enum WebError {
     Storage(#[from] IdbError),
     /// The vaults in IndexedDB could not be loaded.
     #[error("loading the vaults from IndexedDB: {0}")]
-    Load(String),
+    Load(#[from] nexus_core::node::NodeLoadError<nexus_core::MemoryStoreError>),
+    /// The peer table held in memory could not be read.
+    #[error("reading the peer table: {0}")]
+    PeerTable(#[from] nexus_core::MemoryStoreError),
     /// The swarm could not be built.
     #[error("setting up the network: {0}")]
     Network(String),
@@ -47,7 +50,7 @@ pub enum WebError {
     Join(String),
     /// A document edit could not be applied.
     #[error("the edit was refused: {0}")]
-    Edit(String),
+    Edit(#[from] nexus_core::json::EditError),
     /// The runtime has stopped (closed, or the page is going away).
     #[error("the Nexus engine has stopped")]
     Stopped,

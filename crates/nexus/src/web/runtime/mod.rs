@@ -104,14 +104,13 @@ pub(super) struct PendingConnect {
 /// giving the page a turn in between. Each open (each tab) writes with its own
 /// Automerge actor.
 async fn load_node(store: &IdbStore, key: DeviceKey, config: NodeConfig) -> Result<Node, WebError> {
-    let failed = |e: nexus_core::node::NodeLoadError<_>| WebError::Load(e.to_string());
     let cache = store.cache();
-    let mut loader = NodeLoader::new(cache, key, ActorId::random(), config).map_err(failed)?;
+    let mut loader = NodeLoader::new(cache, key, ActorId::random(), config)?;
     loop {
         let started = now_ms();
         while now_ms().saturating_sub(started) < LOAD_SLICE_MS {
-            if loader.step(cache, 8).map_err(failed)? {
-                return loader.finish(cache).map_err(failed);
+            if loader.step(cache, 8)? {
+                return Ok(loader.finish(cache)?);
             }
         }
         crate::rt::yield_to_page().await;
@@ -185,8 +184,7 @@ impl WebEngine {
         let mut store = IdbStore::open(name).await?;
         let key = store.load_or_create_device_key().await?;
         let node = load_node(&store, key.clone(), config).await?;
-        let (records, _unreadable) =
-            PeerRecord::load_all(store.cache()).map_err(|e| WebError::Load(e.to_string()))?;
+        let (records, _unreadable) = PeerRecord::load_all(store.cache())?;
         let peering = Peering::new(key.device_id(), peering_config()).with_peer_records(records);
         let swarm = build_web_swarm(&key).map_err(WebError::Network)?;
         let control = swarm.behaviour().stream.new_control();
