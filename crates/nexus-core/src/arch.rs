@@ -1,20 +1,17 @@
 //! The one place where the core differs by target: how a large signature batch is
 //! checked. Natively the batch is split across the machine's cores (scoped threads, no
-//! runtime); in the browser it is checked on the calling thread.
+//! runtime); in the browser it is checked on the calling thread. Either way each part is
+//! checked by [`crate::signature_rule`], so the verdict does not depend on the split.
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use crate::identity::{DeviceId, Signature};
 
 /// Whether every signature in the batch verifies.
-pub(crate) fn batch_verifies(
-    messages: &[&[u8]],
-    signatures: &[Signature],
-    keys: &[VerifyingKey],
-) -> bool {
+pub(crate) fn batch_verifies(items: &[(&[u8], DeviceId, Signature)]) -> bool {
     #[cfg(not(target_arch = "wasm32"))]
-    if let Some(ok) = native::split_across_cores(messages, signatures, keys) {
+    if let Some(ok) = native::split_across_cores(items) {
         return ok;
     }
-    ed25519_dalek::verify_batch(messages, signatures, keys).is_ok()
+    crate::signature_rule::batch_verifies(items)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -26,24 +23,16 @@ mod native {
 
     /// Verifies one part of the batch per core; `None` when there is one core or the
     /// batch is small.
-    pub(super) fn split_across_cores(
-        messages: &[&[u8]],
-        signatures: &[Signature],
-        keys: &[VerifyingKey],
-    ) -> Option<bool> {
+    pub(super) fn split_across_cores(items: &[(&[u8], DeviceId, Signature)]) -> Option<bool> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        if threads < 2 || messages.len() < PARALLEL_MIN {
+        if threads < 2 || items.len() < PARALLEL_MIN {
             return None;
         }
-        let chunk = messages.len().div_ceil(threads);
+        let chunk = items.len().div_ceil(threads);
         Some(std::thread::scope(|scope| {
-            let handles: Vec<_> = messages
+            let handles: Vec<_> = items
                 .chunks(chunk)
-                .zip(signatures.chunks(chunk))
-                .zip(keys.chunks(chunk))
-                .map(|((m, s), k)| {
-                    scope.spawn(move || ed25519_dalek::verify_batch(m, s, k).is_ok())
-                })
+                .map(|part| scope.spawn(move || crate::signature_rule::batch_verifies(part)))
                 .collect();
             // A thread that cannot report counts as a failed batch (checked one by one).
             handles.into_iter().all(|h| h.join().unwrap_or(false))

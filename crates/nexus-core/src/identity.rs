@@ -91,12 +91,6 @@ impl fmt::Debug for DeviceKey {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signature(pub [u8; 64]);
 
-impl Signature {
-    pub(crate) fn to_dalek(self) -> ed25519_dalek::Signature {
-        ed25519_dalek::Signature::from_bytes(&self.0)
-    }
-}
-
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Signature({}…)", crate::hash::hex(&self.0[..4]))
@@ -176,6 +170,20 @@ impl DeviceId {
         // Every constructor checked the point, so this cannot fail; fall back to the
         // identity-free default only to keep this total.
         VerifyingKey::from_bytes(&self.0).unwrap_or_default()
+    }
+
+    /// The key as a curve point, for [`crate::signature_rule`].
+    pub(crate) fn point(&self) -> curve25519_dalek::edwards::EdwardsPoint {
+        // As above: every constructor checked that the bytes decode.
+        curve25519_dalek::edwards::CompressedEdwardsY(self.0)
+            .decompress()
+            .unwrap_or_default()
+    }
+
+    /// Whether `signature` is this device's signature of `message`, by the one rule of
+    /// [`crate::signature_rule`] (the same alone and in a batch).
+    pub fn verifies(&self, message: &[u8], signature: &Signature) -> bool {
+        crate::signature_rule::verifies(self, message, signature)
     }
 
     /// The first characters of the printed id, for people to compare at a glance.

@@ -60,6 +60,7 @@ pub mod peering;
 pub mod peers;
 pub mod protocol;
 pub mod sealing;
+mod signature_rule;
 pub mod sim;
 pub mod storage;
 pub mod vault;

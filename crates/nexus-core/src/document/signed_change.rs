@@ -1,8 +1,6 @@
 //! [`SignedChange`], one Automerge change with its author's signature: its record
 //! encoding, the message that is signed, and batch verification of signatures.
 
-use std::collections::HashMap;
-
 use automerge::ChangeHash;
 
 use super::{MAX_CHANGE_BYTES, RECORD_VERSION};
@@ -112,24 +110,11 @@ pub fn change_signing_message(vault: &VaultId, doc: &DocId, hash: &ChangeHash) -
 /// A batch that verifies costs about a third of checking one by one (and is spread over
 /// the cores natively); a batch that fails is checked one by one to find the forgeries.
 pub fn verify_signatures(items: &[(&[u8], DeviceId, Signature)]) -> Vec<bool> {
-    if items.is_empty() {
-        return Vec::new();
-    }
-    let messages: Vec<&[u8]> = items.iter().map(|(m, _, _)| *m).collect();
-    let signatures: Vec<ed25519_dalek::Signature> =
-        items.iter().map(|(_, _, s)| s.to_dalek()).collect();
-    let mut key_cache: HashMap<DeviceId, ed25519_dalek::VerifyingKey> = HashMap::new();
-    let keys: Vec<ed25519_dalek::VerifyingKey> = items
-        .iter()
-        .map(|(_, d, _)| *key_cache.entry(*d).or_insert_with(|| d.verifying_key()))
-        .collect();
-    if items.len() > 1 && crate::arch::batch_verifies(&messages, &signatures, &keys) {
+    if items.len() > 1 && crate::arch::batch_verifies(items) {
         return vec![true; items.len()];
     }
-    messages
+    items
         .iter()
-        .zip(&signatures)
-        .zip(&keys)
-        .map(|((m, s), k)| k.verify_strict(m, s).is_ok())
+        .map(|(message, key, signature)| key.verifies(message, signature))
         .collect()
 }

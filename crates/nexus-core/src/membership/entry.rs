@@ -462,14 +462,12 @@ impl SignedEntry {
         r.finish("signed membership entry")?;
         let entry = Entry::decode_body(body)?;
         let hash = Hash::of(&[body]);
-        entry
-            .author
-            .verifying_key()
-            .verify_strict(&signing_message(&hash), &signature.to_dalek())
-            .map_err(|_| EntryError::BadSignature {
+        if !entry.author.verifies(&signing_message(&hash), &signature) {
+            return Err(EntryError::BadSignature {
                 entry: hash,
                 author: entry.author,
-            })?;
+            });
+        }
         Ok(Self {
             entry,
             hash,
