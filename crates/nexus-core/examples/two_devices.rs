@@ -44,13 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Vault::from_entries(a.id(), entries, Received::STORED, ActorId::random())?;
     let mut bob_store = MemoryStore::new();
     bob_store.commit(ingested.batch)?;
-    let (redemption, batch) = b.redeem_invite(&bob, invite, secret, now_ms())?;
+    let (redemption, batch) = b.redeem_invite(&bob, invite, &secret, now_ms())?;
     bob_store.commit(batch)?;
     // Alice accepts it when Bob presents it.
-    let from_bob = Received {
-        now_ms: now_ms(),
-        from: Some(bob.device_id()),
-    };
+    let from_bob = Received::from_peer(bob.device_id(), now_ms());
     let ingested = a.ingest_entries([redemption], from_bob);
     alice_store.commit(ingested.batch)?;
     println!("Members seen by Alice: {}", a.membership().members().len());

@@ -2,21 +2,24 @@
 //! can join a vault while no admin is online.
 //!
 //! A code carries the vault id, the hash of the `CreateInvite` entry, the one-time
-//! secret, the expiry and the inviter's addresses (multiaddrs, as text). It prints as
-//! `nexus1` followed by base58.
+//! secret, the expiry, the inviter's device id and its addresses (multiaddrs, as text).
+//! It prints as `nexus2` followed by base58. The joining device shows the invite only
+//! to the inviter, whose id the transport authenticates, and what it shows is a proof
+//! bound to its own id ([`crate::protocol::JoinProof`]), never the secret.
 //!
 //! ```
-//! use nexus_core::{Hash, InviteCode, VaultId};
+//! use nexus_core::{DeviceKey, Hash, InviteCode, VaultId};
 //!
 //! let code = InviteCode {
 //!     vault: VaultId(Hash([1; 32])),
 //!     invite: Hash([2; 32]),
 //!     secret: [3; 32],
 //!     expires_at_ms: 1_700_000_000_000,
+//!     inviter: DeviceKey::from_secret_bytes(&[4; 32]).device_id(),
 //!     addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
 //! };
 //! let text = code.to_string();
-//! assert!(text.starts_with("nexus1"));
+//! assert!(text.starts_with("nexus2"));
 //! assert_eq!(text.parse::<InviteCode>().unwrap(), code);
 //! ```
 
@@ -27,11 +30,12 @@ use thiserror::Error;
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::hash::Hash;
+use crate::identity::DeviceId;
 use crate::ids::VaultId;
 use crate::protocol::JoinRequest;
 
-const PREFIX: &str = "nexus1";
-const VERSION: u64 = 1;
+const PREFIX: &str = "nexus2";
+const VERSION: u64 = 2;
 /// Most addresses a code carries.
 pub const MAX_ADDRESSES: usize = 8;
 const MAX_ADDRESS_LEN: usize = 256;
@@ -47,6 +51,8 @@ pub struct InviteCode {
     pub secret: [u8; 32],
     /// When the invite stops working (milliseconds since the Unix epoch).
     pub expires_at_ms: u64,
+    /// The admin device that made the invite: the one peer the invite is shown to.
+    pub inviter: DeviceId,
     /// Where the inviter can be reached (multiaddrs).
     pub addresses: Vec<String>,
 }
@@ -59,6 +65,7 @@ impl std::fmt::Debug for InviteCode {
             .field("invite", &self.invite)
             .field("secret", &"<redacted>")
             .field("expires_at_ms", &self.expires_at_ms)
+            .field("inviter", &self.inviter)
             .field("addresses", &self.addresses)
             .finish()
     }
@@ -93,7 +100,8 @@ impl InviteCode {
             .raw(self.vault.as_bytes())
             .raw(self.invite.as_bytes())
             .raw(&self.secret)
-            .varint(self.expires_at_ms);
+            .varint(self.expires_at_ms)
+            .raw(self.inviter.public_key());
         let addresses: Vec<&String> = self
             .addresses
             .iter()
@@ -136,6 +144,11 @@ impl InviteCode {
         let invite = Hash(r.array("invite")?);
         let secret = r.array("secret")?;
         let expires_at_ms = r.varint("expiry")?;
+        let inviter =
+            DeviceId::from_public_key(r.array("inviter")?).map_err(|e| DecodeError::Invalid {
+                what: "inviter",
+                reason: e.to_string(),
+            })?;
         let n = r.count(MAX_ADDRESSES, 1, "addresses")?;
         let mut addresses = Vec::with_capacity(n);
         for _ in 0..n {
@@ -147,6 +160,7 @@ impl InviteCode {
             invite,
             secret,
             expires_at_ms,
+            inviter,
             addresses,
         })
     }
@@ -183,6 +197,7 @@ mod tests {
             invite: crate::Hash([2; 32]),
             secret,
             expires_at_ms: 5,
+            inviter: crate::DeviceKey::from_secret_bytes(&[1; 32]).device_id(),
             addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
         };
         let shown = format!("{code:?} {:?}", code.join_request());
@@ -199,6 +214,7 @@ mod tests {
             invite: Hash([8; 32]),
             secret: [7; 32],
             expires_at_ms: 42,
+            inviter: crate::DeviceKey::from_secret_bytes(&[1; 32]).device_id(),
             addresses: vec![
                 "/ip4/127.0.0.1/tcp/1".into(),
                 "/ip4/127.0.0.1/udp/1/quic-v1".into(),

@@ -28,7 +28,7 @@
 //!
 //! // Bob receives the log from Alice and becomes a replica.
 //! let entries = a.log().entries().into_iter().cloned().collect();
-//! let received = Received { now_ms: 2_000, from: Some(alice.device_id()) };
+//! let received = Received::from_peer(alice.device_id(), 2_000);
 //! let (mut b, _) = Vault::from_entries(a.id(), entries, received, ActorId::random()).unwrap();
 //! assert!(b.membership().is_member(&bob.device_id()));
 //!

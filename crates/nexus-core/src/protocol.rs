@@ -1,4 +1,4 @@
-//! The wire format of the sync protocol (`/nexus/sync/1`): messages and their codec.
+//! The wire format of the sync protocol (`/nexus/sync/2`): messages and their codec.
 //!
 //! One stream carries one vault's session between two devices; the transport frames
 //! messages (each frame one [`Message`]). Every message starts with the protocol version
@@ -10,13 +10,14 @@ use automerge::ChangeHash;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::document::SignedChange;
 use crate::hash::Hash;
+use crate::identity::{DeviceId, Signature};
 use crate::ids::{DocId, VaultId};
 use crate::membership::SignedEntry;
 
 /// The libp2p protocol name the engine registers.
-pub const PROTOCOL_NAME: &str = "/nexus/sync/1";
+pub const PROTOCOL_NAME: &str = "/nexus/sync/2";
 /// The version carried in every message.
-pub const PROTOCOL_VERSION: u64 = 1;
+pub const PROTOCOL_VERSION: u64 = 2;
 /// Largest encoded message accepted.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// A document whose snapshot is at most this large is sent whole to a device that has
@@ -89,14 +90,36 @@ impl RefuseCode {
     }
 }
 
-/// An invite presented by a device that wants to join. Its `Debug` leaves the secret
-/// out, so logging a request never leaks it.
+/// An invite held by a device that wants to join: what its code gave it. The secret
+/// stays on the device (a peer is shown only a [`JoinProof`]); its `Debug` leaves the
+/// secret out, so logging a request never leaks it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct JoinRequest {
     /// Hash of the `CreateInvite` entry.
     pub invite: Hash,
     /// The invite's one-time secret.
     pub secret: [u8; 32],
+}
+
+impl JoinRequest {
+    /// What `redeemer` shows a member of `vault`: proof that it holds the secret, bound
+    /// to its own device id, so a peer it is shown to cannot use it.
+    pub fn proof(&self, vault: &VaultId, redeemer: &DeviceId) -> JoinProof {
+        JoinProof {
+            invite: self.invite,
+            proof: crate::membership::redemption_proof(&self.secret, vault, &self.invite, redeemer),
+        }
+    }
+}
+
+/// What a joining device shows in its `Hello`: the invite and the invite key's signature
+/// over (vault, invite, the joining device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinProof {
+    /// Hash of the `CreateInvite` entry.
+    pub invite: Hash,
+    /// The invite key's signature admitting the sender.
+    pub proof: Signature,
 }
 
 impl std::fmt::Debug for JoinRequest {
@@ -143,8 +166,8 @@ pub enum Message {
         vault: VaultId,
         /// The sender's membership heads.
         membership_heads: Vec<Hash>,
-        /// An invite, when the sender is joining.
-        join: Option<JoinRequest>,
+        /// Proof of an invite, when the sender is joining.
+        join: Option<JoinProof>,
         /// Most changes the sender takes in one document snapshot (0: any number). A
         /// bigger document reaches it as a snapshot of its first changes, then the rest
         /// as changes, so that no single step of the sender loads all of it.
@@ -273,7 +296,7 @@ impl Message {
                         w.u8(0);
                     }
                     Some(join) => {
-                        w.u8(1).raw(join.invite.as_bytes()).raw(&join.secret);
+                        w.u8(1).raw(join.invite.as_bytes()).raw(&join.proof.0);
                     }
                 }
                 w.varint(*snapshot_max_changes);
@@ -386,9 +409,9 @@ impl Message {
                 }
                 let join = match r.u8("join flag")? {
                     0 => None,
-                    1 => Some(JoinRequest {
+                    1 => Some(JoinProof {
                         invite: Hash(r.array("join invite")?),
-                        secret: r.array("join secret")?,
+                        proof: Signature(r.array("join proof")?),
                     }),
                     tag => {
                         return Err(DecodeError::UnknownTag {

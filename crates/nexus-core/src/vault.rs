@@ -547,12 +547,23 @@ impl Vault {
         Ok((entry.hash(), self.record_entry(&entry)))
     }
 
+    /// An admin cancels the invite made by entry `invite`.
+    pub fn cancel_invite(
+        &mut self,
+        admin: &DeviceKey,
+        invite: Hash,
+        now_ms: u64,
+    ) -> Result<Batch, VaultError> {
+        let entry = self.log.cancel_invite(admin, invite, now_ms)?;
+        Ok(self.record_entry(&entry))
+    }
+
     /// This (new) device redeems an invite. Returns the entry to hand to a member.
     pub fn redeem_invite(
         &mut self,
         newcomer: &DeviceKey,
         invite: Hash,
-        secret: [u8; 32],
+        secret: &[u8; 32],
         now_ms: u64,
     ) -> Result<(SignedEntry, Batch), VaultError> {
         let entry = self.log.redeem_invite(newcomer, invite, secret, now_ms)?;

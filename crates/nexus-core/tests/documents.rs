@@ -94,10 +94,7 @@ fn alice_and_bob(with_carol: bool) -> (Device, Device) {
         .commit(vault.create_document(&alice, DOC, 1_003).unwrap())
         .unwrap();
     let entries = vault.log().entries().into_iter().cloned().collect();
-    let received = Received {
-        now_ms: 1_004,
-        from: Some(alice.device_id()),
-    };
+    let received = Received::from_peer(alice.device_id(), 1_004);
     let (bob_vault, ingested) =
         Vault::from_entries(vault.id(), entries, received, actor(2)).unwrap();
     let mut bob_vault = bob_vault;
@@ -307,13 +304,9 @@ fn a_revoked_devices_work_before_the_cut_stays_and_later_work_is_rejected_everyw
         .into_iter()
         .cloned()
         .collect::<Vec<_>>();
-    let ingested = carol.vault.ingest_entries(
-        entries,
-        Received {
-            now_ms: 2_001,
-            from: Some(alice.id()),
-        },
-    );
+    let ingested = carol
+        .vault
+        .ingest_entries(entries, Received::from_peer(alice.id(), 2_001));
     assert_eq!(ingested.dropped.get(&DOC).map(Vec::len), Some(1));
     carol.commit(ingested.batch);
     assert_eq!(carol.get("bob"), Some(1));

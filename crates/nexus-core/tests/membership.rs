@@ -19,10 +19,7 @@ fn id(n: u8) -> DeviceId {
 }
 
 fn from_peer(device: DeviceId, now_ms: u64) -> Received {
-    Received {
-        now_ms,
-        from: Some(device),
-    }
+    Received::from_peer(device, now_ms)
 }
 
 /// Gives `to` every entry `from` has (what a sync would do).
@@ -48,7 +45,7 @@ fn alice_approves_bob_by_device_id_and_invites_carol() {
     let mut carols = MembershipLog::from_genesis(log.entries()[0].clone()).unwrap();
     merge(&mut carols, &log);
     let redemption = carols
-        .redeem_invite(&key(2), invite.hash(), secret, 4_000)
+        .redeem_invite(&key(2), invite.hash(), &secret, 4_000)
         .unwrap();
     // Alice accepts the redemption when Carol presents it.
     assert!(log.insert(redemption, from_peer(id(2), 4_500)).unwrap());
@@ -138,7 +135,7 @@ fn an_expired_invite_or_a_wrong_secret_admits_nobody() {
         .unwrap();
     let mut late = log.clone();
     let err = late
-        .redeem_invite(&key(1), invite.hash(), [7; 32], 6_000)
+        .redeem_invite(&key(1), invite.hash(), &[7; 32], 6_000)
         .unwrap_err();
     assert!(matches!(
         err,
@@ -148,29 +145,216 @@ fn an_expired_invite_or_a_wrong_secret_admits_nobody() {
         }
     ));
     let err = late
-        .redeem_invite(&key(1), invite.hash(), [8; 32], 2_000)
+        .redeem_invite(&key(1), invite.hash(), &[8; 32], 2_000)
         .unwrap_err();
     assert!(matches!(
         err,
         MembershipError::Rejected {
-            rule: RuleViolation::WrongSecret,
+            rule: RuleViolation::BadInviteProof,
             ..
         }
     ));
     // Back-dating a redemption: valid by its own timestamp, but the member it is
-    // presented to sees the clocks disagree.
+    // presented to sees the clocks disagree, and so does one reading it from a mailbox.
     let mut newcomer = log.clone();
     let backdated = newcomer
-        .redeem_invite(&key(1), invite.hash(), [7; 32], 4_000)
+        .redeem_invite(&key(1), invite.hash(), &[7; 32], 4_000)
         .unwrap();
     let now = 4_000 + MAX_CLOCK_SKEW_MS + 1;
     assert!(matches!(
-        log.insert(backdated.clone(), from_peer(id(1), now)),
+        log.clone().insert(backdated.clone(), from_peer(id(1), now)),
         Err(MembershipError::ClockSkew { .. })
     ));
-    // Relayed by another member (who accepted it in time), it is taken as is.
+    assert!(matches!(
+        log.clone()
+            .insert(backdated.clone(), Received::from_mailbox(now)),
+        Err(MembershipError::ClockSkew { .. })
+    ));
+    // Passed on by a device that is not a member, it is refused whatever its clock.
+    assert!(matches!(
+        log.clone()
+            .insert(backdated.clone(), from_peer(id(5), 4_000)),
+        Err(MembershipError::Unvouched { .. })
+    ));
+    // Relayed by a member (who accepted it in time), it is taken as is.
     assert!(log.insert(backdated, from_peer(id(0), now)).unwrap());
     assert!(log.membership().is_member(&id(1)));
+}
+
+#[test]
+fn a_member_reading_the_log_cannot_reuse_a_redemption_or_back_date_one() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    log.add_device(&key(0), id(4), Role::Member, 500).unwrap();
+    let invite = log
+        .create_invite(&key(0), &[7; 32], Role::Admin, 1_000_000, 1_000)
+        .unwrap();
+    let redemption = log
+        .clone()
+        .redeem_invite(&key(1), invite.hash(), &[7; 32], 3_000)
+        .unwrap();
+    assert!(
+        log.insert(redemption.clone(), from_peer(id(1), 3_000))
+            .unwrap()
+    );
+    // No secret is in the log: the entries say only the invite's public key and a proof.
+    let secret = [7u8; 32];
+    for entry in log.entries() {
+        let bytes = entry.encode();
+        assert!(
+            !bytes.windows(32).any(|w| w == secret),
+            "the secret is in the log"
+        );
+    }
+    // Member 4 (or a revoked device, or anyone sent the log) takes the proof from Bob's
+    // redemption and signs a redemption of its own, back-dated to just after the
+    // invite, so that it would sort first.
+    let Action::RedeemInvite { proof, .. } = redemption.entry().action.clone() else {
+        panic!("not a redemption");
+    };
+    let thief = Entry {
+        vault: Some(log.vault_id()),
+        parents: vec![invite.hash()],
+        author: id(4),
+        timestamp_ms: 1_001,
+        action: Action::RedeemInvite {
+            invite: invite.hash(),
+            proof,
+        },
+    }
+    .sign(&key(4));
+    let err = log
+        .insert(thief.clone(), from_peer(id(4), 3_100))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::BadInviteProof,
+            ..
+        }
+    ));
+    // Even judged straight from a set of entries (no insert checks), it admits nobody
+    // and Bob stays the admin the invite made.
+    let mut entries: HashMap<Hash, SignedEntry> = log
+        .entries()
+        .into_iter()
+        .map(|e| (e.hash(), e.clone()))
+        .collect();
+    entries.insert(thief.hash(), thief.clone());
+    let heads: Vec<Hash> = log.heads().into_iter().chain([thief.hash()]).collect();
+    let m = evaluate(&entries, &heads);
+    assert_eq!(m.role(&id(1)), Some(Role::Admin));
+    assert_eq!(m.role(&id(4)), Some(Role::Member));
+    assert!(m.void_entries().contains(&thief.hash()));
+}
+
+#[test]
+fn an_entry_cannot_claim_a_time_before_its_parents() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 5_000).unwrap();
+    let err = log
+        .add_device(&key(0), id(1), Role::Member, 4_999)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::BeforeParents {
+                timestamp_ms: 4_999,
+                parent_ms: 5_000
+            },
+            ..
+        }
+    ));
+    assert!(log.add_device(&key(0), id(1), Role::Member, 5_000).is_ok());
+}
+
+#[test]
+fn invites_last_at_most_thirty_days_and_can_be_cancelled() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    let day = 86_400_000;
+    let err = log
+        .create_invite(&key(0), &[1; 32], Role::Member, 1_000 + 31 * day, 1_000)
+        .unwrap_err();
+    assert!(err.to_string().contains("within 30 days"), "{err}");
+    assert!(
+        log.create_invite(&key(0), &[1; 32], Role::Member, 1_000, 1_000)
+            .is_err(),
+        "an invite that is already over"
+    );
+    let invite = log
+        .create_invite(&key(0), &[1; 32], Role::Member, 1_000 + 30 * day, 1_000)
+        .unwrap();
+    // Bob redeems on his own copy while Alice cancels: the cancellation had not seen the
+    // redemption, so it admits nobody, on both sides.
+    let mut bobs = log.clone();
+    bobs.redeem_invite(&key(1), invite.hash(), &[1; 32], 3_000)
+        .unwrap();
+    log.cancel_invite(&key(0), invite.hash(), 2_000).unwrap();
+    assert!(
+        log.membership().invites()[&invite.hash()]
+            .cancelled_by
+            .is_some()
+    );
+    assert_eq!(log.membership().open_invites(2_500).count(), 0);
+    merge(&mut log, &bobs);
+    merge(&mut bobs, &log);
+    for m in [log.membership(), bobs.membership()] {
+        assert!(!m.is_member(&id(1)), "a cancelled invite admits nobody");
+    }
+    assert_eq!(log.membership(), bobs.membership());
+    // After the cancellation, a redemption is refused outright.
+    let err = log
+        .redeem_invite(&key(2), invite.hash(), &[1; 32], 4_000)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::InviteCancelled,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_revoked_admins_invite_admits_nobody_unless_redeemed_first() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    log.add_device(&key(0), id(1), Role::Admin, 1).unwrap();
+    let early = log
+        .create_invite(&key(1), &[1; 32], Role::Member, 1_000_000, 10)
+        .unwrap();
+    let racing = log
+        .create_invite(&key(1), &[2; 32], Role::Member, 1_000_000, 11)
+        .unwrap();
+    let after = log
+        .create_invite(&key(1), &[3; 32], Role::Member, 1_000_000, 12)
+        .unwrap();
+    // Carol redeems before the revocation (Alice has seen it when she revokes Bob).
+    let carol = log
+        .clone()
+        .redeem_invite(&key(2), early.hash(), &[1; 32], 20)
+        .unwrap();
+    log.insert(carol, from_peer(id(2), 20)).unwrap();
+    // Dave redeems concurrently with the revocation.
+    let mut daves = log.clone();
+    daves
+        .redeem_invite(&key(3), racing.hash(), &[2; 32], 31)
+        .unwrap();
+    log.revoke_device(&key(0), id(1), Default::default(), 30)
+        .unwrap();
+    merge(&mut log, &daves);
+    let m = log.membership();
+    assert!(m.is_member(&id(2)), "redeemed before the revocation");
+    assert!(!m.is_member(&id(3)), "the revocation had not seen it");
+    // Erin redeems after the revocation: refused.
+    let err = log
+        .redeem_invite(&key(4), after.hash(), &[3; 32], 40)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        MembershipError::Rejected {
+            rule: RuleViolation::InviteCreatorNotAdmin,
+            ..
+        }
+    ));
+    assert_eq!(log.membership().open_invites(40).count(), 0);
 }
 
 #[test]
@@ -181,10 +365,10 @@ fn an_invite_redeemed_twice_admits_only_the_first_redemption() {
         .unwrap();
     let mut bob = log.clone();
     let mut carol = log.clone();
-    bob.redeem_invite(&key(1), invite.hash(), [9; 32], 2_000)
+    bob.redeem_invite(&key(1), invite.hash(), &[9; 32], 2_000)
         .unwrap();
     carol
-        .redeem_invite(&key(2), invite.hash(), [9; 32], 3_000)
+        .redeem_invite(&key(2), invite.hash(), &[9; 32], 3_000)
         .unwrap();
     let mut ab = log.clone();
     merge(&mut ab, &bob);
@@ -198,7 +382,7 @@ fn an_invite_redeemed_twice_admits_only_the_first_redemption() {
     assert_eq!(ab.membership().void_entries().len(), 1);
     // A redemption that has seen the first is refused outright.
     let err = ab
-        .redeem_invite(&key(3), invite.hash(), [9; 32], 4_000)
+        .redeem_invite(&key(3), invite.hash(), &[9; 32], 4_000)
         .unwrap_err();
     assert!(matches!(
         err,
@@ -231,12 +415,10 @@ fn a_revoked_admins_concurrent_actions_are_void() {
 }
 
 #[test]
-fn two_admins_revoking_each_other_concurrently_leave_the_senior_one() {
+fn two_admins_revoking_each_other_concurrently_are_both_removed() {
     let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
     log.add_device(&key(0), id(1), Role::Admin, 1).unwrap();
     log.add_device(&key(1), id(2), Role::Admin, 2).unwrap();
-    // Bob (senior to Carol) and Carol revoke each other; Carol's timestamp is earlier,
-    // so the canonical order alone would have favoured her.
     let mut bobs = log.clone();
     let mut carols = log.clone();
     bobs.revoke_device(&key(1), id(2), Default::default(), 20)
@@ -247,11 +429,52 @@ fn two_admins_revoking_each_other_concurrently_leave_the_senior_one() {
     merge(&mut bobs, &carols);
     merge(&mut carols, &bobs);
     for m in [bobs.membership(), carols.membership()] {
-        assert!(m.is_admin(&id(1)), "the senior admin stays");
+        assert!(!m.is_member(&id(1)));
         assert!(!m.is_member(&id(2)));
         assert!(m.is_admin(&id(0)));
     }
     assert_eq!(bobs.membership(), carols.membership());
+}
+
+/// The attack of a compromised senior admin: the vault's creator, revoked by a junior
+/// admin, signs (later, on old parents, with an early timestamp) a revocation of the
+/// admin that revoked it, and of another admin.
+#[test]
+fn a_revoked_senior_admin_cannot_undo_its_removal_by_a_back_dated_revocation() {
+    let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    log.add_device(&key(0), id(1), Role::Admin, 1).unwrap();
+    log.add_device(&key(0), id(2), Role::Admin, 2).unwrap();
+    let before = log.clone();
+    log.revoke_device(&key(1), id(0), Default::default(), 100)
+        .unwrap();
+    log.add_device(&key(2), id(5), Role::Member, 110).unwrap();
+    // The creator's back-dated entries, made on the log as it was before.
+    let mut attacker = before;
+    attacker
+        .revoke_device(&key(0), id(1), Default::default(), 3)
+        .unwrap();
+    attacker
+        .revoke_device(&key(0), id(2), Default::default(), 4)
+        .unwrap();
+    attacker.add_device(&key(0), id(6), Role::Admin, 5).unwrap();
+    merge(&mut log, &attacker);
+    let mut theirs = attacker.clone();
+    merge(&mut theirs, &log);
+    for m in [log.membership(), theirs.membership()] {
+        assert!(!m.is_member(&id(0)), "the creator stays removed");
+        assert!(
+            !m.is_member(&id(1)),
+            "its counter-revocation takes its revoker along"
+        );
+        assert!(m.is_admin(&id(2)), "nobody else: that revocation is void");
+        assert!(m.is_member(&id(5)));
+        assert!(!m.is_member(&id(6)), "its back-dated approval is void");
+    }
+    assert_eq!(log.membership(), theirs.membership());
+    // The remaining admin re-admits the revoker.
+    log.add_device(&key(2), id(1), Role::Admin, 200).unwrap();
+    assert!(log.membership().is_admin(&id(1)));
+    assert!(!log.membership().is_member(&id(0)));
 }
 
 #[test]
@@ -292,6 +515,10 @@ enum Step {
         admin: u8,
         device: u8,
     },
+    Cancel {
+        admin: u8,
+        invite: u8,
+    },
     Sync {
         from: u8,
     },
@@ -313,6 +540,7 @@ fn step() -> impl Strategy<Value = (u8, Step)> {
         1 => (admin(), 0u8..4).prop_map(|(admin, secret)| Step::Invite { admin, secret }),
         1 => (device.clone(), 0u8..8).prop_map(|(device, invite)| Step::Redeem { device, invite }),
         2 => (admin(), device).prop_map(|(admin, device)| Step::Revoke { admin, device }),
+        1 => (admin(), 0u8..8).prop_map(|(admin, invite)| Step::Cancel { admin, invite }),
         2 => replica.clone().prop_map(|from| Step::Sync { from }),
     ];
     (replica, step)
@@ -356,11 +584,16 @@ fn play(steps: &[(u8, Step)]) -> (MembershipLog, Vec<SignedEntry>) {
             }
             Step::Redeem { device, invite } => {
                 if let Some((hash, secret)) = invites.get(*invite as usize).copied() {
-                    let _ = log.redeem_invite(&key(*device), hash, secret, now);
+                    let _ = log.redeem_invite(&key(*device), hash, &secret, now);
                 }
             }
             Step::Revoke { admin, device } => {
                 let _ = log.revoke_device(&key(*admin), id(*device), Default::default(), now);
+            }
+            Step::Cancel { admin, invite } => {
+                if let Some((hash, _)) = invites.get(*invite as usize).copied() {
+                    let _ = log.cancel_invite(&key(*admin), hash, now);
+                }
             }
             Step::Sync { from } => {
                 let source = replicas[*from as usize].clone();
@@ -526,7 +759,7 @@ fn a_key_made_without_seeing_a_revocation_never_becomes_current() {
     // Alice, now holding both, makes the key that counts.
     let mut alices = replica(&vault);
     let _ = alices.ingest_entries(all_entries(&daves_log), Received::STORED);
-    let _ = alices.maintain_keys(&alice, 20).unwrap();
+    let _ = alices.maintain_keys(&alice, 2_000).unwrap();
     let (_, info) = alices.membership().current_key().unwrap();
     assert_eq!(info.generation, 2, "above both generation-1 keys");
     assert!(!info.sealed.contains_key(&carol.device_id()));
@@ -640,7 +873,7 @@ fn key_entries_round_trip_and_unsorted_copies_do_not_decode() {
 /// The digest the fixed membership story evaluates to. The browser tests
 /// (`crates/nexus/tests/web.rs`) check the same value in wasm32.
 pub const MEMBERSHIP_FIXTURE_DIGEST: &str =
-    "37044f07cc2bf9d005cd5145394627e12c554fd1e463f19af383b4d82974c9ea";
+    "7098627132019e23e3ff30768797314a6d1b2b3fb83c0fa43833d260fc4ac740";
 
 #[test]
 fn the_fixed_membership_story_evaluates_to_the_recorded_digest() {

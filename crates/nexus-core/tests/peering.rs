@@ -377,20 +377,24 @@ fn an_instance_that_does_not_hold_the_connections_dials_nothing_until_it_does() 
     assert_eq!(actions.dial[0].device, Some(peer));
 }
 
+/// An invite to `vault` made by device 2.
 fn invite_for(vault: VaultId) -> InviteCode {
     InviteCode {
         vault,
         invite: nexus_core::Hash([3; 32]),
         secret: [4; 32],
         expires_at_ms: u64::MAX,
+        inviter: device(2).device_id(),
         addresses: Vec::new(),
     }
 }
 
 #[test]
-fn an_invite_is_shown_to_connected_devices_but_not_relays_and_ends_on_a_bad_invite_or_timeout() {
+fn an_invite_is_shown_only_to_its_inviter_never_to_a_stranger_or_relay_and_ends_on_a_bad_invite_or_timeout()
+ {
     let me = device(1);
     let member = device(2).device_id();
+    let stranger = device(3).device_id();
     let relay = device(8).device_id();
     let vault = VaultId(nexus_core::Hash([7; 32]));
     let mut node = Node::new(me.clone(), ActorId::random(), CONFIG);
@@ -398,6 +402,8 @@ fn an_invite_is_shown_to_connected_devices_but_not_relays_and_ends_on_a_bad_invi
     let mut peering = Peering::new(me.device_id(), config);
     let _ = peering.handle(&mut node, at(0), Input::Relay { device: relay });
     let _ = peering.handle(&mut node, at(0), connected(relay));
+    // A stranger on the LAN (found by mDNS, or dialing in) is connected first.
+    let _ = peering.handle(&mut node, at(0), connected(stranger));
     let actions = peering.handle(&mut node, at(0), connected(member));
     assert!(actions.open.is_empty(), "nothing shared yet");
     let actions = peering.handle(
@@ -409,12 +415,35 @@ fn an_invite_is_shown_to_connected_devices_but_not_relays_and_ends_on_a_bad_invi
         },
     );
     let targets: Vec<DeviceId> = actions.open.iter().map(|o| o.device).collect();
-    assert_eq!(targets, vec![member], "never to the relay");
+    assert_eq!(targets, vec![member], "only to the inviter");
     let open = actions.open[0].id;
     let actions = peering.handle(&mut node, at(1), Input::Opened { open });
     let session = actions.attach_opened[0].1;
-    let hello = Message::decode(&actions.out.transmits[0].1).unwrap();
-    assert!(matches!(hello, Message::Hello { join: Some(_), .. }));
+    let bytes = &actions.out.transmits[0].1;
+    let hello = Message::decode(bytes).unwrap();
+    let Message::Hello {
+        join: Some(proof), ..
+    } = hello
+    else {
+        panic!("expected a hello with a join proof, got {hello:?}");
+    };
+    // What is shown is a proof bound to this device, never the secret.
+    assert!(!bytes.windows(32).any(|w| w == [4; 32]), "the secret left");
+    let key = nexus_core::membership::invite_key(&[4; 32]).device_id();
+    assert!(nexus_core::membership::proof_verifies(
+        &key,
+        &vault,
+        &proof.invite,
+        &me.device_id(),
+        &proof.proof
+    ));
+    assert!(!nexus_core::membership::proof_verifies(
+        &key,
+        &vault,
+        &proof.invite,
+        &stranger,
+        &proof.proof
+    ));
     let refuse = Message::Refuse {
         code: RefuseCode::BadInvite,
         reason: "the invite was already used".into(),

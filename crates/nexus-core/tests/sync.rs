@@ -108,7 +108,7 @@ fn a_creates_b_joins_by_invite_c_is_approved_and_all_converge() {
         .create_invite(vault, &secret, Role::Member, now + 3_600_000, now)
         .unwrap();
     net.apply_output(0, out);
-    net.join(1, vault, JoinRequest { invite, secret });
+    net.join(1, 0, vault, JoinRequest { invite, secret });
     let c = net.id(2);
     let out = net.devices[0]
         .node

@@ -566,6 +566,7 @@ fn invite_for(
         invite,
         secret,
         expires_at_ms: now + 600_000,
+        inviter: key.device_id(),
         addresses: vec![address.to_string()],
     }
 }

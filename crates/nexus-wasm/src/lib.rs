@@ -258,6 +258,7 @@ impl Nexus {
                     invite,
                     secret,
                     expires_at_ms,
+                    inviter: node.device_id(),
                     addresses,
                 };
                 Ok((code, out))

@@ -1,5 +1,5 @@
 //! 100,000 signed changes from device A to device B over loopback, through the real
-//! runtime (SQLite stores, libp2p, `/nexus/sync/1`), over TCP and over QUIC; both for a
+//! runtime (SQLite stores, libp2p, `/nexus/sync/2`), over TCP and over QUIC; both for a
 //! fresh device that receives the document as one snapshot and with snapshots off, so
 //! that every change travels and is verified on its own. Bytes on the wire are read from
 //! the loopback interface's counters (`/proc/net/dev`), so they include Noise, Yamux or

@@ -112,6 +112,7 @@ mod native {
                             invite,
                             secret,
                             expires_at_ms,
+                            inviter: node.device_id(),
                             addresses: addresses.clone(),
                         };
                         println!("Invite code (an hour): {code}");

@@ -1,4 +1,4 @@
-//! Message framing on a byte stream: each `/nexus/sync/1` message travels as a 4-byte
+//! Message framing on a byte stream: each `/nexus/sync/2` message travels as a 4-byte
 //! big-endian length followed by that many bytes. Lengths over
 //! [`nexus_core::protocol::MAX_MESSAGE_BYTES`] are refused before anything is allocated,
 //! so a peer cannot make us reserve memory by announcing a huge frame.

@@ -1,6 +1,6 @@
 //! The native peer runtime in-process, on 127.0.0.1: members sync over QUIC and
 //! WebSocket, and an honest member keeps syncing while a hostile client speaks
-//! `/nexus/sync/1` with garbage, an oversized frame, a stranger's handshake and a
+//! `/nexus/sync/2` with garbage, an oversized frame, a stranger's handshake and a
 //! replayed one.
 
 #![cfg(not(target_arch = "wasm32"))]

@@ -64,6 +64,7 @@ pub(super) fn invite(
         invite,
         secret,
         expires_at_ms,
+        inviter: home.key.device_id(),
         addresses,
     };
     Ok(Report::Invite {

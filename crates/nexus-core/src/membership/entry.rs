@@ -14,8 +14,8 @@ use crate::identity::{DeviceId, DeviceKey, Signature};
 use crate::ids::{DocId, VaultId};
 use crate::sealing::SealedKey;
 
-const ENTRY_VERSION: u64 = 1;
-const SIGNING_DOMAIN: &[u8] = b"nexus/membership-entry/v1";
+const ENTRY_VERSION: u64 = 2;
+const SIGNING_DOMAIN: &[u8] = b"nexus/membership-entry/v2";
 
 /// What a member may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,19 +92,24 @@ pub enum Action {
     },
     /// An admin publishes a one-time invite.
     CreateInvite {
-        /// SHA-256 of the invite's secret.
-        secret_hash: Hash,
+        /// The public key derived from the invite's secret ([`super::invite_key`]).
+        invite_key: DeviceId,
         /// The role the invitee gets.
         role: Role,
         /// When the invite stops working (milliseconds since the Unix epoch).
         expires_at_ms: u64,
     },
-    /// A new device joins with an invite's secret; the entry's author is the new device.
+    /// A new device joins with an invite; the entry's author is the new device.
     RedeemInvite {
         /// Hash of the `CreateInvite` entry.
         invite: Hash,
-        /// The one-time secret.
-        secret: [u8; 32],
+        /// The invite key's signature admitting the author ([`super::redemption_proof`]).
+        proof: Signature,
+    },
+    /// An admin cancels an invite: a redemption it had not seen admits nobody.
+    CancelInvite {
+        /// Hash of the `CreateInvite` entry.
+        invite: Hash,
     },
     /// An admin revokes a device.
     RevokeDevice {
@@ -141,6 +146,7 @@ impl Action {
             Action::RevokeDevice { .. } => 4,
             Action::NewKey { .. } => 5,
             Action::ShareKey { .. } => 6,
+            Action::CancelInvite { .. } => 7,
         }
     }
 
@@ -154,6 +160,7 @@ impl Action {
             Action::RevokeDevice { .. } => "revoke device",
             Action::NewKey { .. } => "new vault key",
             Action::ShareKey { .. } => "share vault key",
+            Action::CancelInvite { .. } => "cancel invite",
         }
     }
 }
@@ -193,16 +200,19 @@ impl Entry {
                 w.raw(device.public_key()).u8(role.tag());
             }
             Action::CreateInvite {
-                secret_hash,
+                invite_key,
                 role,
                 expires_at_ms,
             } => {
-                w.raw(secret_hash.as_bytes())
+                w.raw(invite_key.public_key())
                     .u8(role.tag())
                     .varint(*expires_at_ms);
             }
-            Action::RedeemInvite { invite, secret } => {
-                w.raw(invite.as_bytes()).raw(secret);
+            Action::RedeemInvite { invite, proof } => {
+                w.raw(invite.as_bytes()).raw(&proof.0);
+            }
+            Action::CancelInvite { invite } => {
+                w.raw(invite.as_bytes());
             }
             Action::RevokeDevice { device, seen } => {
                 w.raw(device.public_key()).len(seen.len());
@@ -268,13 +278,16 @@ impl Entry {
                 role: Role::from_tag(r.u8("role")?)?,
             },
             2 => Action::CreateInvite {
-                secret_hash: Hash(r.array("invite secret hash")?),
+                invite_key: read_device(&mut r, "invite key")?,
                 role: Role::from_tag(r.u8("role")?)?,
                 expires_at_ms: r.varint("invite expiry")?,
             },
             3 => Action::RedeemInvite {
                 invite: Hash(r.array("redeemed invite")?),
-                secret: r.array("invite secret")?,
+                proof: Signature(r.array("invite proof")?),
+            },
+            7 => Action::CancelInvite {
+                invite: Hash(r.array("cancelled invite")?),
             },
             4 => {
                 let device = read_device(&mut r, "revoked device")?;

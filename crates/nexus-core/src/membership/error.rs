@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::{MAX_CLOCK_SKEW_MS, MAX_ENTRIES};
+use super::{MAX_CLOCK_SKEW_MS, MAX_ENTRIES, MAX_ENTRIES_PER_AUTHOR};
 use crate::codec::DecodeError;
 use crate::hash::Hash;
 use crate::identity::DeviceId;
@@ -49,9 +49,28 @@ pub enum MembershipError {
         /// The unknown parents.
         missing: Vec<Hash>,
     },
-    /// The log is full.
-    #[error("the membership log already holds the maximum of {MAX_ENTRIES} entries")]
+    /// The log is full: revocations, cancellations and key entries are still taken.
+    #[error(
+        "the membership log already holds the maximum of {MAX_ENTRIES} entries in effect; revocations and key entries are still accepted"
+    )]
     LogFull,
+    /// One author wrote as many entries as one author may.
+    #[error("device {author} already wrote the maximum of {MAX_ENTRIES_PER_AUTHOR} entries")]
+    AuthorFull {
+        /// The author.
+        author: DeviceId,
+    },
+    /// A redemption was passed on by a device that is not a member (a revoked device, a
+    /// stranger): only its author or a member may present it.
+    #[error(
+        "invite redemption {entry} was presented by {presenter}, which is neither its author nor a member"
+    )]
+    Unvouched {
+        /// The entry.
+        entry: Hash,
+        /// The device that sent it.
+        presenter: DeviceId,
+    },
     /// The entry breaks a membership rule in its own causal past.
     #[error("{action} entry {entry} by {author} rejected: {rule}")]
     Rejected {
@@ -64,7 +83,8 @@ pub enum MembershipError {
         /// The rule it breaks.
         rule: RuleViolation,
     },
-    /// A redemption presented by its author has a timestamp far from this device's clock.
+    /// A redemption presented by its author, or found in a mailbox bundle, has a
+    /// timestamp far from this device's clock.
     #[error(
         "invite redemption {entry} claims time {claimed_ms} ms but this device's clock says {now_ms} ms (more than {MAX_CLOCK_SKEW_MS} ms apart); check the clocks"
     )]
@@ -100,9 +120,33 @@ pub enum RuleViolation {
     /// The redeemed invite is not in the entry's causal past.
     #[error("the invite being redeemed is unknown to this vault")]
     UnknownInvite,
-    /// The revealed secret does not hash to the invite's.
-    #[error("the invite secret is wrong")]
-    WrongSecret,
+    /// The redemption's proof is not the invite key's signature for this device.
+    #[error(
+        "the invite proof does not verify: it was not made with this invite's secret for this device"
+    )]
+    BadInviteProof,
+    /// The invite was cancelled by an admin.
+    #[error("the invite was cancelled")]
+    InviteCancelled,
+    /// The invite's creator is no longer an admin, so its invites admit nobody.
+    #[error("the invite's creator is no longer an admin of the vault")]
+    InviteCreatorNotAdmin,
+    /// An invite's expiry is not after its creation or too far ahead.
+    #[error(
+        "an invite must expire after it is made and within {} days; this one would last {lasts_ms} ms", super::MAX_INVITE_LIFETIME_MS / 86_400_000
+    )]
+    InviteLifetime {
+        /// How long it would last (0 when the expiry is not after the creation).
+        lasts_ms: u64,
+    },
+    /// The entry claims a time before one of its parents'.
+    #[error("the entry's timestamp {timestamp_ms} ms is before its parent's {parent_ms} ms")]
+    BeforeParents {
+        /// The entry's timestamp.
+        timestamp_ms: u64,
+        /// The latest parent timestamp.
+        parent_ms: u64,
+    },
     /// The invite had expired at the redemption's time.
     #[error(
         "the invite expired at {expires_at_ms} ms, before the redemption at {redeemed_at_ms} ms"
@@ -122,12 +166,6 @@ pub enum RuleViolation {
     /// The redeeming device is already a member.
     #[error("the device is already a member")]
     AlreadyMember,
-    /// A more senior admin revoked this revocation's author concurrently.
-    #[error("the revoked admin {by} is more senior and revoked the author concurrently")]
-    OverriddenBySenior {
-        /// The senior admin.
-        by: DeviceId,
-    },
     /// A revocation of the author, concurrent with this entry, voids it.
     #[error("the author was revoked by an entry that had not seen this one")]
     VoidedByRevocation,

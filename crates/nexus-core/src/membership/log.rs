@@ -5,8 +5,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::order::Replay;
 use super::{
-    Action, Entry, MAX_CLOCK_SKEW_MS, MAX_ENTRIES, MAX_NAME_LEN, Membership, MembershipError, Role,
-    RuleViolation, SignedEntry, WorkSeen, evaluate,
+    Action, Entry, MAX_CLOCK_SKEW_MS, MAX_ENTRIES, MAX_ENTRIES_PER_AUTHOR, MAX_NAME_LEN,
+    Membership, MembershipError, Role, RuleViolation, SignedEntry, WorkSeen, evaluate, invite_key,
+    redemption_proof,
 };
 use crate::hash::Hash;
 use crate::identity::{DeviceId, DeviceKey};
@@ -26,17 +27,56 @@ pub struct MembershipLog {
 pub struct Received {
     /// This device's clock, milliseconds since the Unix epoch.
     pub now_ms: u64,
-    /// The authenticated device that sent the entry (`None` when it was made here or
-    /// loaded from storage).
-    pub from: Option<DeviceId>,
+    /// Where the entry came from.
+    pub source: Source,
+}
+
+/// Where an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Made on this device.
+    Local,
+    /// Loaded from this device's own storage: already checked when stored.
+    Stored,
+    /// Sent by this authenticated device in a session.
+    Peer(DeviceId),
+    /// Found in a mailbox bundle at a relay (its writer is not known).
+    Mailbox,
 }
 
 impl Received {
-    /// An entry loaded from this device's own storage: already checked when stored.
+    /// An entry loaded from this device's own storage.
     pub const STORED: Received = Received {
         now_ms: 0,
-        from: None,
+        source: Source::Stored,
     };
+
+    /// An entry sent by `peer` in a session.
+    pub fn from_peer(peer: DeviceId, now_ms: u64) -> Self {
+        Self {
+            now_ms,
+            source: Source::Peer(peer),
+        }
+    }
+
+    /// An entry found in a mailbox bundle.
+    pub fn from_mailbox(now_ms: u64) -> Self {
+        Self {
+            now_ms,
+            source: Source::Mailbox,
+        }
+    }
+}
+
+/// Entries of a kind that a full log still takes (see "Limits" in the module doc).
+fn exempt_from_cap(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::RevokeDevice { .. }
+            | Action::CancelInvite { .. }
+            | Action::NewKey { .. }
+            | Action::ShareKey { .. }
+    )
 }
 
 impl MembershipLog {
@@ -175,19 +215,8 @@ impl MembershipLog {
                 missing,
             });
         }
-        if self.entries.len() >= MAX_ENTRIES {
-            return Err(MembershipError::LogFull);
-        }
-        if let (Action::RedeemInvite { .. }, Some(from)) = (&entry.action, received.from)
-            && from == entry.author
-            && entry.timestamp_ms.abs_diff(received.now_ms) > MAX_CLOCK_SKEW_MS
-        {
-            return Err(MembershipError::ClockSkew {
-                entry: hash,
-                claimed_ms: entry.timestamp_ms,
-                now_ms: received.now_ms,
-            });
-        }
+        self.check_room(&signed)?;
+        self.check_presenter(&signed, received)?;
         // Judge the entry against its own causal past.
         let author = entry.author;
         let action = entry.action.name();
@@ -215,14 +244,74 @@ impl MembershipLog {
         Ok(true)
     }
 
-    /// Inserts entries given in any order, retrying those whose parents come later in
-    /// the batch. Returns the hashes accepted and the entries refused with why.
+    /// Finding 5's limits: entries in effect, and per author.
+    fn check_room(&self, signed: &SignedEntry) -> Result<(), MembershipError> {
+        let author = signed.entry.author;
+        let by_author = self
+            .entries
+            .values()
+            .filter(|e| e.entry.author == author)
+            .count();
+        if by_author >= MAX_ENTRIES_PER_AUTHOR {
+            return Err(MembershipError::AuthorFull { author });
+        }
+        if exempt_from_cap(&signed.entry.action) {
+            return Ok(());
+        }
+        let void = self.current.void_entries();
+        let in_effect = self
+            .entries
+            .values()
+            .filter(|e| !exempt_from_cap(&e.entry.action) && !void.contains(&e.hash))
+            .count();
+        if in_effect >= MAX_ENTRIES {
+            return Err(MembershipError::LogFull);
+        }
+        Ok(())
+    }
+
+    /// Rule 3's clock check: a redemption comes from its author (or a mailbox) with a
+    /// timestamp close to this device's clock, or from a member that accepted it.
+    fn check_presenter(
+        &self,
+        signed: &SignedEntry,
+        received: Received,
+    ) -> Result<(), MembershipError> {
+        let entry = &signed.entry;
+        if !matches!(entry.action, Action::RedeemInvite { .. }) {
+            return Ok(());
+        }
+        let check_clock = match received.source {
+            Source::Local | Source::Stored => false,
+            Source::Mailbox => true,
+            Source::Peer(peer) if peer == entry.author => true,
+            Source::Peer(peer) if self.current.is_member(&peer) => false,
+            Source::Peer(presenter) => {
+                return Err(MembershipError::Unvouched {
+                    entry: signed.hash,
+                    presenter,
+                });
+            }
+        };
+        if check_clock && entry.timestamp_ms.abs_diff(received.now_ms) > MAX_CLOCK_SKEW_MS {
+            return Err(MembershipError::ClockSkew {
+                entry: signed.hash,
+                claimed_ms: entry.timestamp_ms,
+                now_ms: received.now_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// Inserts entries given in any order: parents first, then any that waited on a
+    /// member's admission to be vouched for. Returns the hashes accepted and the entries
+    /// refused with why.
     pub fn insert_many(
         &mut self,
         entries: impl IntoIterator<Item = SignedEntry>,
         received: Received,
     ) -> (Vec<Hash>, Vec<MembershipError>) {
-        let mut pending: Vec<SignedEntry> = entries.into_iter().collect();
+        let mut pending = parents_first(entries.into_iter().collect());
         let mut accepted = Vec::new();
         let mut refused = Vec::new();
         loop {
@@ -233,19 +322,18 @@ impl MembershipLog {
                 match self.insert(signed.clone(), received) {
                     Ok(true) => accepted.push(hash),
                     Ok(false) => {}
-                    Err(MembershipError::MissingParents { .. }) => waiting.push(signed),
+                    Err(
+                        e @ (MembershipError::MissingParents { .. }
+                        | MembershipError::Unvouched { .. }),
+                    ) => waiting.push((signed, e)),
                     Err(e) => refused.push(e),
                 }
             }
             if waiting.is_empty() || waiting.len() == before {
-                for signed in waiting {
-                    if let Err(e) = self.insert(signed, received) {
-                        refused.push(e);
-                    }
-                }
+                refused.extend(waiting.into_iter().map(|(_, e)| e));
                 return (accepted, refused);
             }
-            pending = waiting;
+            pending = waiting.into_iter().map(|(signed, _)| signed).collect();
         }
     }
 
@@ -264,7 +352,13 @@ impl MembershipLog {
             action,
         }
         .sign(key);
-        self.insert(signed.clone(), Received { now_ms, from: None })?;
+        self.insert(
+            signed.clone(),
+            Received {
+                now_ms,
+                source: Source::Local,
+            },
+        )?;
         Ok(signed)
     }
 
@@ -280,7 +374,7 @@ impl MembershipLog {
     }
 
     /// An admin creates an invite for `secret`; share the secret and the returned entry's
-    /// hash with the invitee.
+    /// hash with the invitee. The log holds only the key derived from the secret.
     pub fn create_invite(
         &mut self,
         admin: &DeviceKey,
@@ -290,22 +384,33 @@ impl MembershipLog {
         now_ms: u64,
     ) -> Result<SignedEntry, MembershipError> {
         let action = Action::CreateInvite {
-            secret_hash: Hash::of(&[secret]),
+            invite_key: invite_key(secret).device_id(),
             role,
             expires_at_ms,
         };
         self.author(admin, action, now_ms)
     }
 
-    /// A new device redeems an invite with its own key.
+    /// An admin cancels the invite made by entry `invite`.
+    pub fn cancel_invite(
+        &mut self,
+        admin: &DeviceKey,
+        invite: Hash,
+        now_ms: u64,
+    ) -> Result<SignedEntry, MembershipError> {
+        self.author(admin, Action::CancelInvite { invite }, now_ms)
+    }
+
+    /// A new device redeems an invite with its own key; the secret stays on the device.
     pub fn redeem_invite(
         &mut self,
         newcomer: &DeviceKey,
         invite: Hash,
-        secret: [u8; 32],
+        secret: &[u8; 32],
         now_ms: u64,
     ) -> Result<SignedEntry, MembershipError> {
-        self.author(newcomer, Action::RedeemInvite { invite, secret }, now_ms)
+        let proof = redemption_proof(secret, &self.vault, &invite, &newcomer.device_id());
+        self.author(newcomer, Action::RedeemInvite { invite, proof }, now_ms)
     }
 
     /// An admin revokes `device`, recording how much of its work the admin has seen.
@@ -318,4 +423,34 @@ impl MembershipLog {
     ) -> Result<SignedEntry, MembershipError> {
         self.author(admin, Action::RevokeDevice { device, seen }, now_ms)
     }
+}
+
+/// Orders a batch so that every entry comes after those of its parents that are in the
+/// batch (a depth-first walk, linear in the batch), whatever order it arrived in.
+fn parents_first(batch: Vec<SignedEntry>) -> Vec<SignedEntry> {
+    let index: HashMap<Hash, usize> = batch.iter().enumerate().map(|(i, e)| (e.hash, i)).collect();
+    let mut placed = vec![false; batch.len()];
+    let mut order = Vec::with_capacity(batch.len());
+    for start in 0..batch.len() {
+        // (entry, next parent to look at)
+        let mut stack = vec![(start, 0usize)];
+        while let Some((i, next)) = stack.pop() {
+            if placed[i] {
+                continue;
+            }
+            let parents = &batch[i].entry.parents;
+            if let Some(p) = parents[next..]
+                .iter()
+                .position(|p| index.get(p).is_some_and(|&j| !placed[j] && j != i))
+            {
+                stack.push((i, next + p + 1));
+                stack.push((index[&parents[next + p]], 0));
+            } else {
+                placed[i] = true;
+                order.push(i);
+            }
+        }
+    }
+    let mut slots: Vec<Option<SignedEntry>> = batch.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }

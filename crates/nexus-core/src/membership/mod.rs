@@ -14,19 +14,31 @@
 //! order they arrived in, so every device computes the same answer. Entries are then
 //! replayed in that order:
 //!
+//! 0. **Time moves forward along the log.** An entry's timestamp is at or after each of
+//!    its parents'.
 //! 1. **Genesis** makes its author the first admin. A log has exactly one genesis, and its
 //!    hash is the [`VaultId`](crate::VaultId).
-//! 2. **AddDevice** (approve a `DeviceId`, e.g. read from a QR code), **CreateInvite** and
-//!    **RevokeDevice** need an author who is an admin at that point.
-//! 3. **CreateInvite** publishes the SHA-256 of a one-time secret, a role and an expiry.
-//!    **RedeemInvite** is signed by the *new* device and reveals the secret, so a device
-//!    can join while no admin is online. It is valid when the invite is in its causal past,
-//!    the secret matches, its timestamp is not after the expiry, and its author is not
-//!    already a member. When a member receives a redemption from the redeeming device
-//!    itself, it also refuses one whose timestamp is more than [`MAX_CLOCK_SKEW_MS`] from
-//!    its own clock, so an expired invite cannot be redeemed by back-dating.
-//! 4. **An invite admits one device.** If it is redeemed twice (concurrently), the
-//!    redemption first in the canonical order wins; the other admits nobody.
+//! 2. **AddDevice** (approve a `DeviceId`, e.g. read from a QR code), **CreateInvite**,
+//!    **CancelInvite** and **RevokeDevice** need an author who is an admin at that point.
+//! 3. **CreateInvite** publishes the public key derived from a one-time secret
+//!    ([`invite_key`]), a role and an expiry at most [`MAX_INVITE_LIFETIME_MS`] (30 days)
+//!    after its timestamp. **RedeemInvite** is signed by the *new* device and carries
+//!    the invite key's signature over the vault, the invite and the new device
+//!    ([`redemption_proof`]), so a device can join while no admin is online and the
+//!    secret never enters the log: a member or a revoked device that reads the log cannot
+//!    admit anyone with it. A redemption is valid when the invite is in its causal past,
+//!    the proof names its author, its timestamp is not after the expiry, no cancellation
+//!    of the invite is in its causal past, the invite's creator is an admin at that point
+//!    and its author is not already a member. Clocks: a device refuses a redemption that
+//!    its author or a mailbox bundle presents with a timestamp more than
+//!    [`MAX_CLOCK_SKEW_MS`] from its own clock (so an expired invite cannot be redeemed by
+//!    back-dating), and one passed on by a device that is not a member. Members pass on
+//!    only what they accepted.
+//! 4. **An invite admits one device, while it stands.** If it is redeemed twice
+//!    (concurrently), the redemption first in the canonical order wins; the other admits
+//!    nobody. A redemption that a cancellation of its invite had not seen admits nobody,
+//!    and neither does one that a revocation of the invite's creator had not seen: an
+//!    invite dies with its creator's admin standing unless it was redeemed first.
 //! 5. **A device is a member** while it has an admission (AddDevice or RedeemInvite) that
 //!    comes causally *after* every revocation of it. A revocation therefore beats an
 //!    approval it races with, and re-admitting a revoked device takes a new approval made
@@ -35,10 +47,18 @@
 //!    revoked device that is not in the causal past of its revocation is void, even if it
 //!    came earlier in the canonical order (unless a later re-admission precedes it). Void
 //!    entries are stored but have no effect; the replay repeats until no new entry is void.
-//! 7. **Two admins who revoke each other concurrently**: the more senior admin wins (the
-//!    one admitted earlier in the canonical order; the vault's creator is the most
-//!    senior), and the junior admin's revocation is void. Longer cycles of concurrent
-//!    revocations resolve by the canonical order and rule 6.
+//!    A revoked device therefore cannot undo its removal by back-dating: whatever it signs
+//!    on old parents is void.
+//! 7. **Any admin can remove any device, however senior.** The one entry of a revoked
+//!    device that its revocation does not void is a concurrent revocation *of the admin
+//!    that revoked it*: two admins who revoke each other concurrently are both removed.
+//!    Trade-off: a removed admin can take its revoker down with it by claiming not to
+//!    have seen the revocation (it cannot keep itself in), and any other admin re-admits
+//!    the revoker with a new approval. Keep a second admin device: if the last two admins
+//!    remove each other the vault has no admin left (members keep editing; nobody can
+//!    approve). The alternative rules let the removed device win: by seniority (a
+//!    compromised senior admin could never be removed) or by the canonical order
+//!    (timestamps are the signer's to choose).
 //! 8. A revocation records, per document, how much of the revoked device's work its author
 //!    had seen: for each Automerge actor the device wrote with, the highest sequence number
 //!    (a [`WorkSeen`]). Automerge numbers an actor's changes 1, 2, 3… and each builds on the
@@ -59,6 +79,13 @@
 //!     this by themselves ([`crate::Vault::maintain_keys`]): a key at creation, a new one
 //!     after each revocation, and shared copies for members who lack the current key.
 //!
+//! # Limits
+//!
+//! A log holds at most [`MAX_ENTRIES`] entries in effect: void entries do not count, and
+//! neither do revocations, cancellations and key entries, so a full log can still remove
+//! a device. One author writes at most [`MAX_ENTRIES_PER_AUTHOR`] entries of any kind, so
+//! no single device can fill the log.
+//!
 //! ```
 //! use nexus_core::{DeviceKey, MembershipLog, Role};
 //!
@@ -73,6 +100,7 @@
 
 mod entry;
 mod error;
+mod invite;
 mod log;
 mod order;
 mod rules;
@@ -80,16 +108,21 @@ mod state;
 
 pub use entry::{Action, Entry, Role, SignedEntry, WorkSeen};
 pub use error::{EntryError, MembershipError, RuleViolation};
-pub use log::{MembershipLog, Received};
+pub use invite::{invite_key, proof_verifies, redemption_message, redemption_proof};
+pub use log::{MembershipLog, Received, Source};
 pub use rules::evaluate;
 pub use state::{Invite, KeyInfo, Member, Membership, Revocation};
 
 /// Largest clock difference tolerated between a redeeming device and the member that
 /// first accepts its redemption (10 minutes).
 pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+/// Longest an invite may stay open (30 days).
+pub const MAX_INVITE_LIFETIME_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Most entries one author may write.
+pub const MAX_ENTRIES_PER_AUTHOR: usize = 10_000;
 /// Most parents an entry may name.
 pub const MAX_PARENTS: usize = 64;
-/// Most entries a vault's membership log may hold.
+/// Most entries in effect a vault's membership log may hold (see "Limits").
 pub const MAX_ENTRIES: usize = 10_000;
 /// Longest vault name, in bytes.
 pub const MAX_NAME_LEN: usize = 256;

@@ -11,6 +11,8 @@ use crate::hash::Hash;
 /// ancestor sets, replayed until no new entry is void.
 pub(super) struct Replay<'a> {
     pub(super) order: Vec<&'a SignedEntry>,
+    /// Each entry's index in `order`, by hash.
+    pub(super) position: HashMap<Hash, usize>,
     /// `ancestors[i]` has bit `j` set when entry `j` is a strict ancestor of entry `i`.
     ancestors: Vec<Vec<u64>>,
 }
@@ -76,7 +78,11 @@ impl<'a> Replay<'a> {
                 }
             }
         }
-        Self { order, ancestors }
+        Self {
+            order,
+            position,
+            ancestors,
+        }
     }
 
     pub(super) fn is_ancestor(&self, ancestor: usize, of: usize) -> bool {

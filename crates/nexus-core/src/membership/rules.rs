@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::order::Replay;
 use super::{
-    Action, Invite, KeyInfo, Member, Membership, Revocation, Role, RuleViolation, SignedEntry,
-    WorkSeen,
+    Action, Invite, KeyInfo, MAX_INVITE_LIFETIME_MS, Member, Membership, Revocation, Role,
+    RuleViolation, SignedEntry, WorkSeen,
 };
 use crate::hash::Hash;
 use crate::identity::DeviceId;
@@ -35,16 +35,22 @@ struct DeviceState {
 
 struct InviteState {
     position: usize,
-    secret_hash: Hash,
     invite: Invite,
 }
 impl Replay<'_> {
     pub(super) fn run(&self) -> Outcome {
         let mut void: BTreeSet<usize> = BTreeSet::new();
-        // Each pass either adds an entry to `void` or ends, so this ends.
+        // Each pass either adds an entry to `void` or ends, so this ends. Only entries
+        // that nothing can void act first (a revocation by a device that is itself being
+        // revoked voids nothing while that is undecided); when none is left to act, the
+        // rest act on everything but revocations (a ring of three or more admins
+        // revoking each other concurrently: all of them are removed).
         loop {
             let pass = self.pass(&void);
-            let newly_void = self.voided_by_revocations(&pass.devices, &void);
+            let mut newly_void = self.voided(&pass, &void, true);
+            if newly_void.is_empty() {
+                newly_void = self.voided(&pass, &void, false);
+            }
             if newly_void.is_empty() {
                 return self.finish(pass, &void);
             }
@@ -58,46 +64,59 @@ impl Replay<'_> {
             if void.contains(&i) {
                 continue;
             }
-            if let Err(rule) = self.apply(&mut pass, i, signed, void) {
+            if let Err(rule) = self.apply(&mut pass, i, signed) {
                 pass.refused.insert(i, rule);
             }
         }
         pass
     }
 
-    /// The role of `device` at the current point of a pass, by rule 5.
-    fn current_role(&self, pass: &Pass, device: &DeviceId) -> Option<(usize, Role)> {
+    /// The role of `device` by rule 5: at the heads (`at` = `None`), or as entry `at`
+    /// saw it (admissions and revocations in its causal past only; concurrent
+    /// revocations act through rule 6 instead).
+    fn current_role(
+        &self,
+        pass: &Pass,
+        device: &DeviceId,
+        at: Option<usize>,
+    ) -> Option<(usize, Role)> {
         let state = pass.devices.get(device)?;
+        let seen = |e: usize| at.is_none_or(|i| self.is_ancestor(e, i));
         state
             .admissions
             .iter()
             .rev()
+            .filter(|(admission, _)| seen(*admission))
             .find(|(admission, _)| {
                 state
                     .revocations
                     .iter()
+                    .filter(|&&r| seen(r))
                     .all(|&r| self.is_ancestor(r, *admission))
             })
             .copied()
     }
 
-    fn seniority(pass: &Pass, device: &DeviceId) -> usize {
-        pass.devices
-            .get(device)
-            .and_then(|s| s.admissions.first())
-            .map_or(usize::MAX, |(p, _)| *p)
-    }
-
-    fn apply(
-        &self,
-        pass: &mut Pass,
-        i: usize,
-        signed: &SignedEntry,
-        void: &BTreeSet<usize>,
-    ) -> Result<(), RuleViolation> {
+    fn apply(&self, pass: &mut Pass, i: usize, signed: &SignedEntry) -> Result<(), RuleViolation> {
         let entry = &signed.entry;
+        // Rule 0: no entry claims a time before what its author had seen.
+        let parent_ms = entry
+            .parents
+            .iter()
+            .filter_map(|p| self.position.get(p))
+            .map(|&p| self.order[p].entry.timestamp_ms)
+            .max()
+            .unwrap_or(0);
+        if entry.timestamp_ms < parent_ms {
+            return Err(RuleViolation::BeforeParents {
+                timestamp_ms: entry.timestamp_ms,
+                parent_ms,
+            });
+        }
         let author = entry.author;
-        let author_role = self.current_role(pass, &author).map(|(_, role)| role);
+        let author_role = self
+            .current_role(pass, &author, Some(i))
+            .map(|(_, role)| role);
         let require_admin = || match author_role {
             Some(Role::Admin) => Ok(()),
             Some(Role::Member) => Err(RuleViolation::NotAdmin),
@@ -117,34 +136,65 @@ impl Replay<'_> {
                 pass.admit(*device, i, *role);
             }
             Action::CreateInvite {
-                secret_hash,
+                invite_key,
                 role,
                 expires_at_ms,
             } => {
                 require_admin()?;
+                let lasts_ms = expires_at_ms.saturating_sub(entry.timestamp_ms);
+                if lasts_ms == 0 || lasts_ms > MAX_INVITE_LIFETIME_MS {
+                    return Err(RuleViolation::InviteLifetime { lasts_ms });
+                }
                 pass.invites.insert(
                     signed.hash,
                     InviteState {
                         position: i,
-                        secret_hash: *secret_hash,
                         invite: Invite {
                             created_by: author,
                             role: *role,
+                            created_at_ms: entry.timestamp_ms,
                             expires_at_ms: *expires_at_ms,
                             redeemed_by: None,
-                            secret_hash: *secret_hash,
+                            cancelled_by: None,
+                            invite_key: *invite_key,
                         },
                     },
                 );
             }
-            Action::RedeemInvite { invite, secret } => {
+            Action::CancelInvite { invite } => {
+                require_admin()?;
+                let state = pass
+                    .invites
+                    .get_mut(invite)
+                    .filter(|s| self.is_ancestor(s.position, i))
+                    .ok_or(RuleViolation::UnknownInvite)?;
+                state.invite.cancelled_by.get_or_insert(signed.hash);
+                pass.cancels.push((i, *invite));
+            }
+            Action::RedeemInvite { invite, proof } => {
                 let state = pass
                     .invites
                     .get(invite)
                     .filter(|s| self.is_ancestor(s.position, i))
                     .ok_or(RuleViolation::UnknownInvite)?;
-                if Hash::of(&[secret]) != state.secret_hash {
-                    return Err(RuleViolation::WrongSecret);
+                let vault = entry.vault.ok_or(RuleViolation::UnknownInvite)?;
+                if !super::proof_verifies(&state.invite.invite_key, &vault, invite, &author, proof)
+                {
+                    return Err(RuleViolation::BadInviteProof);
+                }
+                if pass
+                    .cancels
+                    .iter()
+                    .any(|(c, hash)| hash == invite && self.is_ancestor(*c, i))
+                {
+                    return Err(RuleViolation::InviteCancelled);
+                }
+                if self
+                    .current_role(pass, &state.invite.created_by, Some(i))
+                    .map(|(_, r)| r)
+                    != Some(Role::Admin)
+                {
+                    return Err(RuleViolation::InviteCreatorNotAdmin);
                 }
                 if entry.timestamp_ms > state.invite.expires_at_ms {
                     return Err(RuleViolation::InviteExpired {
@@ -166,18 +216,6 @@ impl Replay<'_> {
             }
             Action::RevokeDevice { device, .. } => {
                 require_admin()?;
-                // Rule 7: a concurrent revocation of this author by a more senior admin.
-                let senior_counter = (0..self.order.len()).find(|&j| {
-                    !void.contains(&j)
-                        && self.concurrent(i, j)
-                        && self.order[j].entry.author == *device
-                        && matches!(&self.order[j].entry.action,
-                            Action::RevokeDevice { device: target, .. } if *target == author)
-                        && Self::seniority(pass, device) < Self::seniority(pass, &author)
-                });
-                if senior_counter.is_some() {
-                    return Err(RuleViolation::OverriddenBySenior { by: *device });
-                }
                 pass.devices.entry(*device).or_default().revocations.push(i);
                 pass.revocations.push(i);
             }
@@ -226,29 +264,81 @@ impl Replay<'_> {
         Ok(())
     }
 
-    /// Rule 6: entries by a revoked device that its revocation had not seen.
-    fn voided_by_revocations(
-        &self,
-        devices: &HashMap<DeviceId, DeviceState>,
-        void: &BTreeSet<usize>,
-    ) -> Vec<usize> {
+    /// Whether revocation `r` (of the author of `j`, valid in this pass) voids entry `j`
+    /// by rules 6 and 7.
+    fn revocation_voids(&self, pass: &Pass, r: usize, j: usize) -> bool {
+        let entry = &self.order[j].entry;
+        if j == r || self.is_ancestor(j, r) {
+            return false;
+        }
+        let revoker = self.order[r].entry.author;
+        // Rule 7: its revocation of the revoker, made without seeing this one, stands.
+        if matches!(&entry.action, Action::RevokeDevice { device, .. } if *device == revoker)
+            && self.concurrent(j, r)
+        {
+            return false;
+        }
+        let readmitted_before = pass.devices.get(&entry.author).is_some_and(|state| {
+            state
+                .admissions
+                .iter()
+                .any(|&(a, _)| self.is_ancestor(r, a) && (a == j || self.is_ancestor(a, j)))
+        });
+        !readmitted_before
+    }
+
+    /// Whether some revocation valid in this pass could void entry `j`.
+    fn voidable(&self, pass: &Pass, j: usize) -> bool {
+        let author = self.order[j].entry.author;
+        pass.devices.get(&author).is_some_and(|state| {
+            state
+                .revocations
+                .iter()
+                .any(|&r| self.revocation_voids(pass, r, j))
+        })
+    }
+
+    /// Rules 4, 6 and 7: the entries that revocations and cancellations had not seen.
+    /// With `settled_only`, only revocations and cancellations that nothing could void
+    /// act, on every entry; otherwise all of them act, on everything but revocations.
+    fn voided(&self, pass: &Pass, void: &BTreeSet<usize>, settled_only: bool) -> Vec<usize> {
+        let acts = |r: usize| !settled_only || !self.voidable(pass, r);
+        let may_void = |j: usize| {
+            !void.contains(&j)
+                && !pass.refused.contains_key(&j)
+                && (settled_only
+                    || !matches!(self.order[j].entry.action, Action::RevokeDevice { .. }))
+        };
         let mut newly_void = Vec::new();
-        for (device, state) in devices {
-            for &r in &state.revocations {
-                for j in 0..self.order.len() {
-                    if j == r
-                        || void.contains(&j)
-                        || self.order[j].entry.author != *device
-                        || self.is_ancestor(j, r)
+        for (device, state) in &pass.devices {
+            for &r in state.revocations.iter().filter(|&&r| acts(r)) {
+                for j in (0..self.order.len()).filter(|&j| may_void(j)) {
+                    let entry = &self.order[j].entry;
+                    if entry.author == *device {
+                        if self.revocation_voids(pass, r, j) {
+                            newly_void.push(j);
+                        }
+                    } else if let Action::RedeemInvite { invite, .. } = &entry.action
+                        && !self.is_ancestor(j, r)
+                        && pass
+                            .invites
+                            .get(invite)
+                            .is_some_and(|s| s.invite.created_by == *device)
                     {
-                        continue;
-                    }
-                    let readmitted_before = state.admissions.iter().any(|&(a, _)| {
-                        self.is_ancestor(r, a) && (a == j || self.is_ancestor(a, j))
-                    });
-                    if !readmitted_before {
+                        // Rule 4: the invite died with its creator's admin standing.
                         newly_void.push(j);
                     }
+                }
+            }
+        }
+        for &(c, cancelled) in pass.cancels.iter().filter(|(c, _)| acts(*c)) {
+            for j in (0..self.order.len()).filter(|&j| may_void(j)) {
+                if j != c
+                    && !self.is_ancestor(j, c)
+                    && matches!(&self.order[j].entry.action,
+                        Action::RedeemInvite { invite, .. } if *invite == cancelled)
+                {
+                    newly_void.push(j);
                 }
             }
         }
@@ -263,13 +353,12 @@ impl Replay<'_> {
             ..Membership::default()
         };
         for (device, state) in &pass.devices {
-            if let Some((admission, role)) = self.current_role(&pass, device) {
+            if let Some((admission, role)) = self.current_role(&pass, device, None) {
                 membership.members.insert(
                     *device,
                     Member {
                         role,
                         admitted_by: self.order[admission].hash,
-                        seniority: Self::seniority(&pass, device),
                     },
                 );
             } else if !state.revocations.is_empty() {
@@ -328,6 +417,8 @@ struct Pass {
     devices: HashMap<DeviceId, DeviceState>,
     invites: HashMap<Hash, InviteState>,
     revocations: Vec<usize>,
+    /// Valid cancellations: (position, invite).
+    cancels: Vec<(usize, Hash)>,
     /// Vault keys by `NewKey` entry: (position, key).
     keys: HashMap<Hash, (usize, KeyInfo)>,
     /// Positions of valid `NewKey` entries, in order.

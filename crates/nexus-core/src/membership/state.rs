@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Role, WorkSeen};
+use super::{Role, RuleViolation, WorkSeen};
 use crate::hash::Hash;
 use crate::identity::DeviceId;
 use crate::sealing::SealedKey;
@@ -15,8 +15,6 @@ pub struct Member {
     pub role: Role,
     /// The entry that admitted it.
     pub admitted_by: Hash,
-    /// Seniority: position of its first admission in the canonical order (0 = creator).
-    pub seniority: usize,
 }
 
 /// A revoked device and where its work is cut off.
@@ -36,12 +34,16 @@ pub struct Invite {
     pub created_by: DeviceId,
     /// The role it grants.
     pub role: Role,
+    /// When it was made, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
     /// Expiry, milliseconds since the Unix epoch.
     pub expires_at_ms: u64,
     /// The device that redeemed it, if any.
     pub redeemed_by: Option<DeviceId>,
-    /// SHA-256 of the invite's secret.
-    pub secret_hash: Hash,
+    /// The `CancelInvite` entry that cancelled it, if any.
+    pub cancelled_by: Option<Hash>,
+    /// The public key derived from its secret.
+    pub invite_key: DeviceId,
 }
 
 /// A vault key made by a `NewKey` entry, and to whom it was sealed.
@@ -108,14 +110,57 @@ impl Membership {
         &self.invites
     }
 
-    /// Whether `secret` is the secret of the invite created by entry `invite`.
-    pub fn invite_secret_matches(&self, invite: &Hash, secret: &[u8; 32]) -> bool {
-        self.invites
+    /// Whether `redeemer` may join now with the invite created by entry `invite` and the
+    /// `proof` it showed: the invite exists, is neither redeemed, cancelled nor expired,
+    /// its creator is still an admin, and the proof names `redeemer`.
+    pub fn check_redemption(
+        &self,
+        vault: &crate::ids::VaultId,
+        invite: &Hash,
+        redeemer: &DeviceId,
+        proof: &crate::identity::Signature,
+        now_ms: u64,
+    ) -> Result<(), RuleViolation> {
+        let found = self
+            .invites
             .get(invite)
-            .is_some_and(|i| Hash::of(&[secret]) == i.secret_hash)
+            .ok_or(RuleViolation::UnknownInvite)?;
+        if !super::proof_verifies(&found.invite_key, vault, invite, redeemer, proof) {
+            return Err(RuleViolation::BadInviteProof);
+        }
+        if let Some(by) = found.redeemed_by {
+            return Err(RuleViolation::InviteAlreadyRedeemed { by });
+        }
+        if found.cancelled_by.is_some() {
+            return Err(RuleViolation::InviteCancelled);
+        }
+        if now_ms > found.expires_at_ms {
+            return Err(RuleViolation::InviteExpired {
+                expires_at_ms: found.expires_at_ms,
+                redeemed_at_ms: now_ms,
+            });
+        }
+        if !self.is_admin(&found.created_by) {
+            return Err(RuleViolation::InviteCreatorNotAdmin);
+        }
+        if self.is_member(redeemer) {
+            return Err(RuleViolation::AlreadyMember);
+        }
+        Ok(())
     }
 
-    /// Entries that are stored but have no effect (rules 4, 6, 7 and 9).
+    /// Invites that can still admit a device now: not redeemed, cancelled or expired,
+    /// and made by a device that is still an admin.
+    pub fn open_invites(&self, now_ms: u64) -> impl Iterator<Item = (&Hash, &Invite)> {
+        self.invites.iter().filter(move |(_, i)| {
+            i.redeemed_by.is_none()
+                && i.cancelled_by.is_none()
+                && now_ms <= i.expires_at_ms
+                && self.is_admin(&i.created_by)
+        })
+    }
+
+    /// Entries that are stored but have no effect (rules 4, 6 and 9).
     pub fn void_entries(&self) -> &BTreeSet<Hash> {
         &self.void
     }

@@ -99,7 +99,7 @@ impl Node {
             return out;
         };
         let before = v.log().heads();
-        let ingested = v.ingest_entries(bundle.entries, Received { now_ms, from: None });
+        let ingested = v.ingest_entries(bundle.entries, Received::from_mailbox(now_ms));
         for doc in ingested.dropped.keys() {
             out.events.push(Event::DocChanged { vault, doc: *doc });
         }

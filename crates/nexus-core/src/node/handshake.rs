@@ -11,7 +11,7 @@ use crate::hash::Hash;
 use crate::identity::DeviceId;
 use crate::ids::VaultId;
 use crate::membership::{Membership, Received, SignedEntry};
-use crate::protocol::{JoinRequest, Message, RefuseCode};
+use crate::protocol::{JoinProof, JoinRequest, Message, RefuseCode};
 use crate::vault::Vault;
 
 impl Node {
@@ -83,12 +83,13 @@ impl Node {
             .get(&vault)
             .map(|v| v.log().heads())
             .unwrap_or_default();
+        let me = self.device_id();
         out.send(
             id,
             &Message::Hello {
                 vault,
                 membership_heads,
-                join: session.join,
+                join: session.join.map(|j| j.proof(&vault, &me)),
                 snapshot_max_changes: self.config.snapshot_max_changes as u64,
             },
         );
@@ -100,7 +101,7 @@ impl Node {
         id: SessionId,
         vault: VaultId,
         membership_heads: Vec<Hash>,
-        join: Option<JoinRequest>,
+        join: Option<JoinProof>,
         now_ms: u64,
         out: &mut Output,
     ) {
@@ -174,13 +175,16 @@ impl Node {
             self.become_ready(id, now_ms, out);
             return;
         }
-        let join_ok = join.is_some_and(|j| invite_usable(membership, &j, now_ms));
-        if join.is_some() && !join_ok {
+        let join_check = join.map(|j| {
+            membership.check_redemption(&vault, &j.invite, &session.peer, &j.proof, now_ms)
+        });
+        let join_ok = matches!(join_check, Some(Ok(())));
+        if let Some(Err(rule)) = join_check {
             self.sessions.insert(id, session);
             self.close_with(
                 id,
                 RefuseCode::BadInvite,
-                "the invite is unknown, already used, expired or its secret is wrong".into(),
+                format!("the invite cannot admit this device: {rule}"),
                 out,
             );
             return;
@@ -219,10 +223,7 @@ impl Node {
         if session.phase == Phase::Hello {
             return; // reordered before the hello; the peer resends
         }
-        let received = Received {
-            now_ms,
-            from: Some(peer),
-        };
+        let received = Received::from_peer(peer, now_ms);
         let me = self.device_id();
         // A vault we do not hold yet: offered (approved by id) or being joined.
         if !self.vaults.contains_key(&vault) {
@@ -254,7 +255,7 @@ impl Node {
                     );
                     return;
                 };
-                match v.redeem_invite(&self.key, join.invite, join.secret, now_ms) {
+                match v.redeem_invite(&self.key, join.invite, &join.secret, now_ms) {
                     Ok((entry, redeem)) => {
                         batch.extend(redeem);
                         out.send(
@@ -470,15 +471,4 @@ pub(super) fn entries_missing(v: &Vault, their_heads: &[Hash]) -> Vec<SignedEntr
         .filter(|e| !theirs.contains(&e.hash()))
         .cloned()
         .collect()
-}
-
-fn invite_usable(membership: &Membership, join: &JoinRequest, now_ms: u64) -> bool {
-    membership
-        .invites()
-        .get(&join.invite)
-        .is_some_and(|invite| {
-            invite.redeemed_by.is_none()
-                && now_ms <= invite.expires_at_ms
-                && membership.invite_secret_matches(&join.invite, &join.secret)
-        })
 }

@@ -106,6 +106,21 @@ impl Node {
         ))
     }
 
+    /// An admin cancels an invite: a redemption that has not reached a member by then
+    /// admits nobody.
+    pub fn cancel_invite(
+        &mut self,
+        vault: VaultId,
+        invite: Hash,
+        now_ms: u64,
+    ) -> Result<Output, VaultError> {
+        let key = self.key.clone();
+        let batch = self
+            .vault_mut(&vault)?
+            .cancel_invite(&key, invite, now_ms)?;
+        Ok(self.after_membership_change(vault, batch, None, now_ms))
+    }
+
     /// An admin revokes a device; its sessions here are closed.
     pub fn revoke_device(
         &mut self,

@@ -9,7 +9,7 @@ use super::slices::Staged;
 use crate::hash::Hash;
 use crate::identity::DeviceId;
 use crate::ids::{DocId, VaultId};
-use crate::protocol::JoinRequest;
+use crate::protocol::{JoinProof, JoinRequest};
 
 /// How far a session's handshake has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub(super) struct Session {
     pub(super) initiator: bool,
     pub(super) phase: Phase,
     pub(super) join: Option<JoinRequest>,
-    pub(super) their_join: Option<JoinRequest>,
+    pub(super) their_join: Option<JoinProof>,
     pub(super) their_membership_heads: Vec<Hash>,
     /// Whether we sent the peer every entry it may lack (not withheld).
     pub(super) sent_entries: bool,

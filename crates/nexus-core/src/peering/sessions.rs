@@ -10,8 +10,8 @@ use crate::protocol::{Message, RefuseCode};
 
 impl Peering {
     /// Opens the sessions that should exist and do not: each vault shared with each
-    /// connected peer, and each pending invite with each connected device that is not
-    /// a relay.
+    /// connected peer, and each pending invite with its inviter (the one device the
+    /// invite is shown to: never a stranger on the LAN, an inbound dialer or a relay).
     pub(super) fn ensure_sessions(&mut self, node: &Node, at: At, actions: &mut Actions) {
         self.cooldown.retain(|_, until| *until > at.now_ms);
         self.paused.retain(|_, until| *until > at.now_ms);
@@ -22,11 +22,9 @@ impl Peering {
                 .into_iter()
                 .map(|v| (v, None))
                 .collect();
-            if !self.relays.contains(&device) {
-                for (id, join) in &self.joins {
-                    if node.vault(&join.code.vault).is_none() {
-                        wanted.push((join.code.vault, Some(*id)));
-                    }
+            for (id, join) in &self.joins {
+                if join.code.inviter == device && node.vault(&join.code.vault).is_none() {
+                    wanted.push((join.code.vault, Some(*id)));
                 }
             }
             for (vault, join) in wanted {

@@ -41,14 +41,14 @@ pub fn membership_fixture_digest() -> crate::hash::Hash {
             };
             if let Ok(mut replica) = MembershipLog::from_genesis(genesis) {
                 let _ = replica.insert_many(log(&vault), Received::STORED);
-                if let Ok(entry) = replica.redeem_invite(&key(n), invite, secret, at) {
+                if let Ok(entry) = replica.redeem_invite(&key(n), invite, &secret, at) {
                     let _ = vault.ingest_entries([entry], Received::STORED);
                 }
             }
         }
     }
-    // Admin 3 approves device 7 while admin 1 revokes admin 3; admins 2 and 3 revoke each
-    // other (3 is junior).
+    // Admin 3 approves device 7 and revokes admin 2 while admins 2 and 1 revoke admin 3:
+    // 3's revocation of 2 stands against 2's (rule 7) but not against 1's, so 2 stays.
     let mut branch = vault.clone();
     steps.push(
         branch

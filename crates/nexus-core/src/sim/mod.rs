@@ -210,8 +210,15 @@ impl Network {
         self.input(from, Input::NodeOutput(out));
     }
 
-    /// Device `i` tries an invite (the code a person would paste).
-    pub fn join(&mut self, i: usize, vault: VaultId, request: JoinRequest) -> JoinId {
+    /// Device `i` tries an invite made by device `inviter` (the code a person would
+    /// paste).
+    pub fn join(
+        &mut self,
+        i: usize,
+        inviter: usize,
+        vault: VaultId,
+        request: JoinRequest,
+    ) -> JoinId {
         let id = JoinId(self.next_join);
         self.next_join += 1;
         let code = InviteCode {
@@ -219,6 +226,7 @@ impl Network {
             invite: request.invite,
             secret: request.secret,
             expires_at_ms: u64::MAX,
+            inviter: self.devices[inviter].key.device_id(),
             addresses: Vec::new(),
         };
         self.input(i, Input::Join { id, code });

@@ -173,7 +173,7 @@ pub fn run_seed(seed: u64, scenario: Scenario) -> Result<Report, String> {
                             .create_invite(vault, &secret, role, expires, net.now_ms)
                         {
                             net.apply_output(i, out);
-                            net.join(target, vault, JoinRequest { invite, secret });
+                            net.join(target, i, vault, JoinRequest { invite, secret });
                             invited.insert(target);
                             report.invites += 1;
                         }

@@ -42,6 +42,7 @@ fn requests_are_the_lines_commands_always_sent() {
         invite: Hash([6; 32]),
         secret: [7; 32],
         expires_at_ms: 1_700_000_000_000,
+        inviter: nexus_core::DeviceKey::from_secret_bytes(&[8; 32]).device_id(),
         addresses: vec![address.to_string()],
     };
     request_wire(

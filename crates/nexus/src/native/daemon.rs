@@ -1,7 +1,7 @@
 //! The native engine of this device: one [`nexus_core::Node`] on a SQLite store, driven by a
 //! libp2p swarm on tokio.
 //!
-//! Every `/nexus/sync/1` stream is one session of the node (one vault with one peer).
+//! Every `/nexus/sync/2` stream is one session of the node (one vault with one peer).
 //! Frames read from streams go to the node; what the node returns is carried out in its
 //! order: commit the batch, then send, then close, then report events. Sessions open for
 //! every vault this device shares with a connected peer, and for pending invites. Known

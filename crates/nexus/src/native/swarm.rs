@@ -1,7 +1,7 @@
 //! The native libp2p swarm: TCP and QUIC (Noise, Yamux), WebSocket, WebRTC-direct (what
 //! browsers on the LAN dial), identify, ping,
 //! optional mDNS, a circuit-relay client with DCUtR hole punching, a rendezvous client,
-//! and the `/nexus/sync/1` stream protocol. The device key is the libp2p identity, so the
+//! and the `/nexus/sync/2` stream protocol. The device key is the libp2p identity, so the
 //! `PeerId` that Noise authenticates is the peer's `DeviceId`.
 
 use std::time::Duration;
@@ -31,7 +31,7 @@ pub struct PeerBehaviour {
     pub dcutr: dcutr::Behaviour,
     /// Registers at and discovers through a relay's rendezvous point.
     pub rendezvous: rendezvous::client::Behaviour,
-    /// Carries `/nexus/sync/1`.
+    /// Carries `/nexus/sync/2`.
     pub stream: libp2p_stream::Behaviour,
 }
 

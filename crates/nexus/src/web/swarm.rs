@@ -2,7 +2,7 @@
 //! top) and WebRTC-direct (`libp2p-webrtc-websys`, reached by certificate hash, no CA
 //! needed), both dial only; the circuit-relay client, through which two browsers reach
 //! each other and through which a browser is reachable at all; rendezvous (to meet the
-//! members of its vaults at a relay), identify, ping and the `/nexus/sync/1` streams.
+//! members of its vaults at a relay), identify, ping and the `/nexus/sync/2` streams.
 
 use std::io;
 use std::pin::Pin;
@@ -31,7 +31,7 @@ pub struct WebBehaviour {
     pub relay_client: relay::client::Behaviour,
     /// Registers at and discovers through a relay's rendezvous point.
     pub rendezvous: rendezvous::client::Behaviour,
-    /// Carries `/nexus/sync/1`.
+    /// Carries `/nexus/sync/2`.
     pub stream: libp2p_stream::Behaviour,
 }
 
