@@ -49,6 +49,19 @@ export interface Device {
   thisDevice: boolean;
 }
 
+/** One invite of a vault (times in milliseconds since the Unix epoch). */
+export interface Invite {
+  /** Its id, for `cancelInvite`. */
+  id: string;
+  createdBy: string;
+  role: Role;
+  createdAt: number;
+  expiresAt: number;
+  /** `void`: its creator is no longer an admin, so it admits nobody. */
+  state: "open" | "redeemed" | "cancelled" | "expired" | "void";
+  redeemedBy: string | null;
+}
+
 /** What the peer is doing. */
 export interface Status {
   deviceId: string;
@@ -257,9 +270,19 @@ export class Vault {
     this.members = members;
   }
 
-  /** An invite code (admins only); it carries this browser's relay addresses. Default: a day, member. */
+  /** An invite code (admins only); it carries this browser's relay addresses. Default: a day, member; at most 30 days. */
   createInvite(options: { expiresInSeconds?: number; role?: Role } = {}): Promise<string> {
     return this.#nexus.engine.createInvite(this.id, options.expiresInSeconds ?? 24 * 3600, options.role ?? "member");
+  }
+
+  /** The vault's invites, newest first. */
+  invites(): Promise<Invite[]> {
+    return this.#nexus.engine.invites(this.id);
+  }
+
+  /** Cancels an invite (admins only): a device that has not joined with it by the time the cancellation reaches the others cannot. */
+  cancelInvite(inviteId: string): Promise<void> {
+    return this.#nexus.engine.cancelInvite(this.id, inviteId);
   }
 
   /** The vault's devices, members and revoked. */

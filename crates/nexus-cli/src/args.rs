@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use nexus::libp2p::Multiaddr;
-use nexus_core::{DeviceId, DocId, InviteCode, Role};
+use nexus_core::{DeviceId, DocId, Hash, InviteCode, Role};
 
 /// The `nexus` command line.
 #[derive(Debug, Parser)]
@@ -122,6 +122,21 @@ pub(crate) enum InviteCommand {
         /// The role the new device gets.
         #[arg(long, default_value = "member")]
         role: Role,
+    },
+    /// List a vault's invites: open, redeemed, cancelled, expired or void.
+    List {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+    },
+    /// Cancel an invite (admins only): a device that has not joined with it by the time
+    /// the cancellation reaches the other devices cannot join with it.
+    Cancel {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+        /// The invite's id, as `nexus invite list` shows it.
+        invite: Hash,
     },
 }
 

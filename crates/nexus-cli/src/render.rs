@@ -142,6 +142,8 @@ fn to_json(report: Report) -> Result<Value, serde_json::Error> {
             "role": role.to_string(),
             "expires_at_ms": code.expires_at_ms,
         }),
+        Report::Invites(invites) => serde_json::to_value(invites)?,
+        Report::InviteCancelled(invite) => json!({ "cancelled": invite.to_string() }),
         Report::Devices(devices) => serde_json::to_value(devices)?,
         Report::Approved { device, role } => {
             json!({ "approved": device.to_string(), "role": role.to_string() })
@@ -222,6 +224,19 @@ fn to_human(report: &Report) -> String {
             )
         })),
         Report::Invite { code, .. } => code.to_string(),
+        Report::Invites(invites) => lines(invites.iter().map(|i| {
+            format!(
+                "{}  {}  {}  by {}{}",
+                i.invite_id,
+                i.state.as_str(),
+                i.role,
+                i.created_by,
+                i.redeemed_by
+                    .map(|d| format!("  joined: {d}"))
+                    .unwrap_or_default()
+            )
+        })),
+        Report::InviteCancelled(invite) => format!("Cancelled invite {invite}"),
         Report::Devices(devices) => lines(devices.iter().map(|d| {
             format!(
                 "{}  {}{}",

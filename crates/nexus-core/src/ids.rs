@@ -21,6 +21,32 @@ pub enum ParseIdError {
         /// The number of bytes an id of this kind has.
         len: usize,
     },
+    /// The text is not the 64 hex digits of a hash (an invite id, an entry).
+    #[error("`{input}` is not a hash: expected 64 hex digits")]
+    NotHex {
+        /// The text given (cut to 80 characters).
+        input: String,
+    },
+}
+
+impl FromStr for Hash {
+    type Err = ParseIdError;
+
+    /// Parses the 64 hex digits that [`Hash`]'s `Display` prints.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let bad = || ParseIdError::NotHex {
+            input: s.chars().take(80).collect(),
+        };
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Hash(out))
+    }
 }
 
 fn parse_base58<const N: usize>(s: &str, kind: &'static str) -> Result<[u8; N], ParseIdError> {
@@ -116,5 +142,15 @@ mod tests {
         let err = doc.to_string().parse::<VaultId>().unwrap_err();
         assert!(err.to_string().contains("vault id"), "{err}");
         assert!("0OIl".parse::<DocId>().is_err());
+    }
+
+    #[test]
+    fn hashes_round_trip_as_hex_and_bad_text_is_an_error_not_a_panic() {
+        let hash = Hash([0xa7; 32]);
+        assert_eq!(hash.to_string().parse::<Hash>(), Ok(hash));
+        let multibyte = format!("{}é{}", "a".repeat(31), "b".repeat(31));
+        for bad in ["", "zz", &"g".repeat(64), &"a".repeat(63), &multibyte] {
+            assert!(bad.parse::<Hash>().is_err(), "{bad}");
+        }
     }
 }

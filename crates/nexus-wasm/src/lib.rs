@@ -27,7 +27,7 @@
 use std::str::FromStr;
 
 use futures::StreamExt;
-use nexus::views::{DeviceSummary, VaultSummary};
+use nexus::views::{DeviceSummary, InviteSummary, VaultSummary};
 use nexus::{EngineEvent, IdbError, WebEngine, WebError, WebHandle};
 use nexus_core::invite_code::InviteCode;
 use nexus_core::node::NodeConfig;
@@ -266,6 +266,52 @@ impl Nexus {
             .await
             .map_err(web_error)?;
         Ok(code.to_string())
+    }
+
+    /// The invites of a vault, newest first: `[{ id, createdBy, role, createdAt,
+    /// expiresAt, state: "open" | "redeemed" | "cancelled" | "expired" | "void",
+    /// redeemedBy }]` (times in milliseconds since the Unix epoch).
+    pub async fn invites(&self, vault: String) -> Result<JsValue, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let rows = self
+            .handle
+            .read(move |node| {
+                let v = node
+                    .vault(&vault)
+                    .ok_or(VaultError::UnknownVault { vault })?;
+                let now = js_sys::Date::now() as u64;
+                let rows: Vec<Json> = InviteSummary::all_of(v, now)
+                    .into_iter()
+                    .map(|i| {
+                        json!({
+                            "id": i.invite_id.to_string(),
+                            "createdBy": i.created_by.to_string(),
+                            "role": i.role.to_string(),
+                            "createdAt": i.created_at_ms,
+                            "expiresAt": i.expires_at_ms,
+                            "state": i.state.as_str(),
+                            "redeemedBy": i.redeemed_by.map(|d| d.to_string()),
+                        })
+                    })
+                    .collect();
+                Ok::<_, VaultError>(rows)
+            })
+            .await
+            .map_err(web_error)?
+            .map_err(|e| web_error(e.into()))?;
+        to_js(&Json::Array(rows))
+    }
+
+    /// An admin cancels an invite by its id (from `invites`): a device that has not
+    /// joined with it by the time the cancellation reaches the others cannot.
+    #[wasm_bindgen(js_name = cancelInvite)]
+    pub async fn cancel_invite(&self, vault: String, invite: String) -> Result<(), JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let invite: nexus_core::Hash = parse("invite id", invite.trim())?;
+        self.handle
+            .update(move |node, now| Ok(((), node.cancel_invite(vault, invite, now)?)))
+            .await
+            .map_err(web_error)
     }
 
     /// Redeems an invite code: resolves with the vault's id once a member let this device

@@ -19,7 +19,7 @@
 //! assert!(devices[0].this_device);
 //! ```
 
-use nexus_core::{ChangeHash, DeviceId, DocId, Document, Role, Vault, VaultId};
+use nexus_core::{ChangeHash, DeviceId, DocId, Document, Hash, Invite, Role, Vault, VaultId};
 use serde::Serialize;
 
 use crate::as_text;
@@ -108,6 +108,93 @@ impl DeviceSummary {
             this_device: device == me,
         });
         members.chain(revoked).collect()
+    }
+}
+
+/// Where an invite stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InviteState {
+    /// It can still admit a device.
+    Open,
+    /// A device joined with it.
+    Redeemed,
+    /// An admin cancelled it.
+    Cancelled,
+    /// Its time is up.
+    Expired,
+    /// Its creator is no longer an admin, so it admits nobody.
+    Void,
+}
+
+impl InviteState {
+    /// The word the JSON says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteState::Open => "open",
+            InviteState::Redeemed => "redeemed",
+            InviteState::Cancelled => "cancelled",
+            InviteState::Expired => "expired",
+            InviteState::Void => "void",
+        }
+    }
+}
+
+/// One invite of a vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InviteSummary {
+    /// The invite's id (its `CreateInvite` entry), for `nexus invite cancel`.
+    #[serde(with = "as_text")]
+    pub invite_id: Hash,
+    /// The admin that made it.
+    #[serde(with = "as_text")]
+    pub created_by: DeviceId,
+    /// The role it grants.
+    #[serde(with = "as_text")]
+    pub role: Role,
+    /// When it was made (milliseconds since the Unix epoch).
+    pub created_at_ms: u64,
+    /// When it stops working.
+    pub expires_at_ms: u64,
+    /// Where it stands now.
+    pub state: InviteState,
+    /// The device that joined with it.
+    #[serde(with = "as_text::option")]
+    pub redeemed_by: Option<DeviceId>,
+}
+
+impl InviteSummary {
+    /// Every invite of `vault` at `now_ms`, newest first.
+    pub fn all_of(vault: &Vault, now_ms: u64) -> Vec<Self> {
+        let membership = vault.membership();
+        let state = |invite: &Invite| {
+            if invite.redeemed_by.is_some() {
+                InviteState::Redeemed
+            } else if invite.cancelled_by.is_some() {
+                InviteState::Cancelled
+            } else if !membership.is_admin(&invite.created_by) {
+                InviteState::Void
+            } else if now_ms > invite.expires_at_ms {
+                InviteState::Expired
+            } else {
+                InviteState::Open
+            }
+        };
+        let mut all: Vec<Self> = membership
+            .invites()
+            .iter()
+            .map(|(hash, invite)| Self {
+                invite_id: *hash,
+                created_by: invite.created_by,
+                role: invite.role,
+                created_at_ms: invite.created_at_ms,
+                expires_at_ms: invite.expires_at_ms,
+                state: state(invite),
+                redeemed_by: invite.redeemed_by,
+            })
+            .collect();
+        all.sort_by_key(|i| std::cmp::Reverse((i.created_at_ms, i.invite_id)));
+        all
     }
 }
 

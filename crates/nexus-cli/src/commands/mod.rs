@@ -10,8 +10,8 @@ mod vault;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nexus::views::{DeviceSummary, VaultSummary};
-use nexus_core::{DeviceId, DocId, InviteCode, Role, VaultId};
+use nexus::views::{DeviceSummary, InviteSummary, VaultSummary};
+use nexus_core::{DeviceId, DocId, Hash, InviteCode, Role, VaultId};
 use serde_json::Value;
 
 pub(crate) use daemon::{PeerAdded, StatusReport};
@@ -38,6 +38,10 @@ pub(crate) enum Report {
     Vaults(Vec<VaultSummary>),
     /// `invite create`: the code, and the role it grants.
     Invite { code: Box<InviteCode>, role: Role },
+    /// `invite list`.
+    Invites(Vec<InviteSummary>),
+    /// `invite cancel`.
+    InviteCancelled(Hash),
     /// `devices list`.
     Devices(Vec<DeviceSummary>),
     /// `devices approve`.

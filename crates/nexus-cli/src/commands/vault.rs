@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use nexus::views::{DeviceSummary, VaultSummary};
+use nexus::views::{DeviceSummary, InviteSummary, VaultSummary};
 use nexus_core::{InviteCode, random_bytes};
 
 use super::{Report, daemon};
@@ -32,11 +32,23 @@ pub(super) fn invite(
     command: InviteCommand,
     now: u64,
 ) -> Result<Report, CliError> {
-    let InviteCommand::Create {
-        vault,
-        expires,
-        role,
-    } = command;
+    let (vault, expires, role) = match command {
+        InviteCommand::Create {
+            vault,
+            expires,
+            role,
+        } => (vault, expires, role),
+        InviteCommand::List { vault } => {
+            let vault = home.find_vault(&vault)?;
+            return Ok(Report::Invites(InviteSummary::all_of(vault, now)));
+        }
+        InviteCommand::Cancel { vault, invite } => {
+            let vault = home.vault_id(&vault)?;
+            let out = home.node.cancel_invite(vault, invite, now)?;
+            home.commit(out)?;
+            return Ok(Report::InviteCancelled(invite));
+        }
+    };
     let vault = home.vault_id(&vault)?;
     let expires_at_ms = now.saturating_add(parse_duration_ms(&expires)?);
     let secret: [u8; 32] = random_bytes()?;

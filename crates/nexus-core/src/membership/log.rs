@@ -337,18 +337,27 @@ impl MembershipLog {
         }
     }
 
-    /// Signs an entry by `key` on top of the current heads and inserts it.
+    /// Signs an entry by `key` on top of the current heads and inserts it. Its timestamp
+    /// is `now_ms`, or the latest parent's if this device's clock is behind.
     pub fn author(
         &mut self,
         key: &DeviceKey,
         action: Action,
         now_ms: u64,
     ) -> Result<SignedEntry, MembershipError> {
+        let parents = self.heads();
+        // A clock behind the log's would make an entry every device refuses (rule 0).
+        let latest_parent_ms = parents
+            .iter()
+            .filter_map(|p| self.entries.get(p))
+            .map(|e| e.entry.timestamp_ms)
+            .max()
+            .unwrap_or(0);
         let signed = Entry {
             vault: Some(self.vault),
-            parents: self.heads(),
+            parents,
             author: key.device_id(),
-            timestamp_ms: now_ms,
+            timestamp_ms: now_ms.max(latest_parent_ms),
             action,
         }
         .sign(key);
