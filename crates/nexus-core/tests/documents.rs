@@ -532,3 +532,94 @@ fn a_snapshot_of_the_first_changes_then_the_rest_as_changes_rebuild_the_document
         alice.value()
     );
 }
+
+/// A member's hostile change, made outside Nexus (so no local check stops it), signed
+/// with its own key.
+fn signed_raw(device: &Device, change: &automerge::Change) -> SignedChange {
+    let message =
+        nexus_core::document::change_signing_message(&device.vault.id(), &DOC, &change.hash());
+    SignedChange {
+        bytes: change.raw_bytes().to_vec(),
+        author: device.id(),
+        signature: device.key.sign(&message),
+    }
+}
+
+#[test]
+fn a_members_change_nesting_maps_too_deep_is_refused_at_apply() {
+    use automerge::ObjType;
+    use nexus_core::document::MAX_DEPTH;
+    let (mut alice, bob) = alice_and_bob(false);
+    alice.put("start", 1);
+    // Bob nests maps in steps of 30 levels, one change per step, far past the limit.
+    let mut raw = automerge::AutoCommit::new().with_actor(actor(50));
+    let mut obj = ROOT;
+    let mut changes = Vec::new();
+    for _ in 0..10 {
+        for _ in 0..30 {
+            obj = raw.put_object(&obj, "n", ObjType::Map).unwrap();
+        }
+        raw.commit();
+        let change = raw.get_last_local_change().unwrap().clone();
+        changes.push(signed_raw(&bob, &change));
+    }
+    let rejected = alice.receive(changes);
+    let depths: Vec<usize> = rejected
+        .iter()
+        .map(|e| match e {
+            ApplyError::TooDeep { depth, .. } => *depth,
+            other => panic!("expected too deep, got {other}"),
+        })
+        .collect();
+    assert_eq!(
+        depths.len(),
+        2,
+        "the changes reaching 270 and 300: {depths:?}"
+    );
+    assert!(depths[0] > MAX_DEPTH);
+    // What stayed is readable, at every depth the limit allows, and survives a reload.
+    let json = alice.vault.document(&DOC).unwrap().to_json();
+    let mut level = &json["n"];
+    let mut depth = 0;
+    while level.is_object() {
+        depth += 1;
+        level = &level["n"];
+    }
+    assert_eq!(depth, 240);
+    let reloaded = alice.reload();
+    assert_eq!(reloaded.document(&DOC).unwrap().to_json(), json);
+    // One change 300 deep at once is refused whole.
+    let mut raw = automerge::AutoCommit::new().with_actor(actor(51));
+    let mut obj = ROOT;
+    for _ in 0..300 {
+        obj = raw.put_object(&obj, "deep", ObjType::Map).unwrap();
+    }
+    raw.commit();
+    let change = raw.get_last_local_change().unwrap().clone();
+    let rejected = alice.receive(vec![signed_raw(&bob, &change)]);
+    assert!(matches!(rejected.as_slice(), [ApplyError::TooDeep { .. }]));
+    assert!(alice.vault.document(&DOC).unwrap().to_json()["deep"].is_null());
+}
+
+#[test]
+fn a_local_edit_nesting_too_deep_is_undone_with_a_clear_error() {
+    use automerge::ObjType;
+    let (mut alice, _bob) = alice_and_bob(false);
+    alice.put("start", 1);
+    let before = alice.vault.document(&DOC).unwrap().heads();
+    let err = alice
+        .vault
+        .change(&alice.key, DOC, |tx| {
+            let mut obj = ROOT;
+            for _ in 0..300 {
+                obj = tx.put_object(&obj, "n", ObjType::Map)?;
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("over the limit"), "{err}");
+    assert_eq!(alice.vault.document(&DOC).unwrap().heads(), before);
+    // The document still takes edits.
+    alice.put("after", 2);
+    assert_eq!(alice.get("after"), Some(2));
+}

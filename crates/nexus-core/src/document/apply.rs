@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::{Change, ChangeHash};
 
+use super::nesting::Nesting;
 use super::{
     Applied, ApplyError, ChangeAuth, Document, LoadError, MAX_REFUSED, SignedChange,
     change_signing_message, verify_signatures,
@@ -198,10 +199,23 @@ impl Document {
         if ready.is_empty() {
             return;
         }
-        let changes: Vec<Change> = ready
+        let mut changes: Vec<Change> = ready
             .iter()
             .filter_map(|h| self.waiting.remove(h))
             .collect();
+        let mut nesting = Nesting::on(Some(&self.doc));
+        let mut too_deep = Vec::new();
+        changes.retain(|change| match nesting.check(change) {
+            Ok(()) => true,
+            Err(e) => {
+                too_deep.push((change.hash(), e));
+                false
+            }
+        });
+        for (hash, e) in too_deep {
+            self.unrecord(hash, applied);
+            applied.rejected.push(e.refusal(hash));
+        }
         if self.doc.apply_changes(changes.clone()).is_ok() {
             return;
         }
@@ -211,20 +225,24 @@ impl Document {
                 continue;
             }
             if let Err(e) = self.doc.apply_changes([change]) {
-                // Refused changes must not stay stored as if valid.
-                self.auth.remove(&hash);
-                if self.loose.remove(&hash) {
-                    applied
-                        .batch
-                        .delete(Table::Changes, keys::change(&self.vault, &self.id, &hash));
-                }
-                applied.accepted.retain(|h| *h != hash);
+                self.unrecord(hash, applied);
                 applied.rejected.push(ApplyError::Refused {
                     change: hash,
                     reason: e.to_string(),
                 });
             }
         }
+    }
+
+    /// Refused changes must not stay stored as if valid.
+    fn unrecord(&mut self, hash: ChangeHash, applied: &mut Applied) {
+        self.auth.remove(&hash);
+        if self.loose.remove(&hash) {
+            applied
+                .batch
+                .delete(Table::Changes, keys::change(&self.vault, &self.id, &hash));
+        }
+        applied.accepted.retain(|h| *h != hash);
     }
 
     /// Applies change records read from storage (written there by this device, maybe

@@ -49,11 +49,13 @@ use crate::ids::{DocId, VaultId};
 use crate::storage::{Batch, Table, keys};
 
 mod apply;
+mod nesting;
 mod outcomes;
 mod revocation;
 mod signed_change;
 mod snapshot;
 
+pub use nesting::MAX_DEPTH;
 pub use outcomes::{Applied, ApplyError, ChangeError, LoadError, LocalChange, Problem};
 pub use signed_change::{SignedChange, change_signing_message, verify_signatures};
 pub use snapshot::StagedSnapshot;
@@ -161,6 +163,7 @@ impl Document {
     where
         F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
     {
+        let before = self.doc.get_heads();
         let mut tx = self.doc.transaction();
         if let Err(e) = edit(&mut tx) {
             tx.rollback();
@@ -173,6 +176,16 @@ impl Document {
         let Some(change) = self.doc.get_change_by_hash(&hash) else {
             return Ok(None);
         };
+        if let Err(nesting::TooDeep::Depth(depth)) =
+            nesting::Nesting::on(None).check_local(&change, &self.doc)
+        {
+            // Undo the commit: the document as it was, writing as the same actor.
+            let actor = self.doc.get_actor().clone();
+            if let Ok(undone) = self.doc.fork_at(&before) {
+                self.doc = undone.with_actor(actor);
+            }
+            return Err(ChangeError::TooDeep { depth });
+        }
         let signed = SignedChange {
             bytes: change.raw_bytes().to_vec(),
             author: key.device_id(),

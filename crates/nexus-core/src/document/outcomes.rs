@@ -56,6 +56,18 @@ pub enum ApplyError {
         /// Its claimed author.
         author: DeviceId,
     },
+    /// The change nests objects deeper than [`super::MAX_DEPTH`] (or inside an object
+    /// that does not exist): every reader would have to recurse that deep.
+    #[error(
+        "change {change} nests maps or lists {depth} deep, over the limit of {}",
+        super::MAX_DEPTH
+    )]
+    TooDeep {
+        /// The change.
+        change: ChangeHash,
+        /// The depth it reaches (0: inside an object that does not exist).
+        depth: usize,
+    },
     /// Automerge refused the change (for example a reused sequence number).
     #[error("change {change} was refused by the document: {reason}")]
     Refused {
@@ -100,6 +112,15 @@ pub enum ChangeError {
     /// The edit function returned an error; the document is unchanged.
     #[error("the edit failed and was rolled back: {0}")]
     Edit(Box<AutomergeError>),
+    /// The edit nests maps or lists deeper than [`super::MAX_DEPTH`]; it was undone.
+    #[error(
+        "the edit nests maps or lists {depth} deep, over the limit of {}; it was undone",
+        super::MAX_DEPTH
+    )]
+    TooDeep {
+        /// The depth it reached.
+        depth: usize,
+    },
 }
 
 /// Why stored records could not be loaded into a document.

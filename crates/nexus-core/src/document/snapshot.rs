@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use automerge::{ActorId, Automerge, Change, ChangeHash};
 
+use super::nesting::Nesting;
 use super::{
     Applied, ApplyError, ChangeAuth, Document, LoadError, MAX_SNAPSHOT_BYTES, SignedChange,
     change_signing_message, empty_automerge, verify_signatures,
@@ -416,6 +417,14 @@ impl Document {
         let bytes = bytes.as_slice();
         let all_members = auths.iter().all(|(_, a)| membership.is_member(&a.author));
         if all_members && self.auth.is_empty() {
+            let mut nesting = Nesting::on(None);
+            for change in loaded.get_changes(&[]) {
+                if let Err(e) = nesting.check(&change) {
+                    applied.rejected.push(e.refusal(change.hash()));
+                    applied.aborted = true;
+                    return applied;
+                }
+            }
             let actor = self.doc.get_actor().clone();
             self.doc = loaded.with_actor(actor);
             for (hash, auth) in auths {
