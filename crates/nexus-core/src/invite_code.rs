@@ -3,7 +3,7 @@
 //!
 //! A code carries the vault id, the hash of the `CreateInvite` entry, the one-time
 //! secret, the expiry, the inviter's device id and its addresses (multiaddrs, as text).
-//! It prints as `nexus2` followed by base58. The joining device shows the invite only
+//! It prints as `nexus1` followed by base58 (the version inside is 2). The joining device shows the invite only
 //! to the inviter, whose id the transport authenticates, and what it shows is a proof
 //! bound to its own id ([`crate::protocol::JoinProof`]), never the secret.
 //!
@@ -19,7 +19,7 @@
 //!     addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
 //! };
 //! let text = code.to_string();
-//! assert!(text.starts_with("nexus2"));
+//! assert!(text.starts_with("nexus1"));
 //! assert_eq!(text.parse::<InviteCode>().unwrap(), code);
 //! ```
 
@@ -34,7 +34,7 @@ use crate::identity::DeviceId;
 use crate::ids::VaultId;
 use crate::protocol::JoinRequest;
 
-const PREFIX: &str = "nexus2";
+const PREFIX: &str = "nexus1";
 const VERSION: u64 = 2;
 /// Most addresses a code carries.
 pub const MAX_ADDRESSES: usize = 8;
