@@ -103,6 +103,16 @@ test("two browser profiles sync through the relay alone", async () => {
   await eventually("Bob's edit at Alice", async () => (await readDoc(alice.page, vault, doc)).bob === "was here");
   const devices = await alice.page.evaluate((v) => window.n.devices(v), vault);
   assert.ok(devices.some((d) => d.deviceId === bobId && d.status === "member"));
+  // The invite shows as redeemed by Bob; a second one, cancelled, shows as cancelled.
+  const invites = await alice.page.evaluate(async (v) => {
+    await window.n.createInvite(v, 600, "admin");
+    const fresh = (await window.n.invites(v)).find((i) => i.state === "open");
+    await window.n.cancelInvite(v, fresh.id);
+    return window.n.invites(v);
+  }, vault);
+  invites.sort((a, b) => a.role.localeCompare(b.role));
+  assert.deepEqual(invites.map((i) => [i.role, i.state]), [["admin", "cancelled"], ["member", "redeemed"]]);
+  assert.equal(invites[1].redeemedBy, bobId);
 });
 
 test("a connection refused by the other side fails at once, not after the connect timeout", async () => {

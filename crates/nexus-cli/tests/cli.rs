@@ -198,6 +198,39 @@ fn an_admin_invites_approves_and_revokes() {
 }
 
 #[test]
+fn invites_are_listed_and_cancelled_and_last_at_most_thirty_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init"]);
+    ok(home, &["vault", "create", "Team"]);
+    let code: InviteCode = ok(home, &["invite", "create", "--vault", "Team"])
+        .parse()
+        .unwrap();
+    let me = ok(home, &["id"]);
+    assert_eq!(code.inviter.to_string(), me, "the code names its inviter");
+    let listed = json(home, &["invite", "list", "--vault", "Team"]);
+    let invite = &listed[0];
+    assert_eq!(invite["invite_id"], code.invite.to_string().as_str());
+    assert_eq!(invite["state"], "open");
+    assert_eq!(invite["role"], "member");
+    assert_eq!(invite["created_by"], me.as_str());
+    let id = code.invite.to_string();
+    ok(home, &["invite", "cancel", "--vault", "Team", &id]);
+    let listed = json(home, &["invite", "list", "--vault", "Team"]);
+    assert_eq!(listed[0]["state"], "cancelled");
+    assert!(
+        fails(home, &["invite", "cancel", "--vault", "Team", "not-an-id"]).contains("64 hex digits")
+    );
+    let unknown = nexus_core::Hash([5; 32]).to_string();
+    assert!(fails(home, &["invite", "cancel", "--vault", "Team", &unknown]).contains("unknown"));
+    let long = fails(
+        home,
+        &["invite", "create", "--vault", "Team", "--expires", "31d"],
+    );
+    assert!(long.contains("within 30 days"), "{long}");
+}
+
+#[test]
 fn two_processes_writing_to_one_home_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().to_path_buf();
