@@ -219,7 +219,8 @@ fn invites_are_listed_and_cancelled_and_last_at_most_thirty_days() {
     let listed = json(home, &["invite", "list", "--vault", "Team"]);
     assert_eq!(listed[0]["state"], "cancelled");
     assert!(
-        fails(home, &["invite", "cancel", "--vault", "Team", "not-an-id"]).contains("64 hex digits")
+        fails(home, &["invite", "cancel", "--vault", "Team", "not-an-id"])
+            .contains("64 hex digits")
     );
     let unknown = nexus_core::Hash([5; 32]).to_string();
     assert!(fails(home, &["invite", "cancel", "--vault", "Team", &unknown]).contains("unknown"));

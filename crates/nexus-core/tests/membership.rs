@@ -425,6 +425,54 @@ fn a_revoked_admins_concurrent_actions_are_void() {
     assert!(bobs.add_device(&key(1), id(4), Role::Member, 20).is_err());
 }
 
+/// Filling the log so that an admin can no longer be removed: one author is capped, a
+/// full log still takes revocations, and a revoked device's flood does not count.
+#[test]
+fn a_full_log_still_takes_revocations_and_one_author_cannot_fill_it() {
+    use nexus_core::membership::LogLimits;
+    let limits = LogLimits {
+        max_entries: 12,
+        max_entries_per_author: 9,
+    };
+    let (log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
+    let mut log = log.with_limits(limits);
+    log.add_device(&key(0), id(1), Role::Admin, 1).unwrap();
+    log.add_device(&key(0), id(2), Role::Admin, 2).unwrap();
+    let fill = |log: &mut MembershipLog, admin: u8, first: u8| {
+        let mut n = first;
+        loop {
+            match log.add_device(&key(admin), id(n), Role::Member, 10 + u64::from(n)) {
+                Ok(_) => n += 1,
+                Err(e) => return (n - first, e),
+            }
+        }
+    };
+    // Bob, an admin gone rogue, floods his own copy until he may write no more.
+    let mut bobs = log.clone();
+    let (written, err) = fill(&mut bobs, 1, 100);
+    assert_eq!(written, 9);
+    assert!(matches!(err, MembershipError::AuthorFull { author } if author == id(1)));
+    // Meanwhile Alice revokes him, and Alice and Carol fill the log.
+    log.revoke_device(&key(0), id(1), Default::default(), 5)
+        .unwrap();
+    let (written, err) = fill(&mut log, 0, 20);
+    assert_eq!(written, 5);
+    assert!(matches!(err, MembershipError::AuthorFull { .. }));
+    let (written, err) = fill(&mut log, 2, 40);
+    assert_eq!(written, 4);
+    assert!(matches!(err, MembershipError::LogFull), "{err}");
+    // Full, it still takes a revocation.
+    log.revoke_device(&key(2), id(20), Default::default(), 60)
+        .unwrap();
+    assert!(!log.membership().is_member(&id(20)));
+    // Bob's flood arrives: taken in (void, so it does not count), admitting nobody.
+    merge(&mut log, &bobs);
+    for n in 100..109 {
+        assert!(!log.membership().is_member(&id(n)));
+    }
+    assert!(log.membership().void_entries().len() >= 9);
+}
+
 #[test]
 fn two_admins_revoking_each_other_concurrently_are_both_removed() {
     let (mut log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();

@@ -51,11 +51,13 @@ pub enum MembershipError {
     },
     /// The log is full: revocations, cancellations and key entries are still taken.
     #[error(
-        "the membership log already holds the maximum of {MAX_ENTRIES} entries in effect; revocations and key entries are still accepted"
+        "the membership log already holds the maximum of entries in effect ({MAX_ENTRIES} by default); revocations and key entries are still accepted"
     )]
     LogFull,
     /// One author wrote as many entries as one author may.
-    #[error("device {author} already wrote the maximum of {MAX_ENTRIES_PER_AUTHOR} entries")]
+    #[error(
+        "device {author} already wrote the maximum of entries one device may write ({MAX_ENTRIES_PER_AUTHOR} by default)"
+    )]
     AuthorFull {
         /// The author.
         author: DeviceId,

@@ -20,6 +20,25 @@ pub struct MembershipLog {
     entries: HashMap<Hash, SignedEntry>,
     heads: BTreeSet<Hash>,
     current: Membership,
+    limits: LogLimits,
+}
+
+/// How many entries a log takes (see "Limits" in the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Most entries in effect, revocations, cancellations and key entries aside.
+    pub max_entries: usize,
+    /// Most entries of any kind by one author.
+    pub max_entries_per_author: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: MAX_ENTRIES,
+            max_entries_per_author: MAX_ENTRIES_PER_AUTHOR,
+        }
+    }
 }
 
 /// How an entry was received, for the checks that depend on who presented it.
@@ -122,7 +141,14 @@ impl MembershipLog {
             entries,
             heads,
             current,
+            limits: LogLimits::default(),
         })
+    }
+
+    /// The same log with other limits (smaller ones, say, for a test or a small device).
+    pub fn with_limits(mut self, limits: LogLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The vault this log belongs to.
@@ -252,10 +278,12 @@ impl MembershipLog {
             .values()
             .filter(|e| e.entry.author == author)
             .count();
-        if by_author >= MAX_ENTRIES_PER_AUTHOR {
+        if by_author >= self.limits.max_entries_per_author {
             return Err(MembershipError::AuthorFull { author });
         }
-        if exempt_from_cap(&signed.entry.action) {
+        // Kinds a full log still takes, and entries of a revoked device (void or refused).
+        let revoked = self.current.revocation(&author).is_some();
+        if exempt_from_cap(&signed.entry.action) || revoked {
             return Ok(());
         }
         let void = self.current.void_entries();
@@ -264,7 +292,7 @@ impl MembershipLog {
             .values()
             .filter(|e| !exempt_from_cap(&e.entry.action) && !void.contains(&e.hash))
             .count();
-        if in_effect >= MAX_ENTRIES {
+        if in_effect >= self.limits.max_entries {
             return Err(MembershipError::LogFull);
         }
         Ok(())

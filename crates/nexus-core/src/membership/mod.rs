@@ -109,7 +109,7 @@ mod state;
 pub use entry::{Action, Entry, Role, SignedEntry, WorkSeen};
 pub use error::{EntryError, MembershipError, RuleViolation};
 pub use invite::{invite_key, proof_verifies, redemption_message, redemption_proof};
-pub use log::{MembershipLog, Received, Source};
+pub use log::{LogLimits, MembershipLog, Received, Source};
 pub use rules::evaluate;
 pub use state::{Invite, KeyInfo, Member, Membership, Revocation};
 
