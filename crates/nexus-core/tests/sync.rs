@@ -203,7 +203,10 @@ fn a_stranger_is_refused_and_learns_nothing_about_documents() {
     assert!(reason.reason.contains("not a member"), "{}", reason.reason);
     for message in &received {
         let harmless = match message {
-            Message::Hello { .. } | Message::Refuse { .. } => true,
+            Message::Hello {
+                membership_heads, ..
+            } => membership_heads.is_empty(),
+            Message::Refuse { .. } => true,
             Message::Entries { entries, withheld } => entries.is_empty() && *withheld,
             _ => false,
         };

@@ -78,9 +78,11 @@ impl Node {
         let Some(vault) = session.vault else {
             return;
         };
+        // Heads only to a member: a stranger who names a vault learns nothing of its log.
         let membership_heads = self
             .vaults
             .get(&vault)
+            .filter(|v| v.membership().is_member(&session.peer))
             .map(|v| v.log().heads())
             .unwrap_or_default();
         let me = self.device_id();
