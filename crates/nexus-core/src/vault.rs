@@ -69,6 +69,13 @@ pub enum VaultError {
         /// The vault.
         vault: VaultId,
     },
+    /// No offer of this vault is waiting (it was never offered, was answered already, or
+    /// was pushed out by newer offers: the member offers it again when it next connects).
+    #[error("vault {vault} is not waiting to be accepted")]
+    NotOffered {
+        /// The vault.
+        vault: VaultId,
+    },
     /// No document with this id in the vault.
     #[error("vault {vault} has no document {doc}")]
     UnknownDocument {

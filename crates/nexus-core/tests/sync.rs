@@ -1177,3 +1177,104 @@ fn a_node_loaded_a_few_documents_at_a_time_equals_one_loaded_at_once() {
     let finished = loader.finish(store).unwrap();
     assert_eq!(finished.fingerprint(&vault), whole.fingerprint(&vault));
 }
+
+/// Finding 11: a stranger on the LAN makes a vault, approves our device by id and offers
+/// it. Nothing of it is stored or synced until the person answers; declined, it is
+/// refused from then on; accepted (a real approval), it syncs at once.
+#[test]
+fn an_approval_this_device_never_asked_for_waits_for_the_person_and_a_declined_one_is_refused() {
+    // Device 0: a member's vault that approves device 1; device 2: a stranger that does
+    // the same with a vault of its own.
+    let mut net = Network::new(3, 41, CONFIG);
+    let now = net.now_ms;
+    let (family, out) = net.devices[0]
+        .node
+        .create_vault("family", [0; 16], now)
+        .unwrap();
+    net.apply_output(0, out);
+    let me = net.id(1);
+    let out = net.devices[0]
+        .node
+        .add_device(family, me, Role::Member, now)
+        .unwrap();
+    net.apply_output(0, out);
+    let (spam, out) = net.devices[2]
+        .node
+        .create_vault("free prizes", [9; 16], now)
+        .unwrap();
+    net.apply_output(2, out);
+    let out = net.devices[2]
+        .node
+        .add_device(spam, me, Role::Admin, now)
+        .unwrap();
+    net.apply_output(2, out);
+    put(&mut net, 0, family, doc(1), "milk", 1);
+    net.devices[1].accepts_offers = false;
+    let stored_before = net.devices[1].store.records().clone();
+
+    net.connect(1, 2);
+    net.connect(0, 1);
+    settle(&mut net);
+    let offers = net.devices[1].node.offers();
+    let names: Vec<&str> = offers.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["free prizes", "family"]);
+    assert_eq!(offers[0].offered_by, net.id(2));
+    assert_eq!(net.devices[1].node.vaults().count(), 0, "nothing held");
+    assert_eq!(
+        net.devices[1].store.records(),
+        &stored_before,
+        "nothing stored"
+    );
+
+    // The person declines the stranger's vault and accepts the family's.
+    net.devices[1].node.decline_offer(spam);
+    let now = net.now_ms;
+    let out = net.devices[1].node.accept_offer(family, now).unwrap();
+    net.apply_output(1, out);
+    settle(&mut net);
+    assert_eq!(get(&net, 1, family, doc(1)), serde_json::json!({"milk": 1}));
+    assert!(net.devices[1].node.vault(&spam).is_none());
+    assert!(net.devices[1].node.offers().is_empty());
+    // The stranger tries again: refused, never held.
+    net.disconnect(1, 2);
+    net.step(60_000);
+    net.connect(1, 2);
+    settle(&mut net);
+    assert!(net.devices[1].node.vault(&spam).is_none());
+    assert!(net.devices[1].node.offers().is_empty());
+    assert!(
+        net.devices[1].node.accept_offer(spam, net.now_ms).is_err(),
+        "a declined vault cannot be accepted by mistake"
+    );
+}
+
+/// Finding 6: offers are bounded: a flood of strangers' vaults keeps at most
+/// `MAX_OFFERS` waiting, and the newest real one among them.
+#[test]
+fn a_flood_of_offered_vaults_keeps_a_bounded_number_waiting() {
+    let n = nexus_core::node::MAX_OFFERS + 3;
+    let mut net = Network::new(n + 1, 42, CONFIG);
+    net.devices[0].accepts_offers = false;
+    let me = net.id(0);
+    let now = net.now_ms;
+    for i in 1..=n {
+        let (vault, out) = net.devices[i]
+            .node
+            .create_vault(&format!("spam {i}"), [i as u8; 16], now)
+            .unwrap();
+        net.apply_output(i, out);
+        let out = net.devices[i]
+            .node
+            .add_device(vault, me, Role::Member, now)
+            .unwrap();
+        net.apply_output(i, out);
+        net.connect(0, i);
+        settle(&mut net);
+    }
+    let offers = net.devices[0].node.offers();
+    assert_eq!(offers.len(), nexus_core::node::MAX_OFFERS);
+    assert_eq!(
+        offers.last().map(|o| o.name.clone()),
+        Some(format!("spam {n}"))
+    );
+}

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use automerge::ROOT;
 use automerge::transaction::Transactable;
-use nexus_core::node::{Node, NodeConfig, Output, SessionId};
+use nexus_core::node::{Event, Node, NodeConfig, Output, SessionId};
 use nexus_core::protocol::Message;
 use nexus_core::sim::Rng;
 use nexus_core::{ActorId, DeviceKey, DocId, Role, VaultId};
@@ -101,6 +101,13 @@ impl Pair {
                 carried += 1;
                 assert!(carried < 10_000, "the nodes never went quiet");
                 let answer = self.nodes[to].handle_message(self.sessions[to], &bytes, now);
+                // Bob's person accepts the vault Alice offers.
+                for event in &answer.events {
+                    if let Event::VaultOffered { vault, .. } = event {
+                        let accepted = self.nodes[to].accept_offer(*vault, now).unwrap();
+                        queue.push_back((to, accepted));
+                    }
+                }
                 queue.push_back((to, answer));
             }
         }

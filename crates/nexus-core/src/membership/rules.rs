@@ -20,9 +20,11 @@ pub fn evaluate(entries: &HashMap<Hash, SignedEntry>, heads: &[Hash]) -> Members
 }
 
 pub(super) struct Outcome {
-    membership: Membership,
+    pub(super) membership: Membership,
     /// Why each entry that had no effect was refused, by position in the order.
     pub(super) refused: HashMap<usize, RuleViolation>,
+    /// How many passes over the order the replay took.
+    pub(super) passes: usize,
 }
 
 #[derive(Default)]
@@ -36,6 +38,8 @@ struct DeviceState {
 struct InviteState {
     position: usize,
     invite: Invite,
+    /// Position of the redemption that took the invite.
+    redeemed_at: Option<usize>,
 }
 impl Replay<'_> {
     pub(super) fn run(&self) -> Outcome {
@@ -45,17 +49,30 @@ impl Replay<'_> {
         // revoked voids nothing while that is undecided); when none is left to act, the
         // rest act on everything but revocations (a ring of three or more admins
         // revoking each other concurrently: all of them are removed).
+        let mut passes = 0;
         loop {
+            passes += 1;
             let pass = self.pass(&void);
-            let mut newly_void = self.voided(&pass, &void, true);
+            let mut newly_void = self.voided(&pass, &void, Stage::Settled);
             if newly_void.is_empty() {
-                newly_void = self.voided(&pass, &void, false);
+                newly_void = self.voided(&pass, &void, Stage::All);
             }
             if newly_void.is_empty() {
-                return self.finish(pass, &void);
+                return self.finish(pass, &void, passes);
             }
             void.extend(newly_void);
         }
+    }
+
+    /// Whether the entries conflict: some revocation or cancellation had not seen an
+    /// entry it voids, or an invite is redeemed twice concurrently. Without conflicts
+    /// nothing is void, in these entries or in any causal past among them, so one pass
+    /// judges every entry exactly as a replay of its own causal past would.
+    pub(super) fn conflicts(&self) -> Option<Outcome> {
+        let pass = self.pass(&BTreeSet::new());
+        let conflict = pass.concurrent_redemption
+            || !self.voided(&pass, &BTreeSet::new(), Stage::Any).is_empty();
+        (!conflict).then(|| self.finish(pass, &BTreeSet::new(), 1))
     }
 
     fn pass(&self, void: &BTreeSet<usize>) -> Pass {
@@ -158,6 +175,7 @@ impl Replay<'_> {
                             cancelled_by: None,
                             invite_key: *invite_key,
                         },
+                        redeemed_at: None,
                     },
                 );
             }
@@ -202,15 +220,21 @@ impl Replay<'_> {
                         redeemed_at_ms: entry.timestamp_ms,
                     });
                 }
-                if let Some(by) = state.invite.redeemed_by {
+                if let (Some(by), Some(at)) = (state.invite.redeemed_by, state.redeemed_at) {
+                    if !self.is_ancestor(at, i) {
+                        pass.concurrent_redemption = true;
+                    }
                     return Err(RuleViolation::InviteAlreadyRedeemed { by });
                 }
                 if author_role.is_some() {
                     return Err(RuleViolation::AlreadyMember);
                 }
                 let role = state.invite.role;
-                if let Some(state) = pass.invites.get_mut(invite) {
+                if let Some(state) = pass.invites.get_mut(invite)
+                    && state.redeemed_at.is_none()
+                {
                     state.invite.redeemed_by = Some(author);
+                    state.redeemed_at = Some(i);
                 }
                 pass.admit(author, i, role);
             }
@@ -298,15 +322,14 @@ impl Replay<'_> {
         })
     }
 
-    /// Rules 4, 6 and 7: the entries that revocations and cancellations had not seen.
-    /// With `settled_only`, only revocations and cancellations that nothing could void
-    /// act, on every entry; otherwise all of them act, on everything but revocations.
-    fn voided(&self, pass: &Pass, void: &BTreeSet<usize>, settled_only: bool) -> Vec<usize> {
-        let acts = |r: usize| !settled_only || !self.voidable(pass, r);
+    /// Rules 4, 6 and 7: the entries that revocations and cancellations had not seen, as
+    /// `stage` lets them act.
+    fn voided(&self, pass: &Pass, void: &BTreeSet<usize>, stage: Stage) -> Vec<usize> {
+        let acts = |r: usize| stage != Stage::Settled || !self.voidable(pass, r);
         let may_void = |j: usize| {
             !void.contains(&j)
                 && !pass.refused.contains_key(&j)
-                && (settled_only
+                && (stage != Stage::All
                     || !matches!(self.order[j].entry.action, Action::RevokeDevice { .. }))
         };
         let mut newly_void = Vec::new();
@@ -347,7 +370,7 @@ impl Replay<'_> {
         newly_void
     }
 
-    fn finish(&self, pass: Pass, void: &BTreeSet<usize>) -> Outcome {
+    fn finish(&self, pass: Pass, void: &BTreeSet<usize>, passes: usize) -> Outcome {
         let mut membership = Membership {
             name: pass.name.clone(),
             ..Membership::default()
@@ -406,12 +429,26 @@ impl Replay<'_> {
         Outcome {
             membership,
             refused,
+            passes,
         }
     }
 }
 
+/// Which revocations and cancellations void which entries in a round of the replay.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Only those that nothing could void act, on every entry.
+    Settled,
+    /// All of them act, on everything but revocations.
+    All,
+    /// All of them, on every entry: not a stage of the rules, the test for conflicts.
+    Any,
+}
+
 #[derive(Default)]
 struct Pass {
+    /// Whether an invite was redeemed by two entries that had not seen each other.
+    concurrent_redemption: bool,
     genesis_seen: bool,
     name: String,
     devices: HashMap<DeviceId, DeviceState>,

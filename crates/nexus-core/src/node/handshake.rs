@@ -3,6 +3,7 @@
 //! invite), becoming ready, and closing it (refusing a peer, a protocol violation, the
 //! transport going away).
 
+use super::offers::Offer;
 use super::session::{Phase, Session};
 use super::slices::Staged;
 use super::{CloseReason, Event, Node, Output, SessionId};
@@ -233,6 +234,20 @@ impl Node {
                 return;
             }
             let join = session.join;
+            if join.is_none() {
+                if self.offers.is_declined(&vault) {
+                    self.close_with(
+                        id,
+                        RefuseCode::NotMember,
+                        format!("this device declined vault {vault}"),
+                        out,
+                    );
+                    return;
+                }
+                if self.offers.is_waiting(&vault) {
+                    return; // held already: the person has not answered yet
+                }
+            }
             let (mut v, ingested) =
                 match Vault::from_entries(vault, entries, received, self.actor.clone()) {
                     Ok(x) => x,
@@ -247,6 +262,17 @@ impl Node {
                     }
                 };
             let mut batch = ingested.batch;
+            if join.is_none() && v.membership().is_member(&me) {
+                // Approved by id without asking: the person answers first.
+                self.offers.hold(Offer {
+                    vault: v,
+                    batch,
+                    offered_by: peer,
+                    offered_at_ms: now_ms,
+                });
+                out.events.push(Event::VaultOffered { vault, by: peer });
+                return;
+            }
             if !v.membership().is_member(&me) {
                 let Some(join) = join else {
                     self.close_with(

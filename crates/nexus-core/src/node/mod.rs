@@ -49,6 +49,7 @@ mod forwarding; // news pushed to the vault's other sessions
 mod handshake; // open, Hello, membership entries, ready, close
 mod loader; // Node::load and NodeLoader
 mod local; // this device's own operations
+mod offers; // vaults offered by an approval, until the person answers
 mod output; // Output, Event, CloseReason, SessionId
 mod reconciliation; // the vault-wide range fingerprints
 mod session; // the per-session state
@@ -66,6 +67,7 @@ use crate::vault::Vault;
 pub use bundles::PreparedBundle;
 pub use config::NodeConfig;
 pub use loader::{NodeLoadError, NodeLoader};
+pub use offers::{MAX_DECLINED, MAX_OFFERS, VaultOffer};
 pub use output::{CloseReason, Event, Output, SessionId};
 
 use doc_sync::{DocData, sorted};
@@ -81,6 +83,8 @@ pub struct Node {
     config: NodeConfig,
     vaults: BTreeMap<VaultId, Vault>,
     sessions: BTreeMap<SessionId, Session>,
+    /// Vaults offered by an approval, waiting for the person's answer.
+    offers: offers::Offers,
     /// Held changes of sessions that closed before their last slice, to be stored.
     unfinished: Vec<(VaultId, DocId, Held)>,
     next_session: u64,
@@ -97,6 +101,7 @@ impl Node {
             config,
             vaults: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            offers: offers::Offers::default(),
             unfinished: Vec::new(),
             next_session: 0,
             bloom_salt: 0,
@@ -209,12 +214,13 @@ impl Node {
                 ));
             }
             other => {
-                let Some(session) = self.sessions.get(&id) else {
+                let Some(session) = self.sessions.get_mut(&id) else {
                     return;
                 };
                 // Document messages before the handshake completed are dropped: they can
                 // only be reordered early, and the next reconciliation repeats them.
                 if session.phase != Phase::Ready {
+                    session.dropped_early = true;
                     return;
                 }
                 self.on_document_message(id, other, now_ms, out);

@@ -38,7 +38,15 @@ pub enum Event {
         /// The vault.
         vault: VaultId,
     },
-    /// This device now holds a vault it did not have (approved by id, or joined).
+    /// A member approved this device by id and offered a vault it does not hold: it waits
+    /// for the person to accept or decline it ([`Node::offers`](super::Node::offers)).
+    VaultOffered {
+        /// The vault.
+        vault: VaultId,
+        /// The member that offered it.
+        by: DeviceId,
+    },
+    /// This device now holds a vault it did not have (joined, or an offer accepted).
     VaultJoined {
         /// The vault.
         vault: VaultId,

@@ -37,6 +37,9 @@ pub(super) struct Session {
     pub(super) sent_entries: bool,
     /// Whether the peer sent us its entries without withholding.
     pub(super) got_entries: bool,
+    /// Whether a document message was dropped because it came before the handshake ended
+    /// (the peer was ready first: an offer waiting for the person's answer).
+    pub(super) dropped_early: bool,
     /// Heads the peer is known (or assumed, after we sent changes) to have, per document.
     pub(super) their_heads: HashMap<DocId, Vec<ChangeHash>>,
     /// Heads we last sent a Bloom filter for, per document (so we do not repeat it).
@@ -74,6 +77,7 @@ impl Session {
             their_membership_heads: Vec::new(),
             sent_entries: false,
             got_entries: false,
+            dropped_early: false,
             their_heads: HashMap::new(),
             have_sent: HashMap::new(),
             need_sent: HashMap::new(),

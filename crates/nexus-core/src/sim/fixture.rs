@@ -85,3 +85,51 @@ pub fn membership_fixture_digest() -> crate::hash::Hash {
     );
     crate::hash::Hash::of(&[summary.as_bytes()])
 }
+
+/// A long honest log: a genesis by `admin`, then `approvals` approvals by it, each on the
+/// one before (a chain, the worst case for a replay per entry). Returns the genesis and
+/// the approvals, in the order they were made. For work budgets and benchmarks.
+pub fn approval_chain(
+    admin: &DeviceKey,
+    approvals: u32,
+) -> (
+    crate::membership::SignedEntry,
+    Vec<crate::membership::SignedEntry>,
+) {
+    use crate::ids::VaultId;
+    use crate::membership::{Action, Entry};
+
+    let genesis = Entry {
+        vault: None,
+        parents: Vec::new(),
+        author: admin.device_id(),
+        timestamp_ms: 1_000,
+        action: Action::Genesis {
+            name: "chain".into(),
+            nonce: [3; 16],
+        },
+    }
+    .sign(admin);
+    let vault = VaultId(genesis.hash());
+    let mut parent = genesis.hash();
+    let mut chain = Vec::with_capacity(approvals as usize);
+    for n in 0..approvals {
+        let mut secret = [0u8; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        secret[31] = 1;
+        let approval = Entry {
+            vault: Some(vault),
+            parents: vec![parent],
+            author: admin.device_id(),
+            timestamp_ms: 2_000 + u64::from(n),
+            action: Action::AddDevice {
+                device: DeviceKey::from_secret_bytes(&secret).device_id(),
+                role: Role::Member,
+            },
+        }
+        .sign(admin);
+        parent = approval.hash();
+        chain.push(approval);
+    }
+    (genesis, chain)
+}

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::ActorId;
 
-pub use fixture::membership_fixture_digest;
+pub use fixture::{approval_chain, membership_fixture_digest};
 pub use rng::Rng;
 pub use scenario::{Report, Scenario, run_seed};
 
@@ -103,6 +103,8 @@ pub struct Device {
     pub peering: Peering,
     /// Its durable store.
     pub store: MemoryStore,
+    /// Whether its person accepts every vault offered to it (by an approval by id).
+    pub accepts_offers: bool,
     key: DeviceKey,
     actor_seed: u8,
 }
@@ -160,6 +162,7 @@ impl Network {
                     node: Node::new(key.clone(), actor(i as u8, 0), config),
                     peering: Peering::new(key.device_id(), peering),
                     store: MemoryStore::new(),
+                    accepts_offers: true,
                     key,
                     actor_seed: 0,
                 }
@@ -323,10 +326,16 @@ impl Network {
             }
         }
         for event in &actions.out.events {
-            if self.trace
-                && let Event::Rejected { error, .. } = event
-            {
-                eprintln!("t={} device {from} rejected: {error}", self.now_ms);
+            match event {
+                Event::Rejected { error, .. } if self.trace => {
+                    eprintln!("t={} device {from} rejected: {error}", self.now_ms);
+                }
+                Event::VaultOffered { vault, .. } if self.devices[from].accepts_offers => {
+                    if let Ok(out) = self.devices[from].node.accept_offer(*vault, self.now_ms) {
+                        self.inputs.push_back((from, Input::NodeOutput(out)));
+                    }
+                }
+                _ => {}
             }
         }
         for event in actions.events {

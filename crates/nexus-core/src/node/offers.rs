@@ -1,0 +1,146 @@
+//! Vaults offered to this device by an approval it never asked for: a member approved
+//! this device's id and sent the vault's log. The vault is held aside, with no document
+//! data and nothing stored, until the person accepts it ([`Node::accept_offer`]) or
+//! declines it ([`Node::decline_offer`]): a stranger who makes a vault and approves us
+//! cannot enrol us in it. At most [`MAX_OFFERS`] wait at a time; a new one pushes out the
+//! oldest, and a declined vault is refused from then on.
+
+use std::collections::VecDeque;
+
+use super::session::Phase;
+use super::{Event, Node, Output, SessionId};
+use crate::identity::DeviceId;
+use crate::ids::VaultId;
+use crate::membership::Role;
+use crate::storage::Batch;
+use crate::vault::{Vault, VaultError};
+
+/// Most vault offers waiting for an answer.
+pub const MAX_OFFERS: usize = 8;
+/// Most declined vaults remembered (the oldest is forgotten first).
+pub const MAX_DECLINED: usize = 256;
+
+/// A vault waiting for the person's answer.
+#[derive(Debug, Clone)]
+pub(super) struct Offer {
+    pub(super) vault: Vault,
+    /// The records that accepting it stores.
+    pub(super) batch: Batch,
+    pub(super) offered_by: DeviceId,
+    pub(super) offered_at_ms: u64,
+}
+
+/// What a person is asked about an offered vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultOffer {
+    /// The vault.
+    pub vault: VaultId,
+    /// Its name, as its log says.
+    pub name: String,
+    /// The role its log gives this device.
+    pub role: Role,
+    /// The member that sent it.
+    pub offered_by: DeviceId,
+    /// When it arrived (this device's clock, ms since the Unix epoch).
+    pub offered_at_ms: u64,
+}
+
+/// Offers waiting, and vaults declined.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Offers {
+    waiting: VecDeque<Offer>,
+    declined: VecDeque<VaultId>,
+}
+
+impl Offers {
+    pub(super) fn is_declined(&self, vault: &VaultId) -> bool {
+        self.declined.contains(vault)
+    }
+
+    pub(super) fn is_waiting(&self, vault: &VaultId) -> bool {
+        self.waiting.iter().any(|o| o.vault.id() == *vault)
+    }
+
+    /// Holds an offer aside; the oldest goes when [`MAX_OFFERS`] already wait.
+    pub(super) fn hold(&mut self, offer: Offer) {
+        self.waiting.retain(|o| o.vault.id() != offer.vault.id());
+        while self.waiting.len() >= MAX_OFFERS {
+            self.waiting.pop_front();
+        }
+        self.waiting.push_back(offer);
+    }
+
+    fn take(&mut self, vault: &VaultId) -> Option<Offer> {
+        let at = self.waiting.iter().position(|o| o.vault.id() == *vault)?;
+        self.waiting.remove(at)
+    }
+}
+
+impl Node {
+    /// The vaults offered to this device and waiting for an answer, oldest first.
+    pub fn offers(&self) -> Vec<VaultOffer> {
+        let me = self.device_id();
+        self.offers
+            .waiting
+            .iter()
+            .map(|o| VaultOffer {
+                vault: o.vault.id(),
+                name: o.vault.membership().name().to_owned(),
+                role: o.vault.membership().role(&me).unwrap_or(Role::Member),
+                offered_by: o.offered_by,
+                offered_at_ms: o.offered_at_ms,
+            })
+            .collect()
+    }
+
+    /// Takes in an offered vault: it is stored and syncs from now on
+    /// ([`Event::VaultJoined`]); a session that brought the offer and is still open
+    /// starts syncing at once.
+    pub fn accept_offer(&mut self, vault: VaultId, now_ms: u64) -> Result<Output, VaultError> {
+        let offer = self
+            .offers
+            .take(&vault)
+            .ok_or(VaultError::NotOffered { vault })?;
+        self.vaults.insert(vault, offer.vault);
+        let mut out = Output {
+            batch: offer.batch,
+            ..Output::default()
+        };
+        out.events.push(Event::VaultJoined { vault });
+        let waiting: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.vault == Some(vault) && s.phase == Phase::Membership)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some(session) = self.sessions.get_mut(&id) {
+                session.sent_entries = true;
+                session.got_entries = true;
+            }
+            self.check_ready(id, now_ms, &mut out);
+            // The peer was ready first and its reconciliation was dropped: reconcile
+            // now rather than at its next interval.
+            if self
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.phase == Phase::Ready && !s.initiator && s.dropped_early)
+            {
+                self.send_root_reconcile(id, now_ms, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Declines an offered vault: it is dropped, and refused if offered again. Declining a
+    /// vault that is not waiting also refuses it from then on.
+    pub fn decline_offer(&mut self, vault: VaultId) {
+        self.offers.take(&vault);
+        if !self.offers.is_declined(&vault) {
+            if self.offers.declined.len() >= MAX_DECLINED {
+                self.offers.declined.pop_front();
+            }
+            self.offers.declined.push_back(vault);
+        }
+    }
+}
