@@ -62,6 +62,23 @@ export interface Invite {
   redeemedBy: string | null;
 }
 
+/**
+ * A vault offered to this device by an approval it never asked for: a member approved this
+ * device's id. Nothing of it is stored until `acceptOffer`; `declineOffer` refuses it for
+ * good. (A vault offered by a device this tab `connect`ed to by its address is expected,
+ * and taken in at once.)
+ */
+export interface VaultOffer {
+  vaultId: string;
+  /** Its name, as its creator chose it. */
+  name: string;
+  role: Role;
+  /** The member that offered it. */
+  offeredBy: string;
+  /** When it arrived (milliseconds since the Unix epoch). */
+  offeredAt: number;
+}
+
 /** What the peer is doing. */
 export interface Status {
   deviceId: string;
@@ -84,6 +101,7 @@ export type NexusEvent =
   | { type: "refused"; deviceId: string; code: string; reason: string; byUs: boolean }
   | { type: "docChanged"; vaultId: string; docId: string }
   | { type: "membershipChanged" | "vaultJoined"; vaultId: string }
+  | { type: "vaultOffered"; vaultId: string; name: string; deviceId: string }
   | { type: "rejected"; deviceId: string; error: string }
   | { type: "online"; online: boolean }
   | { type: "leader" }
@@ -190,6 +208,22 @@ export class Nexus {
   async join(code: string): Promise<Vault> {
     const id = await this.engine.join(code);
     return this.vault(id);
+  }
+
+  /** Vaults offered to this device and waiting for an answer, oldest first (they wait in the tab that holds the connections). */
+  offers(): Promise<VaultOffer[]> {
+    return this.engine.offers();
+  }
+
+  /** Takes in an offered vault; resolves once it is stored. It syncs from then on. */
+  async acceptOffer(vaultId: string): Promise<Vault> {
+    await this.engine.acceptOffer(vaultId);
+    return this.vault(vaultId);
+  }
+
+  /** Declines an offered vault: it is dropped, and refused if offered again. */
+  declineOffer(vaultId: string): Promise<void> {
+    return this.engine.declineOffer(vaultId);
   }
 
   /** What the peer is doing now. */

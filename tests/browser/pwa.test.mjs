@@ -218,6 +218,13 @@ test("two profiles and a desktop edit the same note through a relay; a revoked p
   assert.match(bId, /^12D3KooW/);
   await eventually("B connected to the relay", () => b.page.evaluate(() => window.demo.app.lastConnect?.state === "ok")).catch(b.fail);
   nexus(desktop.home, "devices", "approve", "--vault", "Family", bId);
+  // An approval B never asked for: it waits, named, until the person accepts it.
+  const offer = b.page.locator(`.banner.offer`);
+  await offer.waitFor({ timeout: 60_000 }).catch(b.fail);
+  assert.match(await offer.textContent(), /Join “Family”\?/);
+  assert.equal(await b.page.evaluate(async () => (await window.demo.nexus.vaults()).length), 0, "nothing held before accepting");
+  if (process.env.NEXUS_OFFER_SHOT) await b.page.screenshot({ path: process.env.NEXUS_OFFER_SHOT });
+  await b.page.click(".accept-offer");
   await showTab(b.page, "notes");
   await noteItem(b.page, "Shopping").waitFor({ timeout: 60_000 }).catch(b.fail);
 

@@ -1,6 +1,7 @@
 // The app's shared state: the open Nexus (this browser profile's device), its vaults
 // and which one is shown, the peer status, recent engine events, and the current
-// screen. Screens listen to its events: "vaults", "status", "events", "tab".
+// screen, and vaults offered to this device. Screens listen to its events: "vaults",
+// "status", "events", "tab", "offers".
 import { describeError, shortId } from "./dom.js";
 
 const VAULT_KEY = "nexus-notes:vault";
@@ -27,6 +28,8 @@ export class App extends EventTarget {
     this.refusedVaults = new Set(JSON.parse(localStorage.getItem(REMOVED_KEY) ?? "[]"));
     /** Per peer, the vaults a sync session with it started for. */
     this.sessions = new Map();
+    /** Vaults offered to this device by an approval, waiting for the person's answer. */
+    this.offers = [];
   }
 
   /**
@@ -44,6 +47,7 @@ export class App extends EventTarget {
     this.nexus.on("status", (status) => this.#setStatus(status));
     await this.refreshVaults();
     await this.refreshStatus();
+    await this.refreshOffers();
     // Status events cover connections; this also catches sync sessions starting.
     setInterval(() => this.refreshStatus(), 5000);
     window.addEventListener("hashchange", () => {
@@ -66,6 +70,30 @@ export class App extends EventTarget {
     this.vaults = await this.nexus.vaults();
     this.vault = this.vaults.find((v) => v.id === wanted) ?? this.vaults[0] ?? null;
     this.dispatchEvent(new CustomEvent("vaults"));
+  }
+
+  /** Re-reads the vaults offered to this device. */
+  async refreshOffers() {
+    try {
+      this.offers = await this.nexus.offers();
+    } catch {
+      this.offers = [];
+    }
+    this.dispatchEvent(new CustomEvent("offers"));
+  }
+
+  /** Takes in an offered vault and shows it. */
+  async acceptOffer(vaultId) {
+    const vault = await this.nexus.acceptOffer(vaultId);
+    await this.refreshOffers();
+    await this.selectVault(vault.id);
+    return vault;
+  }
+
+  /** Refuses an offered vault for good. */
+  async declineOffer(vaultId) {
+    await this.nexus.declineOffer(vaultId);
+    await this.refreshOffers();
   }
 
   /** Shows vault `id`. */
@@ -140,6 +168,7 @@ export class App extends EventTarget {
     this.events.length = Math.min(this.events.length, MAX_EVENTS);
     this.dispatchEvent(new CustomEvent("events", { detail: event }));
     if (event.type === "membershipChanged" || event.type === "vaultJoined") this.refreshVaults();
+    if (event.type === "vaultOffered" || event.type === "vaultJoined") this.refreshOffers();
     if (event.type === "syncing") {
       if (!this.sessions.has(event.deviceId)) this.sessions.set(event.deviceId, new Set());
       this.sessions.get(event.deviceId).add(event.vaultId);

@@ -9,6 +9,7 @@ import { notesView } from "./views/notes.js";
 import { syncView } from "./views/sync.js";
 import { devicesView } from "./views/devices.js";
 import { invitesView } from "./views/invites.js";
+import { offersView } from "./views/offers.js";
 
 const TABS = [
   ["notes", "Notes", ICONS.notes],
@@ -84,7 +85,7 @@ function shell() {
     h("div", { class: "vault-switcher" }, vaultName, vaultSelect),
     indicator,
   );
-  const main = h("main", { class: "content", id: "content" }, ...Object.values(views).map((v) => v.element));
+  const main = h("main", { class: "content", id: "content" }, offersView(app).element, ...Object.values(views).map((v) => v.element));
 
   function renderVaults() {
     const several = app.vaults.length > 1;

@@ -107,6 +107,19 @@ pub(crate) enum VaultCommand {
     },
     /// List the vaults this device holds.
     List,
+    /// List the vaults offered to this device by an approval it never asked for (needs
+    /// the daemon: offers wait in it).
+    Pending,
+    /// Take in an offered vault: it is stored and syncs from now on.
+    Accept {
+        /// The offered vault (id or name, as `vault pending` shows it).
+        vault: String,
+    },
+    /// Decline an offered vault: it is dropped and refused from then on.
+    Decline {
+        /// The offered vault (id or name, as `vault pending` shows it).
+        vault: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

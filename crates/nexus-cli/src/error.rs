@@ -67,6 +67,14 @@ pub(crate) enum CliError {
     /// Talking to the daemon failed.
     #[error(transparent)]
     Control(#[from] nexus::ControlError),
+    /// Vault offers wait in the daemon; none runs.
+    #[error(
+        "no daemon runs in this home: vault offers arrive and wait only while `nexus daemon` runs"
+    )]
+    OffersNeedDaemon,
+    /// No waiting offer has this id or name.
+    #[error("no vault offer matches `{0}`; `nexus vault pending` lists them")]
+    UnknownOffer(String),
     /// The daemon refused a request.
     #[error("the daemon refused: {0}")]
     Daemon(String),

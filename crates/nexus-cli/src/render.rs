@@ -143,6 +143,9 @@ fn to_json(report: Report) -> Result<Value, serde_json::Error> {
             "expires_at_ms": code.expires_at_ms,
         }),
         Report::Invites(invites) => serde_json::to_value(invites)?,
+        Report::Offers(offers) => serde_json::to_value(offers)?,
+        Report::OfferAccepted(vault) => json!({ "accepted": vault.to_string() }),
+        Report::OfferDeclined(vault) => json!({ "declined": vault.to_string() }),
         Report::InviteCancelled(invite) => json!({ "cancelled": invite.to_string() }),
         Report::Devices(devices) => serde_json::to_value(devices)?,
         Report::Approved { device, role } => {
@@ -237,6 +240,15 @@ fn to_human(report: &Report) -> String {
             )
         })),
         Report::InviteCancelled(invite) => format!("Cancelled invite {invite}"),
+        Report::Offers(offers) if offers.is_empty() => "No vault offers waiting".into(),
+        Report::Offers(offers) => lines(offers.iter().map(|o| {
+            format!(
+                "{}  {}  ({}, offered by {})",
+                o.vault_id, o.name, o.role, o.offered_by
+            )
+        })),
+        Report::OfferAccepted(vault) => format!("Accepted vault {vault}; it syncs now"),
+        Report::OfferDeclined(vault) => format!("Declined vault {vault}"),
         Report::Devices(devices) => lines(devices.iter().map(|d| {
             format!(
                 "{}  {}{}",

@@ -102,6 +102,16 @@ impl Drop for Daemon {
 }
 
 /// Polls `check` every 100 ms until it holds or `limit` passes.
+/// The person on `home` accepts `vault` once its daemon shows it as offered.
+fn accept_offer(home: &Path, vault: &str) {
+    eventually(Duration::from_secs(60), "the vault to be offered", || {
+        json_of(home, &["vault", "pending"])
+            .as_array()
+            .is_some_and(|offers| offers.iter().any(|o| o["vault_id"] == json!(vault)))
+    });
+    ok(home, &["vault", "accept", vault]);
+}
+
 fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -400,13 +410,10 @@ fn a_revoked_device_is_cut_off_and_a_stranger_is_refused() {
     assert_eq!(doc_json(&b, &vault, &doc), json!({ "title": "plan" }));
 
     // A device never invited presents a forged invite: refused, and it gets nothing.
-    let code: InviteCode = ok(&a, &["invite", "create", "--vault", &vault])
+    let mut forged: InviteCode = ok(&a, &["invite", "create", "--vault", &vault])
         .parse()
         .unwrap();
-    let forged = InviteCode {
-        secret: [7; 32],
-        ..code
-    };
+    forged.secret = [7; 32];
     let out = nexus(&d, &["join", &forged.to_string()]);
     assert!(!out.status.success());
     let error = String::from_utf8_lossy(&out.stderr);
@@ -531,6 +538,7 @@ fn two_daemons_find_each_other_with_mdns_in_their_own_network_namespaces() {
     let listen_b = format!("/ip4/{}/tcp/0", ns.addresses[1]);
     let _daemon_a = Daemon::spawn(Some(&ns.names[0]), &a, &["--listen", &listen_a]);
     let daemon_b = Daemon::spawn(Some(&ns.names[1]), &b, &["--listen", &listen_b]);
+    accept_offer(&b, &vault);
     eventually(
         Duration::from_secs(60),
         "B to find A by mDNS and sync",

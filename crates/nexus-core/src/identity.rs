@@ -81,6 +81,9 @@ impl DeviceKey {
     }
 }
 
+/// The signing key inside wipes itself when dropped.
+impl zeroize::ZeroizeOnDrop for DeviceKey {}
+
 impl fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DeviceKey({})", self.device_id())

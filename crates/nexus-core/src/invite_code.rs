@@ -40,7 +40,7 @@ const VERSION: u64 = 2;
 pub const MAX_ADDRESSES: usize = 8;
 const MAX_ADDRESS_LEN: usize = 256;
 
-/// An invite to a vault.
+/// An invite to a vault. Its secret is wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct InviteCode {
     /// The vault.
@@ -56,6 +56,14 @@ pub struct InviteCode {
     /// Where the inviter can be reached (multiaddrs).
     pub addresses: Vec<String>,
 }
+
+impl Drop for InviteCode {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for InviteCode {}
 
 impl std::fmt::Debug for InviteCode {
     /// Everything but the secret, so that logging a code never leaks it.

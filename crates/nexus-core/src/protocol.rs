@@ -92,14 +92,23 @@ impl RefuseCode {
 
 /// An invite held by a device that wants to join: what its code gave it. The secret
 /// stays on the device (a peer is shown only a [`JoinProof`]); its `Debug` leaves the
-/// secret out, so logging a request never leaks it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// secret out, so logging a request never leaks it, and the secret is wiped when the
+/// request is dropped.
+#[derive(Clone, PartialEq, Eq)]
 pub struct JoinRequest {
     /// Hash of the `CreateInvite` entry.
     pub invite: Hash,
     /// The invite's one-time secret.
     pub secret: [u8; 32],
 }
+
+impl Drop for JoinRequest {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for JoinRequest {}
 
 impl JoinRequest {
     /// What `redeemer` shows a member of `vault`: proof that it holds the secret, bound

@@ -26,6 +26,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use thiserror::Error;
+use zeroize::Zeroize;
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::hash::Hash;
@@ -42,12 +43,21 @@ const SEALED_LEN: usize = 48;
 /// Bytes an encrypted bundle adds to its plaintext: nonce and tag.
 pub const BUNDLE_OVERHEAD: usize = 24 + 16;
 
-/// A vault's shared symmetric key. `Debug` shows only its generation.
+/// A vault's shared symmetric key. `Debug` shows only its generation; the bytes are
+/// wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VaultKey {
     generation: u32,
     bytes: [u8; 32],
 }
+
+impl Drop for VaultKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for VaultKey {}
 
 impl fmt::Debug for VaultKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -393,6 +403,35 @@ mod tests {
 
     fn vault(n: u8) -> VaultId {
         VaultId(Hash([n; 32]))
+    }
+
+    /// Every type that holds a secret wipes it when dropped (a compile-time check: it
+    /// stops building if one of them loses its `ZeroizeOnDrop`).
+    #[test]
+    fn every_holder_of_a_secret_wipes_it_when_dropped() {
+        fn wipes<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let device = DeviceKey::from_secret_bytes(&[1; 32]);
+        let key = VaultKey::derive(&device, &vault(1), &[], 0);
+        let request = crate::protocol::JoinRequest {
+            invite: Hash([2; 32]),
+            secret: [3; 32],
+        };
+        let code = crate::invite_code::InviteCode {
+            vault: vault(1),
+            invite: Hash([2; 32]),
+            secret: [3; 32],
+            expires_at_ms: 1,
+            inviter: device.device_id(),
+            addresses: Vec::new(),
+        };
+        wipes(&device);
+        wipes(&key);
+        wipes(&request);
+        wipes(&code);
+        assert_eq!(
+            request.proof(&vault(1), &device.device_id()).invite,
+            Hash([2; 32])
+        );
     }
 
     #[test]

@@ -1278,3 +1278,22 @@ fn a_flood_of_offered_vaults_keeps_a_bounded_number_waiting() {
         Some(format!("spam {n}"))
     );
 }
+
+/// An approval the person expects (they named the approving device) is taken in at once;
+/// the same offer from another device still waits.
+#[test]
+fn an_expected_approval_is_taken_in_without_asking() {
+    let (mut net, vault) = vault_of(3, 43);
+    for i in [1, 2] {
+        net.devices[i].accepts_offers = false;
+    }
+    let alice = net.id(0);
+    net.devices[1].node.expect_offers_from(alice);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    settle(&mut net);
+    assert!(net.devices[1].node.vault(&vault).is_some());
+    assert!(net.devices[1].node.offers().is_empty());
+    assert!(net.devices[2].node.vault(&vault).is_none());
+    assert_eq!(net.devices[2].node.offers().len(), 1);
+}

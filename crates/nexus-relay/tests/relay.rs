@@ -216,6 +216,7 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
     std::fs::create_dir_all(&home_c).unwrap();
     let carol = DeviceKey::generate().unwrap();
     let (c, mut c_events) = peer_via_relay(&home_c, &carol, &relay_address).await;
+    let c_handle = c.handle();
     let _stop_c = run(c);
     circuit_address(&mut c_events).await;
     {
@@ -225,6 +226,24 @@ async fn devices_that_know_only_the_relay_join_and_sync_through_it() {
             .unwrap();
         store.commit(out.batch).unwrap();
     }
+    // C never asked A for anything: the vault waits as an offer until C's person says yes.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), c_events.recv()).await {
+            Ok(Some(EngineEvent::VaultOffered {
+                vault: offered, by, ..
+            })) => {
+                assert_eq!((offered, by), (vault, alice.device_id()));
+                break;
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("C was never offered the vault"),
+        }
+    }
+    assert!(
+        read(&home_c, &carol, vault, "note").is_none(),
+        "nothing stored yet"
+    );
+    c_handle.accept_offer(vault).await.unwrap();
     eventually("C to receive the vault through the relay", || {
         read(&home_c, &carol, vault, "note").as_deref() == Some("written on A")
     })

@@ -15,6 +15,7 @@
 //! | `CONNECT` | a peer could not be reached |
 //! | `JOIN` | no member accepted the invite in time, or the invite was refused |
 //! | `UNKNOWN_VAULT` / `UNKNOWN_DOCUMENT` | not held by this device |
+//! | `NOT_OFFERED` | no offer of that vault waits (never offered, answered, or pushed out) |
 //! | `NOT_ALLOWED` | the membership rules refuse it (not an admin, revoked, …) |
 //! | `EDIT` | the document refused an edit |
 //! | `CLOSED` | the instance was closed |
@@ -27,7 +28,7 @@
 use std::str::FromStr;
 
 use futures::StreamExt;
-use nexus::views::{DeviceSummary, InviteSummary, VaultSummary};
+use nexus::views::{DeviceSummary, InviteSummary, OfferSummary, VaultSummary};
 use nexus::{EngineEvent, IdbError, WebEngine, WebError, WebHandle};
 use nexus_core::invite_code::InviteCode;
 use nexus_core::node::NodeConfig;
@@ -60,6 +61,7 @@ fn web_error(error: WebError) -> JsValue {
 fn vault_error_code(error: &VaultError) -> &'static str {
     match error {
         VaultError::UnknownVault { .. } => "UNKNOWN_VAULT",
+        VaultError::NotOffered { .. } => "NOT_OFFERED",
         VaultError::UnknownDocument { .. } => "UNKNOWN_DOCUMENT",
         VaultError::Change { .. } => "EDIT",
         _ => "NOT_ALLOWED",
@@ -122,6 +124,12 @@ fn event_json(event: &EngineEvent) -> Json {
         EngineEvent::VaultJoined(vault) => {
             json!({ "type": "vaultJoined", "vaultId": vault.to_string() })
         }
+        EngineEvent::VaultOffered { vault, name, by } => json!({
+            "type": "vaultOffered",
+            "vaultId": vault.to_string(),
+            "name": name,
+            "deviceId": by.to_string(),
+        }),
         EngineEvent::Rejected { peer, error } => {
             json!({ "type": "rejected", "deviceId": peer.to_string(), "error": error })
         }
@@ -310,6 +318,54 @@ impl Nexus {
         let invite: nexus_core::Hash = parse("invite id", invite.trim())?;
         self.handle
             .update(move |node, now| Ok(((), node.cancel_invite(vault, invite, now)?)))
+            .await
+            .map_err(web_error)
+    }
+
+    /// Vaults offered to this device by an approval it never asked for, waiting for an
+    /// answer: `[{ vaultId, name, role, offeredBy, offeredAt }]`, oldest first. They wait
+    /// in the tab that holds the connections.
+    pub async fn offers(&self) -> Result<JsValue, JsValue> {
+        let rows: Vec<Json> = self
+            .handle
+            .read(|node| {
+                OfferSummary::all_of(node)
+                    .into_iter()
+                    .map(|o| {
+                        json!({
+                            "vaultId": o.vault_id.to_string(),
+                            "name": o.name,
+                            "role": o.role.to_string(),
+                            "offeredBy": o.offered_by.to_string(),
+                            "offeredAt": o.offered_at_ms,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(web_error)?;
+        to_js(&Json::Array(rows))
+    }
+
+    /// Takes in an offered vault: resolves once it is stored; it syncs from then on.
+    #[wasm_bindgen(js_name = acceptOffer)]
+    pub async fn accept_offer(&self, vault: String) -> Result<(), JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        self.handle
+            .update(move |node, now| Ok(((), node.accept_offer(vault, now)?)))
+            .await
+            .map_err(web_error)
+    }
+
+    /// Declines an offered vault: it is dropped and refused from then on.
+    #[wasm_bindgen(js_name = declineOffer)]
+    pub async fn decline_offer(&self, vault: String) -> Result<(), JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        self.handle
+            .update(move |node, _| {
+                node.decline_offer(vault);
+                Ok(((), nexus_core::node::Output::default()))
+            })
             .await
             .map_err(web_error)
     }
@@ -553,7 +609,7 @@ impl Nexus {
 
     /// Calls `listener` with each event from now on (`{ type, ... }`: `connected`,
     /// `disconnected`, `reachable`, `syncing`, `refused`, `docChanged`,
-    /// `membershipChanged`, `vaultJoined`, `rejected`, `online`, `leader`, `problem`).
+    /// `membershipChanged`, `vaultJoined`, `vaultOffered`, `rejected`, `online`, `leader`, `problem`).
     pub async fn subscribe(&self, listener: js_sys::Function) -> Result<(), JsValue> {
         let mut events = self.handle.events().await.map_err(web_error)?;
         wasm_bindgen_futures::spawn_local(async move {

@@ -8,6 +8,7 @@
 //! {"op":"status"}
 //! {"address":"/ip4/192.168.1.7/tcp/4001/p2p/12D3KooW…","op":"dial"}
 //! {"code":"nexus1…","op":"join"}
+//! {"op":"accept","vault":"…"}
 //! ```
 //!
 //! A [`Reply`] says `"ok": true` with the answer's fields beside it (a [`Status`], a
@@ -34,7 +35,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 use crate::as_text;
-use crate::views::VaultSummary;
+use crate::views::{OfferSummary, VaultSummary};
 
 /// What a command asks the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +56,20 @@ pub enum Request {
         /// The invite code (`nexus1…`).
         #[serde(with = "as_text")]
         code: InviteCode,
+    },
+    /// Take in a vault offered to this device ([`Status::offers`]); answered with
+    /// [`Reply::Joined`].
+    Accept {
+        /// The vault.
+        #[serde(with = "as_text")]
+        vault: VaultId,
+    },
+    /// Decline a vault offered to this device: it is dropped and refused from then on;
+    /// answered with [`Reply::Status`].
+    Decline {
+        /// The vault.
+        #[serde(with = "as_text")]
+        vault: VaultId,
     },
 }
 
@@ -154,6 +169,9 @@ pub struct Status {
     pub vaults: Vec<VaultStatus>,
     /// Every peer this device remembers.
     pub peers: Vec<PeerStatus>,
+    /// Vaults offered to this device and waiting for an answer (a running daemon only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<OfferSummary>,
 }
 
 impl Status {
@@ -172,6 +190,7 @@ impl Status {
                 .map(|v| VaultStatus::stored(VaultSummary::of(v, &me), records))
                 .collect(),
             peers: records.iter().map(PeerStatus::stored).collect(),
+            offers: Vec::new(),
         }
     }
 }

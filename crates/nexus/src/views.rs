@@ -20,7 +20,7 @@
 //! ```
 
 use nexus_core::{ChangeHash, DeviceId, DocId, Document, Hash, Invite, Role, Vault, VaultId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::as_text;
 
@@ -137,6 +137,41 @@ impl InviteState {
             InviteState::Expired => "expired",
             InviteState::Void => "void",
         }
+    }
+}
+
+/// A vault offered to this device by an approval it never asked for, waiting for the
+/// person to accept or decline it (`nexus vault pending|accept|decline`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferSummary {
+    /// The vault.
+    #[serde(with = "as_text")]
+    pub vault_id: VaultId,
+    /// Its name, as its log says (chosen by whoever made it).
+    pub name: String,
+    /// The role it gives this device.
+    #[serde(with = "as_text")]
+    pub role: Role,
+    /// The member that offered it.
+    #[serde(with = "as_text")]
+    pub offered_by: DeviceId,
+    /// When it arrived (milliseconds since the Unix epoch).
+    pub offered_at_ms: u64,
+}
+
+impl OfferSummary {
+    /// Every offer waiting at `node`, oldest first.
+    pub fn all_of(node: &nexus_core::node::Node) -> Vec<Self> {
+        node.offers()
+            .into_iter()
+            .map(|o| Self {
+                vault_id: o.vault,
+                name: o.name,
+                role: o.role,
+                offered_by: o.offered_by,
+                offered_at_ms: o.offered_at_ms,
+            })
+            .collect()
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use nexus::control::{Reply, Request, Status};
 use nexus::libp2p::Multiaddr;
 use nexus::libp2p::multiaddr::Protocol;
+use nexus::views::OfferSummary;
 use nexus::{NativeConfig, NativeEngine, control_request, daemon_running};
 use nexus_core::peers::PeerRecord;
 use nexus_core::{DeviceId, InviteCode, Storage};
@@ -59,6 +60,34 @@ pub(super) fn daemon_status(dir: &Path) -> Result<Option<Box<Status>>, CliError>
     match ask_daemon(dir, &Request::Status)? {
         None => Ok(None),
         Some(Reply::Status(status)) => Ok(Some(status)),
+        Some(other) => Err(CliError::UnexpectedReply(Box::new(other))),
+    }
+}
+
+/// The vaults offered to this device, waiting in the daemon.
+pub(super) fn offers(dir: &Path) -> Result<Vec<OfferSummary>, CliError> {
+    let status = daemon_status(dir)?.ok_or(CliError::OffersNeedDaemon)?;
+    Ok(status.offers)
+}
+
+/// Accepts or declines the offered vault named `vault` (its id or its name).
+pub(super) fn answer_offer(dir: &Path, vault: &str, accept: bool) -> Result<Report, CliError> {
+    let offers = offers(dir)?;
+    let offer = offers
+        .iter()
+        .find(|o| o.vault_id.to_string() == vault)
+        .or_else(|| offers.iter().find(|o| o.name == vault))
+        .ok_or_else(|| CliError::UnknownOffer(vault.to_owned()))?;
+    let vault = offer.vault_id;
+    let request = if accept {
+        Request::Accept { vault }
+    } else {
+        Request::Decline { vault }
+    };
+    match ask_daemon(dir, &request)? {
+        None => Err(CliError::OffersNeedDaemon),
+        Some(Reply::Joined(_)) if accept => Ok(Report::OfferAccepted(vault)),
+        Some(Reply::Status(_)) if !accept => Ok(Report::OfferDeclined(vault)),
         Some(other) => Err(CliError::UnexpectedReply(Box::new(other))),
     }
 }

@@ -10,7 +10,7 @@ mod vault;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nexus::views::{DeviceSummary, InviteSummary, VaultSummary};
+use nexus::views::{DeviceSummary, InviteSummary, OfferSummary, VaultSummary};
 use nexus_core::{DeviceId, DocId, Hash, InviteCode, Role, VaultId};
 use serde_json::Value;
 
@@ -36,6 +36,12 @@ pub(crate) enum Report {
     VaultCreated { vault: VaultId, name: String },
     /// `vault list`.
     Vaults(Vec<VaultSummary>),
+    /// `vault pending`.
+    Offers(Vec<OfferSummary>),
+    /// `vault accept`: the vault now held.
+    OfferAccepted(VaultId),
+    /// `vault decline`.
+    OfferDeclined(VaultId),
     /// `invite create`: the code, and the role it grants.
     Invite { code: Box<InviteCode>, role: Role },
     /// `invite list`.
@@ -113,7 +119,7 @@ pub(crate) fn run(
             device: open()?.key.device_id(),
             qr,
         }),
-        Command::Vault { command } => vault::vault(&mut open()?, command, now),
+        Command::Vault { command } => vault::vault(dir, command, now),
         Command::Invite { command } => vault::invite(&mut open()?, dir, command, now),
         Command::Devices { command } => vault::devices(&mut open()?, command, now),
         Command::Doc { command } => doc::doc(&mut open()?, command, now),

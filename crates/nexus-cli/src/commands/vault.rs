@@ -1,5 +1,5 @@
-//! Vaults and who belongs to them: `vault create|list`, `invite create`,
-//! `devices list|approve|revoke`.
+//! Vaults and who belongs to them: `vault create|list|pending|accept|decline`,
+//! `invite create|list|cancel`, `devices list|approve|revoke`.
 
 use std::path::Path;
 
@@ -11,18 +11,24 @@ use crate::args::{DevicesCommand, InviteCommand, VaultCommand};
 use crate::error::CliError;
 use crate::home::Home;
 
-pub(super) fn vault(home: &mut Home, command: VaultCommand, now: u64) -> Result<Report, CliError> {
+pub(super) fn vault(dir: &Path, command: VaultCommand, now: u64) -> Result<Report, CliError> {
+    let open = || Home::open(dir, false).map(|(home, _)| home);
     match command {
         VaultCommand::Create { name } => {
+            let mut home = open()?;
             let (vault, out) = home.node.create_vault(&name, random_bytes()?, now)?;
             home.commit(out)?;
             Ok(Report::VaultCreated { vault, name })
         }
         VaultCommand::List => {
+            let home = open()?;
             let me = home.key.device_id();
             let vaults = home.node.vaults().map(|v| VaultSummary::of(v, &me));
             Ok(Report::Vaults(vaults.collect()))
         }
+        VaultCommand::Pending => Ok(Report::Offers(daemon::offers(dir)?)),
+        VaultCommand::Accept { vault } => daemon::answer_offer(dir, &vault, true),
+        VaultCommand::Decline { vault } => daemon::answer_offer(dir, &vault, false),
     }
 }
 

@@ -92,7 +92,7 @@ impl Node {
             &Message::Hello {
                 vault,
                 membership_heads,
-                join: session.join.map(|j| j.proof(&vault, &me)),
+                join: session.join.as_ref().map(|j| j.proof(&vault, &me)),
                 snapshot_max_changes: self.config.snapshot_max_changes as u64,
             },
         );
@@ -233,8 +233,8 @@ impl Node {
             if entries.is_empty() {
                 return;
             }
-            let join = session.join;
-            if join.is_none() {
+            let join = session.join.clone();
+            if join.is_none() && !self.offers.expected_from.contains(&peer) {
                 if self.offers.is_declined(&vault) {
                     self.close_with(
                         id,
@@ -262,7 +262,10 @@ impl Node {
                     }
                 };
             let mut batch = ingested.batch;
-            if join.is_none() && v.membership().is_member(&me) {
+            if join.is_none()
+                && v.membership().is_member(&me)
+                && !self.offers.expected_from.contains(&peer)
+            {
                 // Approved by id without asking: the person answers first.
                 self.offers.hold(Offer {
                     vault: v,

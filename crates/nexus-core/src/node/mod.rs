@@ -131,7 +131,9 @@ impl Node {
     /// A node loaded again from `store`, with this node's key, actor and configuration:
     /// what an engine starts over from after a failed commit (its sessions are gone).
     pub fn reloaded<S: Storage>(&self, store: &S) -> Result<Node, NodeLoadError<S::Error>> {
-        Node::load(store, self.key.clone(), self.actor.clone(), self.config)
+        let mut node = Node::load(store, self.key.clone(), self.actor.clone(), self.config)?;
+        node.offers = self.offers.clone();
+        Ok(node)
     }
 
     /// A vault.

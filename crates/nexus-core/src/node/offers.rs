@@ -3,9 +3,11 @@
 //! data and nothing stored, until the person accepts it ([`Node::accept_offer`]) or
 //! declines it ([`Node::decline_offer`]): a stranger who makes a vault and approves us
 //! cannot enrol us in it. At most [`MAX_OFFERS`] wait at a time; a new one pushes out the
-//! oldest, and a declined vault is refused from then on.
+//! oldest, and a declined vault is refused from then on. An approval the person expects
+//! ([`Node::expect_offers_from`]: the device they told this one to connect to) is taken
+//! in at once.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use super::session::Phase;
 use super::{Event, Node, Output, SessionId};
@@ -50,6 +52,8 @@ pub struct VaultOffer {
 pub(super) struct Offers {
     waiting: VecDeque<Offer>,
     declined: VecDeque<VaultId>,
+    /// Devices whose offers are taken in without asking.
+    pub(super) expected_from: BTreeSet<DeviceId>,
 }
 
 impl Offers {
@@ -77,6 +81,12 @@ impl Offers {
 }
 
 impl Node {
+    /// Takes in at once every vault `device` offers, without asking: the person named
+    /// that device (a daemon told to dial it, say), so its approval is expected.
+    pub fn expect_offers_from(&mut self, device: DeviceId) {
+        self.offers.expected_from.insert(device);
+    }
+
     /// The vaults offered to this device and waiting for an answer, oldest first.
     pub fn offers(&self) -> Vec<VaultOffer> {
         let me = self.device_id();

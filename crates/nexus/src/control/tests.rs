@@ -49,6 +49,15 @@ fn requests_are_the_lines_commands_always_sent() {
         Request::Join { code: code.clone() },
         &format!(r#"{{"code":"{code}","op":"join"}}"#),
     );
+    let vault = vault();
+    request_wire(
+        Request::Accept { vault },
+        &format!(r#"{{"op":"accept","vault":"{vault}"}}"#),
+    );
+    request_wire(
+        Request::Decline { vault },
+        &format!(r#"{{"op":"decline","vault":"{vault}"}}"#),
+    );
 }
 
 #[test]
@@ -106,6 +115,7 @@ fn daemon_status() -> Status {
             last_seen_ms: 1_700_000_000_100,
             failures: 0,
         }],
+        offers: Vec::new(),
     }
 }
 

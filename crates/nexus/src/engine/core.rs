@@ -239,6 +239,11 @@ impl Core {
             }
             Event::MembershipChanged { vault } => EngineEvent::MembershipChanged(vault),
             Event::VaultJoined { vault } => EngineEvent::VaultJoined(vault),
+            Event::VaultOffered { vault, by } => {
+                let offers = self.node.offers();
+                let name = offers.into_iter().find(|o| o.vault == vault)?.name;
+                EngineEvent::VaultOffered { vault, name, by }
+            }
             Event::SessionReady { vault, peer, .. } => EngineEvent::SessionReady { vault, peer },
             _ => return None,
         })

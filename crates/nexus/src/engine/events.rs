@@ -43,6 +43,16 @@ pub enum EngineEvent {
     },
     /// The vault's membership changed.
     MembershipChanged(VaultId),
+    /// A member approved this device by id and offered a vault it does not hold: it waits
+    /// for the person to accept or decline it.
+    VaultOffered {
+        /// The vault.
+        vault: VaultId,
+        /// Its name, as its log says.
+        name: String,
+        /// The member that offered it.
+        by: DeviceId,
+    },
     /// This device now holds a vault it did not have.
     VaultJoined(VaultId),
     /// A peer's changes were rejected.

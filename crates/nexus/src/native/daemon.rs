@@ -64,7 +64,8 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct NativeConfig {
     /// Addresses to listen on.
     pub listen: Vec<Multiaddr>,
-    /// Addresses to dial at start (and remember).
+    /// Addresses to dial at start (and remember). The vaults these devices offer (by
+    /// approving this one) are taken in without asking; others wait as offers.
     pub dial: Vec<Multiaddr>,
     /// Relays (each address ending in `/p2p/<relay id>`): this peer reserves a slot at
     /// each, so others can reach it through the relay's circuit, and meets the members of
@@ -126,6 +127,9 @@ pub enum NativeError {
     /// The runtime stopped before it could answer.
     #[error("the engine has stopped")]
     Stopped,
+    /// The runtime refused a request (an offer that is not waiting, say).
+    #[error("refused: {0}")]
+    Refused(String),
     /// A local edit failed.
     #[error("editing: {0}")]
     Edit(Box<nexus_core::VaultError>),
@@ -155,6 +159,11 @@ pub(crate) enum Command {
         doc: nexus_core::DocId,
         edit: Box<dyn EditFn>,
         reply: oneshot::Sender<Result<(), NativeError>>,
+    },
+    /// A control-socket request made in the same process.
+    Control {
+        request: Request,
+        reply: oneshot::Sender<Reply>,
     },
 }
 
@@ -213,6 +222,27 @@ impl NativeHandle {
             .await
             .map_err(|_| NativeError::Stopped)?;
         rx.await.map_err(|_| NativeError::Stopped)?
+    }
+
+    /// Asks the running peer what the control socket asks (`status`, `accept` an offered
+    /// vault, …), from the same process.
+    pub async fn ask(&self, request: Request) -> Result<Reply, NativeError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Control { request, reply })
+            .await
+            .map_err(|_| NativeError::Stopped)?;
+        rx.await.map_err(|_| NativeError::Stopped)
+    }
+
+    /// Takes in a vault offered to this device ([`EngineEvent::VaultOffered`]); resolves
+    /// once it is stored.
+    pub async fn accept_offer(&self, vault: VaultId) -> Result<(), NativeError> {
+        match self.ask(Request::Accept { vault }).await? {
+            Reply::Joined(_) => Ok(()),
+            Reply::Failed(why) => Err(NativeError::Refused(why)),
+            other => Err(NativeError::Refused(format!("unexpected answer {other:?}"))),
+        }
     }
 }
 
@@ -345,6 +375,7 @@ impl NativeEngine {
             )));
         }
         for address in &config.dial {
+            peer.expect_offers_from(address);
             peer.dial_address(address.clone());
         }
         if config.control_socket {
@@ -375,6 +406,16 @@ impl NativeEngine {
     /// device wakes only for its timers.
     pub fn wakeup_counter(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.wakeups)
+    }
+
+    /// A device the person told this one to dial: the vaults it offers (approvals by id)
+    /// are taken in without asking.
+    fn expect_offers_from(&mut self, address: &Multiaddr) {
+        if let (_, Some(peer)) = split_peer(address)
+            && let Some(device) = device_of(&peer)
+        {
+            self.core.node.expect_offers_from(device);
+        }
     }
 
     /// Tries an invite: dials its addresses and presents it to members until this device
@@ -436,6 +477,7 @@ impl NativeEngine {
                 };
                 let _ = reply.send(result);
             }
+            Command::Control { request, reply } => self.on_control(request, reply),
         }
     }
 

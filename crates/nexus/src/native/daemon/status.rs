@@ -1,6 +1,8 @@
-//! The native runtime's answers on the control socket: `status`, `dial`, `join`.
+//! The native runtime's answers on the control socket: `status`, `dial`, `join`,
+//! `accept`, `decline`.
 
 use super::*;
+use crate::views::OfferSummary;
 
 impl NativeEngine {
     pub(super) fn on_control(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
@@ -9,10 +11,25 @@ impl NativeEngine {
                 let _ = reply.send(Reply::Status(Box::new(self.status())));
             }
             Request::Dial { address } => {
+                self.expect_offers_from(&address);
                 self.dial_address(address);
                 let _ = reply.send(Reply::Dialed);
             }
             Request::Join { code } => self.join(code, Some(reply)),
+            Request::Accept { vault } => {
+                let answer = match self.core.node.accept_offer(vault, now_ms()) {
+                    Ok(out) => match self.take_output(out) {
+                        Ok(()) => Reply::joined(vault, false),
+                        Err(e) => Reply::Failed(e.to_string()),
+                    },
+                    Err(e) => Reply::Failed(e.to_string()),
+                };
+                let _ = reply.send(answer);
+            }
+            Request::Decline { vault } => {
+                self.core.node.decline_offer(vault);
+                let _ = reply.send(Reply::Status(Box::new(self.status())));
+            }
         }
     }
 
@@ -49,6 +66,7 @@ impl NativeEngine {
             connected: self.core.peering.connected().copied().collect(),
             vaults: vaults.collect(),
             peers: peers.collect(),
+            offers: OfferSummary::all_of(&self.core.node),
         }
     }
 }

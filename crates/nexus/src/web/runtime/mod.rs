@@ -330,7 +330,8 @@ impl WebEngine {
 
     /// Dials `address` for [`WebHandle::connect`]: through the supervisor when the
     /// address names its device (remembered, a circuit through its relay first),
-    /// directly otherwise. Returns the connection of a direct dial.
+    /// directly otherwise. Returns the connection of a direct dial. Vaults the named
+    /// device offers are taken in without asking (see [`Node::expect_offers_from`]).
     pub(crate) async fn connect_to(
         &mut self,
         address: &Multiaddr,
@@ -339,7 +340,11 @@ impl WebEngine {
             (_, Some(target)) if target == *self.swarm.local_peer_id() => {
                 Err("that is this device's own address".into())
             }
-            (_, Some(_)) => {
+            (_, Some(target)) => {
+                // The person named this device: the vaults it offers are expected.
+                if let Some(device) = device_of(&target) {
+                    self.core.node.expect_offers_from(device);
+                }
                 self.dial_errors.clear();
                 self.input(Input::Dial {
                     address: address.to_string(),
