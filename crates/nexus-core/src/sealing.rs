@@ -38,6 +38,7 @@ const BUNDLE_DOMAIN: &[u8] = b"nexus/mailbox-bundle/v1";
 const DERIVE_KEY_DOMAIN: &[u8] = b"nexus/derive-vault-key/v1";
 const EPHEMERAL_DOMAIN: &[u8] = b"nexus/seal-ephemeral/v1";
 const MAILBOX_ID_DOMAIN: &[u8] = b"nexus/mailbox-id/v1";
+const RENDEZVOUS_DOMAIN: &[u8] = b"nexus/rendezvous/key/v1";
 /// Bytes of a sealed key's ciphertext: the 32-byte key and a 16-byte tag.
 const SEALED_LEN: usize = 48;
 /// Bytes an encrypted bundle adds to its plaintext: nonce and tag.
@@ -107,6 +108,19 @@ impl VaultKey {
             &self.bytes,
         ])
         .0
+    }
+
+    /// The name under which the members holding this key meet at a relay's rendezvous
+    /// point: like [`VaultKey::mailbox_id`], only holders of the key can compute it, so a
+    /// device revoked before the key was made cannot look the members up.
+    pub fn rendezvous_name(&self, vault: &VaultId) -> String {
+        let hash = Hash::of(&[
+            RENDEZVOUS_DOMAIN,
+            vault.as_bytes(),
+            &self.generation.to_be_bytes(),
+            &self.bytes,
+        ]);
+        format!("nexus-{}", bs58::encode(&hash.0[..20]).into_string())
     }
 }
 

@@ -400,21 +400,44 @@ impl Vault {
         format!("nexus-device-{}", bs58::encode(&hash.0[..20]).into_string())
     }
 
-    /// The name under which members meet at a relay's rendezvous point. It is derived from
-    /// the vault id and the genesis entry's random nonce, which only members hold (a
-    /// stranger is never sent entries), so the relay learns neither the vault id nor
-    /// anything that names it, and a stranger who knows the vault id cannot look it up.
-    pub fn rendezvous_namespace(&self) -> String {
-        let nonce = self
-            .log
-            .entries()
+    /// The name under which `device` registers this vault at a relay's rendezvous point:
+    /// derived from the newest vault key it holds ([`VaultKey::rendezvous_name`]), so the
+    /// name changes with every rotation and a revoked device, which never gets the key made
+    /// after its revocation, cannot find the members any more. Before the vault has a key
+    /// (or while this device holds none), from the vault id and the genesis entry's random
+    /// nonce, which only members hold. Either way the relay learns neither the vault id nor
+    /// anything that names it.
+    pub fn rendezvous_namespace(&self, device: &DeviceKey) -> String {
+        self.rendezvous_lookups(device)
             .into_iter()
-            .find_map(|e| match &e.entry().action {
-                crate::membership::Action::Genesis { nonce, .. } => Some(*nonce),
-                _ => None,
-            })
-            .unwrap_or_default();
+            .next()
+            .unwrap_or_else(|| self.genesis_rendezvous_name())
+    }
+
+    /// The names under which `device` looks the vault's members up: those of the two
+    /// newest keys it holds (a member that missed the latest rotation still registers
+    /// under the one before), or the genesis name while it holds no key.
+    pub fn rendezvous_lookups(&self, device: &DeviceKey) -> Vec<String> {
         let id = self.id();
+        let names: Vec<String> = self
+            .held_keys(device)
+            .iter()
+            .take(2)
+            .map(|(_, key)| key.rendezvous_name(&id))
+            .collect();
+        if names.is_empty() {
+            vec![self.genesis_rendezvous_name()]
+        } else {
+            names
+        }
+    }
+
+    fn genesis_rendezvous_name(&self) -> String {
+        let id = self.id();
+        let nonce = match self.log.get(&id.0).map(|e| &e.entry().action) {
+            Some(crate::membership::Action::Genesis { nonce, .. }) => *nonce,
+            _ => [0; 16],
+        };
         let hash = crate::hash::Hash::of(&[b"nexus/rendezvous/v1", id.as_bytes(), &nonce]);
         format!("nexus-{}", bs58::encode(&hash.0[..20]).into_string())
     }

@@ -989,3 +989,38 @@ fn a_batch_with_a_revocation_race_is_judged_like_the_same_entries_one_by_one() {
         "its approval is void"
     );
 }
+
+/// Finding 12: the rendezvous name rotates with the vault key. A revoked device keeps the
+/// keys it had, and with them the old names: the members register under the new key's
+/// name, which it cannot compute, so it can no longer find them at a relay.
+#[test]
+fn a_revoked_device_cannot_compute_the_rendezvous_name_made_after_its_revocation() {
+    let (alice, bob, carol) = (key(0), key(1), key(2));
+    let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
+    let _ = vault.maintain_keys(&alice, 1).unwrap();
+    for (k, at) in [(&bob, 2), (&carol, 3)] {
+        let _ = vault
+            .add_device(&alice, k.device_id(), Role::Member, at)
+            .unwrap();
+    }
+    let _ = vault.maintain_keys(&alice, 4).unwrap();
+    let before = vault.rendezvous_namespace(&alice);
+    assert_eq!(
+        before,
+        vault.rendezvous_namespace(&bob),
+        "members meet under one name"
+    );
+    assert!(!vault.rendezvous_lookups(&alice).is_empty());
+
+    let _ = vault.revoke_device(&alice, bob.device_id(), 10).unwrap();
+    let _ = vault.maintain_keys(&alice, 11).unwrap();
+    let after = vault.rendezvous_namespace(&alice);
+    assert_ne!(after, before, "the name rotated with the key");
+    assert_eq!(after, vault.rendezvous_namespace(&carol));
+    // Bob holds only the keys made before: none of his names is the new one.
+    assert!(!vault.rendezvous_lookups(&bob).contains(&after));
+    assert_ne!(vault.rendezvous_namespace(&bob), after);
+    // Members still look under the name before, where a member that missed the rotation
+    // registers.
+    assert!(vault.rendezvous_lookups(&carol).contains(&before));
+}

@@ -2,7 +2,7 @@
 //! streams — and the steps of carrying out the supervisor's actions that need nothing
 //! of the target but its swarm.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use futures::StreamExt;
 use futures::stream::Fuse;
@@ -47,6 +47,9 @@ pub(crate) struct Core {
     pub(crate) peering: Peering,
     pub(crate) links: Links,
     control: libp2p_stream::Control,
+    /// The rendezvous names registered at each relay, so that a name left behind by a
+    /// key rotation is taken down.
+    registered: HashMap<PeerId, BTreeSet<String>>,
 }
 
 /// What the session streams bring the engine loop: streams peers opened and the news
@@ -89,6 +92,7 @@ impl Core {
             peering,
             links,
             control,
+            registered: HashMap::new(),
         };
         let inbox = Inbox {
             incoming: incoming.fuse(),
@@ -251,17 +255,30 @@ impl Core {
 
     // ---- rendezvous ---------------------------------------------------------------------
 
-    /// Registers this device's and every vault's rendezvous name at `relay`.
+    /// Registers this device's and every vault's rendezvous name at `relay`, and takes
+    /// down the names registered there before that no longer apply (a vault key rotated:
+    /// the revoked device must not find the members under the old name).
     pub(crate) fn register_at(
-        &self,
+        &mut self,
         rendezvous: &mut rendezvous::client::Behaviour,
         relay: PeerId,
     ) -> Result<(), String> {
-        let mine = Vault::device_rendezvous_namespace(&self.node.device_id());
-        let namespaces =
-            std::iter::once(mine).chain(self.node.vaults().map(Vault::rendezvous_namespace));
-        for namespace in namespaces {
-            let Ok(namespace) = rendezvous::Namespace::new(namespace) else {
+        let key = self.node.key();
+        let names: BTreeSet<String> =
+            std::iter::once(Vault::device_rendezvous_namespace(&self.node.device_id()))
+                .chain(self.node.vaults().map(|v| v.rendezvous_namespace(key)))
+                .collect();
+        let before = self
+            .registered
+            .insert(relay, names.clone())
+            .unwrap_or_default();
+        for stale in before.difference(&names) {
+            if let Ok(namespace) = rendezvous::Namespace::new(stale.clone()) {
+                rendezvous.unregister(namespace, relay);
+            }
+        }
+        for name in names {
+            let Ok(namespace) = rendezvous::Namespace::new(name) else {
                 continue;
             };
             rendezvous
@@ -280,10 +297,11 @@ impl Core {
         relay: PeerId,
     ) {
         let me = self.node.device_id();
+        let key = self.node.key();
         let mut namespaces: Vec<String> = self
             .node
             .vaults()
-            .map(Vault::rendezvous_namespace)
+            .flat_map(|v| v.rendezvous_lookups(key))
             .collect();
         let mut unconnected: Vec<DeviceId> = self
             .node
@@ -342,7 +360,7 @@ impl Core {
     /// Registers again (where this device has a circuit address) and looks members up
     /// again at every connected relay: new vaults, members that came online.
     pub(crate) fn rendezvous_round(
-        &self,
+        &mut self,
         rendezvous: &mut rendezvous::client::Behaviour,
         registrable: &HashSet<PeerId>,
     ) -> Vec<String> {
