@@ -44,6 +44,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod actor;
 mod arch;
 pub mod bundle;
 mod codec;

@@ -552,7 +552,8 @@ fn a_members_change_nesting_maps_too_deep_is_refused_at_apply() {
     let (mut alice, bob) = alice_and_bob(false);
     alice.put("start", 1);
     // Bob nests maps in steps of 30 levels, one change per step, far past the limit.
-    let mut raw = automerge::AutoCommit::new().with_actor(actor(50));
+    let mut raw =
+        automerge::AutoCommit::new().with_actor(nexus_core::actor::actor_of(&bob.id(), &actor(50)));
     let mut obj = ROOT;
     let mut changes = Vec::new();
     for _ in 0..10 {
@@ -589,7 +590,8 @@ fn a_members_change_nesting_maps_too_deep_is_refused_at_apply() {
     let reloaded = alice.reload();
     assert_eq!(reloaded.document(&DOC).unwrap().to_json(), json);
     // One change 300 deep at once is refused whole.
-    let mut raw = automerge::AutoCommit::new().with_actor(actor(51));
+    let mut raw =
+        automerge::AutoCommit::new().with_actor(nexus_core::actor::actor_of(&bob.id(), &actor(51)));
     let mut obj = ROOT;
     for _ in 0..300 {
         obj = raw.put_object(&obj, "deep", ObjType::Map).unwrap();
@@ -622,4 +624,43 @@ fn a_local_edit_nesting_too_deep_is_undone_with_a_clear_error() {
     // The document still takes edits.
     alice.put("after", 2);
     assert_eq!(alice.get("after"), Some(2));
+}
+
+/// Finding 8: a member writes under another device's Automerge actor, taking the next
+/// sequence number Alice would use (a twin in waiting). Every replica refuses it from the
+/// change alone, so Alice's real change still applies everywhere.
+#[test]
+fn a_member_writing_under_another_devices_actor_is_refused_and_the_owner_goes_on() {
+    let (mut alice, mut bob) = alice_and_bob(false);
+    let first = alice.put("milk", 1);
+    assert!(bob.receive(vec![first.clone()]).is_empty());
+    let alices_actor = automerge::Change::from_bytes(first.bytes.clone())
+        .unwrap()
+        .actor_id()
+        .clone();
+    assert!(nexus_core::actor::actor_belongs_to(
+        &alices_actor,
+        &alice.id()
+    ));
+    // Bob copies Alice's actor and writes its next change himself, signed by Bob.
+    let mut raw = bob.vault.document(&DOC).unwrap().automerge().clone();
+    raw.set_actor(alices_actor.clone());
+    let mut tx = raw.transaction();
+    tx.put(ROOT, "milk", 100_i64).unwrap();
+    let (Some(hash), _) = tx.commit() else {
+        panic!("a change")
+    };
+    let squatted = raw.get_change_by_hash(&hash).unwrap().clone();
+    let mut carol_like = alice_and_bob(false).0;
+    for target in [&mut alice, &mut carol_like] {
+        let rejected = target.receive(vec![signed_raw(&bob, &squatted)]);
+        assert!(
+            matches!(rejected.as_slice(), [ApplyError::ForeignActor { author, .. }] if *author == bob.id()),
+            "{rejected:?}"
+        );
+    }
+    // Alice writes on under her actor: Bob takes it in.
+    let second = alice.put("milk", 2);
+    assert!(bob.receive(vec![second]).is_empty());
+    assert_eq!(bob.get("milk"), Some(2));
 }

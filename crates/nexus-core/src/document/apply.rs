@@ -85,7 +85,12 @@ impl Document {
         let mut by_members = Vec::new();
         let mut by_revoked = Vec::new();
         for (change, auth) in good {
-            if membership.is_member(&auth.author) {
+            if !crate::actor::actor_belongs_to(change.actor_id(), &auth.author) {
+                applied.rejected.push(ApplyError::ForeignActor {
+                    change: change.hash(),
+                    author: auth.author,
+                });
+            } else if membership.is_member(&auth.author) {
                 by_members.push((change, auth));
             } else if membership.revocation(&auth.author).is_some() {
                 by_revoked.push((change, auth));

@@ -13,9 +13,12 @@
 //! 3. the signatures verify (all at once with batch verification, falling back to one by
 //!    one to find the forgeries when a batch fails).
 //!
-//! Rejected changes are never stored and never applied; the rest are applied and returned
-//! as a batch to commit. The actor id only says which writer (a tab, a process) made a
-//! change; it is never a credential: the signature is.
+//! Before these, a change whose Automerge actor is not one of its author's is refused
+//! ([`crate::actor`]: an actor id starts with its device's tag; a local edit switches the
+//! document to an actor of the signing device). Rejected changes are never stored and
+//! never applied; the rest are applied and returned as a batch to commit. The actor id
+//! says which writer (a tab, a process) of which device made a change; it is never a
+//! credential: the signature is.
 //!
 //! Compaction ([`Document::compact`]) replaces the individual change records by one
 //! snapshot that keeps every covered change's author and signature, so the signatures
@@ -163,6 +166,11 @@ impl Document {
     where
         F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
     {
+        // Write under an actor of this device's own (see `crate::actor`).
+        let actor = crate::actor::actor_of(&key.device_id(), self.doc.get_actor());
+        if actor != *self.doc.get_actor() {
+            self.doc.set_actor(actor);
+        }
         let before = self.doc.get_heads();
         let mut tx = self.doc.transaction();
         if let Err(e) = edit(&mut tx) {

@@ -36,6 +36,15 @@ pub enum ApplyError {
         /// Its author.
         author: DeviceId,
     },
+    /// The change is written under an Automerge actor of another device (see
+    /// [`crate::actor`]): a member writing as someone else.
+    #[error("change {change} is signed by {author} but written under another device's actor")]
+    ForeignActor {
+        /// The change.
+        change: ChangeHash,
+        /// Its signer.
+        author: DeviceId,
+    },
     /// The author was revoked and the change lies outside what its revocation had seen.
     #[error(
         "change {change} is by {author}, who was revoked, and the revoking admin had not seen it"

@@ -418,7 +418,22 @@ impl Document {
         let all_members = auths.iter().all(|(_, a)| membership.is_member(&a.author));
         if all_members && self.auth.is_empty() {
             let mut nesting = Nesting::on(None);
+            let authors: std::collections::HashMap<_, _> =
+                auths.iter().map(|(h, a)| (*h, a.author)).collect();
             for change in loaded.get_changes(&[]) {
+                let hash = change.hash();
+                match authors.get(&hash) {
+                    Some(author) if crate::actor::actor_belongs_to(change.actor_id(), author) => {}
+                    Some(author) => {
+                        applied.rejected.push(ApplyError::ForeignActor {
+                            change: hash,
+                            author: *author,
+                        });
+                        applied.aborted = true;
+                        return applied;
+                    }
+                    None => {}
+                }
                 if let Err(e) = nesting.check(&change) {
                     applied.rejected.push(e.refusal(change.hash()));
                     applied.aborted = true;
