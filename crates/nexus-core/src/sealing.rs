@@ -37,7 +37,7 @@ const SEAL_DOMAIN: &[u8] = b"nexus/seal-vault-key/v1";
 const BUNDLE_DOMAIN: &[u8] = b"nexus/mailbox-bundle/v1";
 const DERIVE_KEY_DOMAIN: &[u8] = b"nexus/derive-vault-key/v1";
 const EPHEMERAL_DOMAIN: &[u8] = b"nexus/seal-ephemeral/v1";
-const MAILBOX_ID_DOMAIN: &[u8] = b"nexus/mailbox-id/v1";
+const MAILBOX_WRITER_DOMAIN: &[u8] = b"nexus/mailbox-writer/v1";
 const RENDEZVOUS_DOMAIN: &[u8] = b"nexus/rendezvous/key/v1";
 /// Bytes of a sealed key's ciphertext: the 32-byte key and a 16-byte tag.
 const SEALED_LEN: usize = 48;
@@ -97,17 +97,24 @@ impl VaultKey {
         self.generation
     }
 
-    /// The relay mailbox of `vault` under this key: a hash only holders of the key can
-    /// compute, so the relay cannot tie it to the vault and a revoked device cannot find
-    /// the mailboxes of keys made after its revocation.
-    pub fn mailbox_id(&self, vault: &VaultId) -> [u8; 32] {
-        Hash::of(&[
-            MAILBOX_ID_DOMAIN,
+    /// The key that writes into the relay mailbox of `vault` under this key: derived from
+    /// the vault key with its own label, so only holders of the vault key can put there
+    /// ([`crate::mailbox`]).
+    pub fn mailbox_writer(&self, vault: &VaultId) -> DeviceKey {
+        let secret = Hash::of(&[
+            MAILBOX_WRITER_DOMAIN,
             vault.as_bytes(),
             &self.generation.to_be_bytes(),
             &self.bytes,
-        ])
-        .0
+        ]);
+        DeviceKey::from_secret_bytes(&secret.0)
+    }
+
+    /// The relay mailbox of `vault` under this key: a hash of its write key, which only
+    /// holders of the vault key can compute, so the relay cannot tie it to the vault and a
+    /// revoked device cannot find the mailboxes of keys made after its revocation.
+    pub fn mailbox_id(&self, vault: &VaultId) -> [u8; 32] {
+        crate::mailbox::mailbox_of(&self.mailbox_writer(vault).device_id())
     }
 
     /// The name under which the members holding this key meet at a relay's rendezvous

@@ -8,7 +8,7 @@
 //! looking up, a rendezvous name derived from secrets only members hold
 //! ([`nexus_core::Vault::rendezvous_namespace`]), so the relay never learns vault ids.
 //!
-//! It also keeps a mailbox (`/nexus/mailbox/1`, [`nexus_core::mailbox`]): encrypted
+//! It also keeps a mailbox (`/nexus/mailbox/2`, [`nexus_core::mailbox`]): encrypted
 //! bundles that members leave for members who are offline, under opaque ids, with limits
 //! on space, size, time to live and writer rate. It can read none of them.
 //!
@@ -25,7 +25,8 @@ mod tap;
 
 pub use tap::Tap;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -183,7 +184,7 @@ pub(crate) struct RelayBehaviour {
     identify: identify::Behaviour,
     /// Keeps connections alive.
     ping: ping::Behaviour,
-    /// Carries `/nexus/mailbox/1`.
+    /// Carries `/nexus/mailbox/2`.
     stream: libp2p_stream::Behaviour,
 }
 
@@ -201,6 +202,10 @@ pub struct Metrics {
     mailbox_bundles: AtomicU64,
     mailbox_bytes: AtomicU64,
     mailbox_refused: AtomicU64,
+    mailbox_evicted: AtomicU64,
+    mailbox_refused_capability: AtomicU64,
+    mailbox_refused_address: AtomicU64,
+    mailbox_refused_rate: AtomicU64,
 }
 
 impl Metrics {
@@ -272,6 +277,30 @@ impl Metrics {
                 "counter",
                 "Mailbox writes refused by a limit",
                 &self.mailbox_refused,
+            ),
+            (
+                "nexus_relay_mailbox_evicted_total",
+                "counter",
+                "Mailbox bundles evicted to stay under the global byte cap",
+                &self.mailbox_evicted,
+            ),
+            (
+                "nexus_relay_mailbox_refused_no_capability_total",
+                "counter",
+                "Mailbox writes refused for lack of the mailbox's write key",
+                &self.mailbox_refused_capability,
+            ),
+            (
+                "nexus_relay_mailbox_refused_address_full_total",
+                "counter",
+                "Mailbox writes refused because their address holds its share",
+                &self.mailbox_refused_address,
+            ),
+            (
+                "nexus_relay_mailbox_refused_rate_limited_total",
+                "counter",
+                "Mailbox writes refused for coming too fast",
+                &self.mailbox_refused_rate,
             ),
         ];
         let mut text = String::new();
@@ -395,6 +424,8 @@ pub struct Relay {
     swarm: Swarm<RelayBehaviour>,
     mailbox: libp2p_stream::IncomingStreams,
     store: Arc<Mutex<MailboxStore>>,
+    /// The address each connected peer came from, for the mailbox's per-address limits.
+    addresses: Arc<Mutex<HashMap<PeerId, IpAddr>>>,
     metrics: Arc<Metrics>,
     events: Option<mpsc::UnboundedSender<RelayEvent>>,
 }
@@ -444,6 +475,7 @@ impl Relay {
             swarm,
             mailbox,
             store: Arc::new(Mutex::new(MailboxStore::new(config.mailbox))),
+            addresses: Arc::new(Mutex::new(HashMap::new())),
             metrics,
             events,
         })
@@ -468,7 +500,8 @@ impl Relay {
                 () = &mut shutdown => break,
                 event = self.swarm.select_next_some() => self.on_event(event),
                 Some((peer, stream)) = self.mailbox.next() => {
-                    tokio::spawn(serve_mailbox(peer, stream, self.store.clone(), self.metrics.clone()));
+                    let ip = self.addresses.lock().ok().and_then(|a| a.get(&peer).copied());
+                    tokio::spawn(serve_mailbox(peer, ip, stream, self.store.clone(), self.metrics.clone()));
                 }
             }
         }
@@ -488,11 +521,27 @@ impl Relay {
                 let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
                 self.emit(RelayEvent::Listening(full));
             }
-            SwarmEvent::ConnectionEstablished { .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
                 m.connections.fetch_add(1, Ordering::Relaxed);
+                if let Some(ip) = ip_of(endpoint.get_remote_address())
+                    && let Ok(mut addresses) = self.addresses.lock()
+                {
+                    addresses.insert(peer_id, ip);
+                }
             }
-            SwarmEvent::ConnectionClosed { .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
                 m.connections.fetch_sub(1, Ordering::Relaxed);
+                if num_established == 0
+                    && let Ok(mut addresses) = self.addresses.lock()
+                {
+                    addresses.remove(&peer_id);
+                }
             }
             SwarmEvent::Behaviour(RelayBehaviourEvent::Relay(event)) => match event {
                 relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
@@ -543,9 +592,19 @@ impl Relay {
     }
 }
 
+/// The IP address an address (of a direct connection) starts with.
+fn ip_of(address: &Multiaddr) -> Option<IpAddr> {
+    address.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
 /// Answers mailbox requests on one stream until it ends.
 async fn serve_mailbox(
     peer: PeerId,
+    ip: Option<IpAddr>,
     mut stream: libp2p::Stream,
     store: Arc<Mutex<MailboxStore>>,
     metrics: Arc<Metrics>,
@@ -562,7 +621,7 @@ async fn serve_mailbox(
                 let Ok(mut store) = store.lock() else {
                     return;
                 };
-                let response = store.handle(writer, request, now);
+                let response = store.handle(writer, ip, request, now);
                 metrics
                     .mailbox_bundles
                     .store(store.bundles() as u64, Ordering::Relaxed);
@@ -572,6 +631,19 @@ async fn serve_mailbox(
                 if matches!(response, MailboxResponse::Refused(_)) {
                     metrics.mailbox_refused.fetch_add(1, Ordering::Relaxed);
                 }
+                let count = |reason| store.refused().get(reason).copied().unwrap_or(0);
+                metrics
+                    .mailbox_refused_capability
+                    .store(count("no_capability"), Ordering::Relaxed);
+                metrics
+                    .mailbox_refused_address
+                    .store(count("address_full"), Ordering::Relaxed);
+                metrics
+                    .mailbox_refused_rate
+                    .store(count("rate_limited"), Ordering::Relaxed);
+                metrics
+                    .mailbox_evicted
+                    .store(store.evicted(), Ordering::Relaxed);
                 response
             }
             // Not a request: say so and hang up.

@@ -68,6 +68,15 @@ struct Args {
     /// Mailboxes held at once.
     #[arg(long, default_value_t = MailboxLimits::default().max_mailboxes)]
     mailboxes: usize,
+    /// Bytes held in all mailboxes; the oldest bundles are evicted to make room.
+    #[arg(long, default_value_t = MailboxLimits::default().max_total_bytes)]
+    mailbox_total_bytes: usize,
+    /// Bytes the bundles put from one IP address may hold.
+    #[arg(long, default_value_t = MailboxLimits::default().max_bytes_per_ip)]
+    mailbox_bytes_per_ip: usize,
+    /// Mailboxes one IP address may open.
+    #[arg(long, default_value_t = MailboxLimits::default().max_mailboxes_per_ip)]
+    mailboxes_per_ip: usize,
     /// Reservation requests one peer may make in a burst (then one every 2 minutes).
     #[arg(long, default_value_t = Limits::default().reservation_burst_per_peer)]
     reservation_burst_per_peer: u32,
@@ -121,6 +130,9 @@ fn main() -> ExitCode {
             max_bundle_bytes: args.mailbox_bundle_bytes,
             max_ttl_secs: args.mailbox_ttl_secs,
             max_mailboxes: args.mailboxes,
+            max_total_bytes: args.mailbox_total_bytes,
+            max_bytes_per_ip: args.mailbox_bytes_per_ip,
+            max_mailboxes_per_ip: args.mailboxes_per_ip,
             ..MailboxLimits::default()
         },
         listen: if args.listen.is_empty() {

@@ -798,16 +798,11 @@ async fn a_flood_of_mailbox_puts_from_one_writer_is_refused_while_another_gets_t
         Some(Protocol::P2p(peer)) => peer,
         _ => unreachable!("relay addresses end in /p2p"),
     };
-    let mailbox = *nexus_core::Hash::of(&[b"some mailbox"]).as_bytes();
+    let write_key = DeviceKey::from_secret_bytes(&[77; 32]);
     let (mut flooder, _flooder_task) = mailbox_client(&relay_address).await;
     let mut refused = 0;
     for i in 0..70u8 {
-        let put = MailboxRequest::Put {
-            mailbox,
-            bundle: [i; 16],
-            ttl_secs: 60,
-            bytes: vec![i; 64],
-        };
+        let put = MailboxRequest::put(&write_key, [i; 16], 60, vec![i; 64]);
         if let MailboxResponse::Refused(_) = nexus::mailbox_request(&mut flooder, relay, &put)
             .await
             .unwrap()
@@ -817,12 +812,7 @@ async fn a_flood_of_mailbox_puts_from_one_writer_is_refused_while_another_gets_t
     }
     assert!(refused > 0, "the flood was never refused");
     let (mut other, _other_task) = mailbox_client(&relay_address).await;
-    let put = MailboxRequest::Put {
-        mailbox,
-        bundle: [200; 16],
-        ttl_secs: 60,
-        bytes: vec![1; 64],
-    };
+    let put = MailboxRequest::put(&write_key, [200; 16], 60, vec![1; 64]);
     assert_eq!(
         nexus::mailbox_request(&mut other, relay, &put)
             .await

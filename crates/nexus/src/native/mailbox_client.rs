@@ -1,4 +1,4 @@
-//! Talking to a relay's mailbox (`/nexus/mailbox/1`): one request and one response per
+//! Talking to a relay's mailbox (`/nexus/mailbox/2`): one request and one response per
 //! frame on a libp2p stream.
 
 use libp2p::{PeerId, StreamProtocol};

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use libp2p::PeerId;
 use nexus_core::bundle::Bundle;
-use nexus_core::mailbox::{BundleId, MailboxId, MailboxRequest, MailboxResponse};
+use nexus_core::mailbox::{BundleId, MailboxRequest, MailboxResponse};
 use nexus_core::sealing::{BUNDLE_OVERHEAD, VaultKey};
 use nexus_core::{ChangeHash, DocId, Hash, VaultId, random_bytes};
 
@@ -192,7 +192,7 @@ impl NativeEngine {
         let Some((current_hash, current)) = v.current_key(self.core.node.key()) else {
             return; // no key yet: an admin makes one
         };
-        let mut puts: Vec<(MailboxId, BundleId, Vec<u8>)> = Vec::new();
+        let mut puts: Vec<(BundleId, MailboxRequest)> = Vec::new();
         let id: BundleId = match random_bytes() {
             Ok(id) => id,
             Err(e) => {
@@ -203,7 +203,10 @@ impl NativeEngine {
             }
         };
         match prepared.bundle.seal(&current, &vault, &id) {
-            Ok(bytes) => puts.push((current.mailbox_id(&vault), id, bytes)),
+            Ok(bytes) => puts.push((
+                id,
+                MailboxRequest::put(&current.mailbox_writer(&vault), id, BUNDLE_TTL_SECS, bytes),
+            )),
             Err(e) => {
                 self.emit(EngineEvent::Problem(format!("sealing a bundle: {e}")));
                 return;
@@ -222,8 +225,14 @@ impl NativeEngine {
             }
         }
         let changes = prepared.bundle.change_count();
-        let bytes: usize = puts.iter().map(|(_, _, b)| b.len()).sum();
-        for (_, id, _) in &puts {
+        let bytes: usize = puts
+            .iter()
+            .map(|(_, put)| match put {
+                MailboxRequest::Put { bytes, .. } => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        for (id, _) in &puts {
             self.mailboxes.seen.insert(*id);
         }
         self.mailboxes.depositing.insert(vault);
@@ -232,13 +241,7 @@ impl NativeEngine {
         let heads = prepared.heads;
         crate::rt::spawn(async move {
             let mut result = Ok(());
-            for (mailbox, bundle, bytes) in puts {
-                let request = MailboxRequest::Put {
-                    mailbox,
-                    bundle,
-                    ttl_secs: BUNDLE_TTL_SECS,
-                    bytes,
-                };
+            for (_, request) in puts {
                 match mailbox_request(&mut control, relay, &request).await {
                     Ok(MailboxResponse::Stored) => {}
                     Ok(MailboxResponse::Refused(why)) => {
@@ -408,8 +411,9 @@ fn seal_notice(
     notice: &Bundle,
     key: &VaultKey,
     vault: &VaultId,
-) -> Option<(MailboxId, BundleId, Vec<u8>)> {
+) -> Option<(BundleId, MailboxRequest)> {
     let id: BundleId = random_bytes().ok()?;
     let bytes = notice.seal(key, vault, &id).ok()?;
-    Some((key.mailbox_id(vault), id, bytes))
+    let put = MailboxRequest::put(&key.mailbox_writer(vault), id, BUNDLE_TTL_SECS, bytes);
+    Some((id, put))
 }
