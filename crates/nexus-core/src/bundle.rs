@@ -7,17 +7,102 @@
 //! entries and changes through the same checks as a peer's ([`crate::Node::receive_bundle`]),
 //! so a bundle written by anyone holding the key can add only what its signatures prove.
 //! The relay sees the mailbox id, the random bundle id, the size and the times.
+//!
+//! Under the previous keys a depositing member leaves only a [`KeyNotice`]: the current
+//! key sealed to each member, recipients left out. A member who was away during a
+//! rotation opens its copy and reads the current key's mailbox; a device revoked since
+//! (which still holds the old keys) finds no copy of its own and learns nothing else:
+//! neither entries nor who holds a copy.
 
 use thiserror::Error;
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::document::SignedChange;
+use crate::identity::DeviceKey;
 use crate::ids::{DocId, VaultId};
 use crate::mailbox::MAX_BUNDLE_BYTES;
 use crate::membership::{MAX_ENTRIES, MAX_ENTRY_BYTES, SignedEntry};
-use crate::sealing::{BUNDLE_OVERHEAD, SealError, VaultKey, decrypt_bundle, encrypt_bundle};
+use crate::sealing::{
+    BUNDLE_OVERHEAD, BlindCopy, SealError, VaultKey, decrypt_bundle, encrypt_bundle,
+};
 
 const BUNDLE_VERSION: u64 = 1;
+/// What a key notice's plaintext starts with instead of [`BUNDLE_VERSION`].
+const NOTICE_VERSION: u64 = 0x6e;
+/// Most copies one key notice carries.
+pub const MAX_NOTICE_COPIES: usize = crate::membership::MAX_SEALED_KEYS;
+
+/// The vault's current key sealed to each member, recipients left out: what is left
+/// under the previous keys (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyNotice {
+    /// One copy per member.
+    pub copies: Vec<BlindCopy>,
+}
+
+impl KeyNotice {
+    /// The key among the copies that is sealed to `device`, if any.
+    pub fn open_for(&self, vault: &VaultId, device: &DeviceKey) -> Option<VaultKey> {
+        self.copies.iter().find_map(|c| c.open(vault, device).ok())
+    }
+
+    /// The plaintext form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.varint(NOTICE_VERSION).len(self.copies.len());
+        for copy in &self.copies {
+            copy.write(&mut w);
+        }
+        w.finish()
+    }
+
+    /// Reads what follows the version of [`KeyNotice::encode`]'s output.
+    fn decode(mut r: Reader<'_>) -> Result<Self, DecodeError> {
+        let count = r.count(MAX_NOTICE_COPIES, 80, "key notice copies")?;
+        let mut copies = Vec::with_capacity(count);
+        for _ in 0..count {
+            copies.push(BlindCopy::read(&mut r)?);
+        }
+        r.finish("key notice")?;
+        Ok(Self { copies })
+    }
+
+    /// Encrypts the notice under (an old) `key` as mailbox bundle `id`.
+    pub fn seal(
+        &self,
+        key: &VaultKey,
+        vault: &VaultId,
+        id: &[u8; 16],
+    ) -> Result<Vec<u8>, BundleError> {
+        Ok(encrypt_bundle(key, vault, id, &self.encode())?)
+    }
+}
+
+/// What a mailbox bundle holds once opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxItem {
+    /// Entries and changes.
+    Bundle(Bundle),
+    /// The current key, for members who missed a rotation.
+    Notice(KeyNotice),
+}
+
+impl MailboxItem {
+    /// Decrypts mailbox bundle `id` under `key` and reads what it holds.
+    pub fn open(
+        bytes: &[u8],
+        key: &VaultKey,
+        vault: &VaultId,
+        id: &[u8; 16],
+    ) -> Result<Self, BundleError> {
+        let plaintext = decrypt_bundle(key, vault, id, bytes)?;
+        let mut r = Reader::new(&plaintext);
+        if r.varint("mailbox item version")? == NOTICE_VERSION {
+            return Ok(MailboxItem::Notice(KeyNotice::decode(r)?));
+        }
+        Ok(MailboxItem::Bundle(Bundle::decode(&plaintext)?))
+    }
+}
 /// Most documents one bundle may carry.
 pub const MAX_BUNDLE_DOCS: usize = 100_000;
 /// Largest plaintext that still fits one mailbox bundle once encrypted.

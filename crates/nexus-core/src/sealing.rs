@@ -296,7 +296,59 @@ pub fn open_key(
     })
 }
 
+/// A sealed copy with its recipient left out: what a key notice carries, so that a
+/// device that reads the notice without a copy of its own learns nothing of who holds one.
+/// Its recipient finds it by trying to open it ([`BlindCopy::open`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlindCopy {
+    generation: u32,
+    ephemeral: [u8; 32],
+    ciphertext: [u8; SEALED_LEN],
+}
+
+impl BlindCopy {
+    /// Opens the copy if it is sealed to `device` (the recipient is bound into the
+    /// ciphertext, so a copy for another device does not authenticate).
+    pub fn open(&self, vault: &VaultId, device: &DeviceKey) -> Result<VaultKey, SealError> {
+        let sealed = SealedKey {
+            recipient: device.device_id(),
+            generation: self.generation,
+            ephemeral: self.ephemeral,
+            ciphertext: self.ciphertext,
+        };
+        open_key(&sealed, vault, device)
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.varint(self.generation.into())
+            .raw(&self.ephemeral)
+            .raw(&self.ciphertext);
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let generation =
+            u32::try_from(r.varint("key copy generation")?).map_err(|_| DecodeError::Invalid {
+                what: "key copy generation",
+                reason: "over 2^32".into(),
+            })?;
+        Ok(Self {
+            generation,
+            ephemeral: r.array("key copy ephemeral")?,
+            ciphertext: r.array("key copy ciphertext")?,
+        })
+    }
+}
+
 impl SealedKey {
+    /// The copy without its recipient.
+    pub fn blind(&self) -> BlindCopy {
+        BlindCopy {
+            generation: self.generation,
+            ephemeral: self.ephemeral,
+            ciphertext: self.ciphertext,
+        }
+    }
+
     /// Writes the copy without its generation (a membership entry carries it once).
     pub(crate) fn write_body(&self, w: &mut Writer) {
         w.raw(self.recipient.public_key())

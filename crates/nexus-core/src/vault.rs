@@ -524,6 +524,16 @@ impl Vault {
             .map(|key| (hash, key))
     }
 
+    /// The current key sealed to each member, recipients left out: what a member leaves
+    /// under the previous keys for members who missed the rotation. `None` before the
+    /// vault has a key.
+    pub fn key_notice(&self) -> Option<crate::bundle::KeyNotice> {
+        let (_, info) = self.membership().current_key()?;
+        Some(crate::bundle::KeyNotice {
+            copies: info.sealed.values().map(|c| c.blind()).collect(),
+        })
+    }
+
     /// Every vault key this device holds a copy of, newest generation first: what it
     /// reads mailbox bundles with.
     pub fn held_keys(&self, device: &DeviceKey) -> Vec<(Hash, VaultKey)> {

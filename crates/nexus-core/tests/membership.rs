@@ -1024,3 +1024,43 @@ fn a_revoked_device_cannot_compute_the_rendezvous_name_made_after_its_revocation
     // registers.
     assert!(vault.rendezvous_lookups(&carol).contains(&before));
 }
+
+/// Finding 11: what is left under an old key after a rotation lets a member that was
+/// away learn its new key, and a device revoked since learn nothing: no entry, no copy of
+/// its own, not even who holds one.
+#[test]
+fn a_revoked_device_reading_a_key_notice_learns_nothing() {
+    use nexus_core::bundle::MailboxItem;
+    let (alice, bob, carol) = (key(0), key(1), key(2));
+    let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
+    for (k, at) in [(&bob, 2), (&carol, 3)] {
+        let _ = vault
+            .add_device(&alice, k.device_id(), Role::Member, at)
+            .unwrap();
+    }
+    let _ = vault.maintain_keys(&alice, 4).unwrap();
+    let (_, old) = vault.current_key(&bob).unwrap();
+    let _ = vault.revoke_device(&alice, bob.device_id(), 10).unwrap();
+    let _ = vault.maintain_keys(&alice, 11).unwrap();
+    let (_, new) = vault.current_key(&alice).unwrap();
+    assert!(new.generation() > old.generation());
+
+    let notice = vault.key_notice().unwrap();
+    let id = [5u8; 16];
+    let sealed = notice.seal(&old, &vault.id(), &id).unwrap();
+    // Bob, revoked, holds the old key: the notice opens, and holds nothing for him.
+    let Ok(MailboxItem::Notice(read)) = MailboxItem::open(&sealed, &old, &vault.id(), &id) else {
+        panic!("the notice opens under the old key")
+    };
+    assert_eq!(read.open_for(&vault.id(), &bob), None);
+    let plaintext = read.encode();
+    for member in [&alice, &bob, &carol] {
+        let id = member.device_id();
+        assert!(
+            !plaintext.windows(32).any(|w| w == id.public_key()),
+            "the notice names no device"
+        );
+    }
+    // Carol, who was away during the rotation, finds her copy of the new key.
+    assert_eq!(read.open_for(&vault.id(), &carol), Some(new));
+}

@@ -4,8 +4,10 @@
 //! checks whether every other member is in a live session; if one is not, it leaves a
 //! [`Bundle`] of the new changes (and the membership entries) at its first connected
 //! relay, encrypted under the vault's current key in that key's mailbox. When the
-//! membership changed, an entries-only bundle also goes under the previous key, so that a
-//! member who was offline during a rotation learns its new key. Every 30 seconds, and as
+//! membership changed, a key notice (the current key sealed to each member, recipients
+//! left out: [`nexus_core::bundle::KeyNotice`]) also goes under the two previous keys, so
+//! that a member who was offline during a rotation learns its new key, and a device
+//! revoked since learns nothing. Every 30 seconds, and as
 //! soon as a relay connection comes up, the peer lists the mailboxes of the keys it holds
 //! and takes in the bundles it has not seen through [`Node::receive_bundle`], the same
 //! checks as a peer's. On shutdown it waits (a few seconds at most) for bundles it is
@@ -14,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use libp2p::PeerId;
-use nexus_core::bundle::Bundle;
+use nexus_core::bundle::{KeyNotice, MailboxItem};
 use nexus_core::mailbox::{BundleId, MailboxRequest, MailboxResponse};
 use nexus_core::sealing::{BUNDLE_OVERHEAD, VaultKey};
 use nexus_core::{ChangeHash, DocId, Hash, VaultId, random_bytes};
@@ -50,7 +52,7 @@ pub(crate) struct Deposited {
 /// What a finished mailbox read reports back.
 pub(crate) struct Fetched {
     vault: VaultId,
-    key: Hash,
+    key: VaultKey,
     bundles: Vec<(BundleId, Vec<u8>)>,
     error: Option<String>,
 }
@@ -71,6 +73,9 @@ pub(super) struct Mailboxes {
     last_fetch_ms: u64,
     /// Bundles already taken in (or left by this device).
     seen: HashSet<BundleId>,
+    /// Per vault, keys learned from key notices and not yet in the log (the log's own
+    /// copy comes in the bundles under them).
+    notice_keys: HashMap<VaultId, Vec<VaultKey>>,
 }
 
 impl Mailboxes {
@@ -212,12 +217,11 @@ impl NativeEngine {
                 return;
             }
         }
-        // Members who missed a rotation read the new key's copy from the old mailbox.
-        if self.mailboxes.log_since.get(&vault) != Some(&log_heads) {
-            let notice = Bundle {
-                entries: prepared.bundle.entries.clone(),
-                docs: Vec::new(),
-            };
+        // Members who missed a rotation find their copy of the new key in the old mailbox;
+        // nothing else is left there.
+        if self.mailboxes.log_since.get(&vault) != Some(&log_heads)
+            && let Some(notice) = v.key_notice()
+        {
             for (_, key) in keys.iter().filter(|(h, _)| *h != current_hash).take(2) {
                 if let Some(put) = seal_notice(&notice, key, &vault) {
                     puts.push(put);
@@ -274,8 +278,19 @@ impl NativeEngine {
         let Some(v) = self.core.node.vault(&vault) else {
             return;
         };
-        let keys = v.held_keys(self.core.node.key());
-        for (hash, key) in keys.into_iter().take(KEYS_READ) {
+        let mut keys: Vec<VaultKey> = v
+            .held_keys(self.core.node.key())
+            .into_iter()
+            .take(KEYS_READ)
+            .map(|(_, key)| key)
+            .collect();
+        let newest = keys.first().map(VaultKey::generation);
+        if let Some(learned) = self.mailboxes.notice_keys.get_mut(&vault) {
+            // A key the log now holds needs no notice any more.
+            learned.retain(|k| newest.is_none_or(|n| k.generation() > n));
+            keys.extend(learned.iter().cloned());
+        }
+        for key in keys {
             self.mailboxes.fetching += 1;
             let mailbox = key.mailbox_id(&vault);
             let seen = self.mailboxes.seen.clone();
@@ -309,7 +324,7 @@ impl NativeEngine {
                 }
                 let _ = tx.send(Internal::Fetched(Box::new(Fetched {
                     vault,
-                    key: hash,
+                    key,
                     bundles,
                     error,
                 })));
@@ -355,24 +370,18 @@ impl NativeEngine {
                 now_ms().saturating_sub(FETCH_INTERVAL_MS - FETCH_RETRY_MS);
         }
         let vault = fetched.vault;
-        let key = self.core.node.vault(&vault).and_then(|v| {
-            v.held_keys(self.core.node.key())
-                .into_iter()
-                .find(|(hash, _)| *hash == fetched.key)
-                .map(|(_, key)| key)
-        });
-        let Some(key) = key else {
-            return;
-        };
+        let key = fetched.key;
         let keys_before = self.held_key_count(&vault);
+        let mut learned = false;
         if self.mailboxes.seen.len() > MAX_SEEN {
             self.mailboxes.seen.clear();
         }
         let (mut bundles, mut changes) = (0, 0);
         for (id, bytes) in fetched.bundles {
             self.mailboxes.seen.insert(id);
-            match Bundle::open(&bytes, &key, &vault, &id) {
-                Ok(bundle) => {
+            match MailboxItem::open(&bytes, &key, &vault, &id) {
+                Ok(MailboxItem::Notice(notice)) => learned |= self.learn_key(vault, &notice),
+                Ok(MailboxItem::Bundle(bundle)) => {
                     bundles += 1;
                     changes += bundle.change_count();
                     let out = self.core.node.receive_bundle(vault, bundle, now_ms());
@@ -393,10 +402,31 @@ impl NativeEngine {
                 changes,
             });
         }
-        if self.held_key_count(&vault) != keys_before {
-            // A bundle brought a newer key: its mailbox may hold more.
+        if learned || self.held_key_count(&vault) != keys_before {
+            // A bundle or a notice brought a newer key: its mailbox may hold more.
             self.mailboxes.fetch_soon();
         }
+    }
+
+    /// Keeps the key a notice holds for this device, if it is newer than every key the
+    /// log gives it. Returns whether it was new.
+    fn learn_key(&mut self, vault: VaultId, notice: &KeyNotice) -> bool {
+        let Some(key) = notice.open_for(&vault, self.core.node.key()) else {
+            return false; // no copy for this device: it was revoked, or is new
+        };
+        let newest_held = self.core.node.vault(&vault).and_then(|v| {
+            v.held_keys(self.core.node.key())
+                .first()
+                .map(|(_, k)| k.generation())
+        });
+        let learned = self.mailboxes.notice_keys.entry(vault).or_default();
+        if newest_held.is_some_and(|n| key.generation() <= n)
+            || learned.iter().any(|k| k.generation() == key.generation())
+        {
+            return false;
+        }
+        learned.push(key);
+        true
     }
 
     fn held_key_count(&self, vault: &VaultId) -> usize {
@@ -408,7 +438,7 @@ impl NativeEngine {
 }
 
 fn seal_notice(
-    notice: &Bundle,
+    notice: &KeyNotice,
     key: &VaultKey,
     vault: &VaultId,
 ) -> Option<(BundleId, MailboxRequest)> {
