@@ -1,7 +1,7 @@
 //! Runs the deterministic network simulator over a range of seeds.
 //!
 //! ```text
-//! cargo run --release -p nexus-core --example simulate -- --seeds 0..1000 [--devices N] [--steps N]
+//! cargo run --release -p nexus-core --example simulate -- --seeds 0..1000 [--devices N] [--steps N] [--hostile N]
 //! ```
 //!
 //! Prints one line per failing seed, with the command that replays it, then
@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use nexus_core::sim::{Scenario, run_seed};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: simulate --seeds A..B [--devices N (2-8)] [--steps N] [--verbose]");
+    eprintln!(
+        "usage: simulate --seeds A..B [--devices N (2-8)] [--steps N] [--hostile N (fewer than --devices)] [--verbose]"
+    );
     ExitCode::from(2)
 }
 
@@ -51,6 +53,15 @@ fn main() -> ExitCode {
                 };
                 scenario.steps = n;
             }
+            "--hostile" => {
+                let Some(Ok(n)) = args.next().map(|s| s.parse()) else {
+                    return usage();
+                };
+                if n >= scenario.devices {
+                    return usage();
+                }
+                scenario.hostile = n;
+            }
             "--verbose" => verbose = true,
             _ => return usage(),
         }
@@ -75,10 +86,11 @@ fn main() -> ExitCode {
             Err(reason) => {
                 failed += 1;
                 println!(
-                    "seed {seed} FAILED: {reason}\n  replay: cargo run --release -p nexus-core --example simulate -- --seeds {seed}..{} --devices {} --steps {}",
+                    "seed {seed} FAILED: {reason}\n  replay: cargo run --release -p nexus-core --example simulate -- --seeds {seed}..{} --devices {} --steps {} --hostile {}",
                     seed + 1,
                     scenario.devices,
-                    scenario.steps
+                    scenario.steps,
+                    scenario.hostile
                 );
             }
         }

@@ -1297,3 +1297,43 @@ fn an_expected_approval_is_taken_in_without_asking() {
     assert!(net.devices[2].node.vault(&vault).is_none());
     assert_eq!(net.devices[2].node.offers().len(), 1);
 }
+
+/// A hostile member among the devices: it replays, back-dates revocations and approvals
+/// on its own admission, forges changes and sends garbage, as its keys allow. The honest
+/// members still converge, store nothing forged or foreign, and keep nothing of a revoked
+/// device past its cut.
+#[test]
+fn five_hundred_seeds_with_a_hostile_member_converge() {
+    let mut failures = Vec::new();
+    let mut acts = nexus_core::sim::HostileActs::default();
+    for (hostile, devices, seeds) in [(1usize, 4usize, 0..400u64), (2, 6, 400..500)] {
+        let scenario = Scenario {
+            devices,
+            hostile,
+            ..Scenario::new()
+        };
+        for seed in seeds {
+            match run_seed(seed, scenario) {
+                Ok(report) => {
+                    acts.replays += report.hostile.replays;
+                    acts.back_dated += report.hostile.back_dated;
+                    acts.forgeries += report.hostile.forgeries;
+                    acts.garbage += report.hostile.garbage;
+                }
+                Err(e) => failures.push(format!("{hostile} hostile, seed {seed}: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // The attacks were mounted, not skipped (a forgery needs a document with an honest
+    // change in it, so it is the rarest).
+    eprintln!("hostile acts over 500 seeds: {acts:?}");
+    for (what, count) in [
+        ("replays", acts.replays),
+        ("back-dated entries", acts.back_dated),
+        ("forgeries", acts.forgeries),
+        ("garbage", acts.garbage),
+    ] {
+        assert!(count > 50, "only {count} {what}");
+    }
+}

@@ -718,7 +718,10 @@ async fn members_never_online_together_sync_through_the_mailbox_and_a_revoked_on
     let (_, node) = node_on(&home_a, &alice);
     let membership = node.vault(&vault).unwrap().membership().clone();
     assert!(membership.revocation(&alice.device_id()).is_none());
-    assert!(membership.is_member(&alice.device_id()), "nothing of the log after her last sync");
+    assert!(
+        membership.is_member(&alice.device_id()),
+        "nothing of the log after her last sync"
+    );
     assert_eq!(read(&home_a, &alice, vault, "secret"), None);
     // Even given the new mailbox's bundles, none of Alice's keys opens them.
     let (_, alices) = node_on(&home_a, &alice);

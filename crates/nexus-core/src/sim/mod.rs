@@ -17,6 +17,7 @@
 //! invariants after the network heals.
 
 mod fixture;
+mod hostile;
 mod rng;
 mod scenario;
 
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use automerge::ActorId;
 
 pub use fixture::{approval_chain, membership_fixture_digest};
+pub use hostile::HostileActs;
 pub use rng::Rng;
 pub use scenario::{Report, Scenario, run_seed};
 
@@ -381,6 +383,20 @@ impl Network {
                 session: peer_session,
                 bytes: Some(bytes.clone()),
             });
+        }
+    }
+
+    /// Sends `bytes` on every session device `from` has, as if its node had: what a hostile
+    /// device adds to what its node does.
+    pub fn inject(&mut self, from: usize, bytes: &[u8]) {
+        let sessions: Vec<SessionId> = self
+            .routes
+            .keys()
+            .filter(|(device, _)| *device == from)
+            .map(|(_, session)| *session)
+            .collect();
+        for session in sessions {
+            self.send(from, session, Some(bytes.to_vec()));
         }
     }
 

@@ -19,6 +19,9 @@ pub struct Scenario {
     pub steps: usize,
     /// Faults while the network misbehaves.
     pub faults: Faults,
+    /// Hostile devices among them (the last ones; never the creator): see
+    /// [`super::hostile`].
+    pub hostile: usize,
 }
 
 impl Scenario {
@@ -32,6 +35,7 @@ impl Scenario {
                 duplicate: 0.05,
                 max_delay_ms: 300,
             },
+            hostile: 0,
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct Report {
     pub restarts: usize,
     /// Members at the end.
     pub members: usize,
+    /// What the hostile devices did.
+    pub hostile: super::HostileActs,
     /// Traffic.
     pub traffic: Traffic,
 }
@@ -77,8 +83,13 @@ const SIM_CONFIG: NodeConfig = NodeConfig {
 /// Plays one random scenario from `seed` and checks, after the network heals, that every
 /// current member holds the same membership and the same documents, that no store holds
 /// a change the rules reject, and that a revoked device's later work is nowhere else.
+/// With hostile devices, the same must hold for the honest members whatever the hostile
+/// ones send (within what their keys allow), and no honest store may hold a change that
+/// a hostile device forged or wrote under another device's actor.
 pub fn run_seed(seed: u64, scenario: Scenario) -> Result<Report, String> {
     let n = scenario.devices.clamp(2, 8);
+    let hostile = scenario.hostile.min(n - 1);
+    let is_hostile = |i: usize| i >= n - hostile;
     let mut net = Network::new(n, seed, SIM_CONFIG);
     let mut report = Report::default();
     let mut invited = std::collections::BTreeSet::new();
@@ -209,6 +220,9 @@ pub fn run_seed(seed: u64, scenario: Scenario) -> Result<Report, String> {
                 }
                 net.restart(i);
                 report.restarts += 1;
+            }
+            65..=84 if is_hostile(i) => {
+                super::hostile::act(&mut net, i, vault, &mut report.hostile)
             }
             _ => {}
         }
@@ -346,6 +360,14 @@ fn check(net: &Network, vault: VaultId, report: &mut Report) -> Result<(), Strin
                 ));
             }
             for change in doc.changes_since(&[]) {
+                let own_actor = automerge::Change::from_bytes(change.bytes.clone())
+                    .is_ok_and(|c| crate::actor::actor_belongs_to(c.actor_id(), &change.author));
+                if !own_actor {
+                    return Err(format!(
+                        "device {i} stores a change by {} under another device's actor",
+                        change.author
+                    ));
+                }
                 if membership.is_member(&change.author) {
                     continue;
                 }
