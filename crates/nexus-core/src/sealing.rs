@@ -12,10 +12,12 @@
 //! an X25519 based KEM", ePrint 2021/509): an ephemeral key per sealed copy, the key
 //! derived with SHA-256 over a domain label, the vault, the generation, both public keys
 //! and the shared secret, then ChaCha20-Poly1305 under that single-use key. The ephemeral
-//! secret, like a new vault key ([`VaultKey::derive`]), is derived from the sealing
-//! admin's own secret key and what it seals (as RFC 6979 derives signature nonces), so no
-//! randomness is needed and a replayed simulation seals the same bytes; only someone
-//! holding the admin's secret key can predict it. Bundles use
+//! secret is derived from the vault key itself and the recipient (as RFC 6979 derives
+//! signature nonces), so no randomness is needed and the copy for a device is the same
+//! whoever seals it: every holder of the key can check a copy byte for byte, and nobody
+//! without the key can predict it. A new vault key ([`VaultKey::derive`]) is derived from
+//! the admin's own secret key, and its `NewKey` entry carries a commitment to it
+//! ([`VaultKey::commitment`]) that every opened copy is checked against. Bundles use
 //! XChaCha20-Poly1305 with a random 24-byte nonce; the vault, the generation and the
 //! bundle id are authenticated with it, so a bundle cannot be moved to another vault or
 //! replayed under another id. All of it compiles for wasm32 as well.
@@ -39,6 +41,7 @@ const DERIVE_KEY_DOMAIN: &[u8] = b"nexus/derive-vault-key/v1";
 const EPHEMERAL_DOMAIN: &[u8] = b"nexus/seal-ephemeral/v1";
 const MAILBOX_WRITER_DOMAIN: &[u8] = b"nexus/mailbox-writer/v1";
 const RENDEZVOUS_DOMAIN: &[u8] = b"nexus/rendezvous/key/v1";
+const COMMITMENT_DOMAIN: &[u8] = b"nexus/key-commitment/v1";
 /// Bytes of a sealed key's ciphertext: the 32-byte key and a 16-byte tag.
 const SEALED_LEN: usize = 48;
 /// Bytes an encrypted bundle adds to its plaintext: nonce and tag.
@@ -95,6 +98,17 @@ impl VaultKey {
     /// Which key of the vault this is (0 at creation, one more per rotation).
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// A commitment to this key, published in its `NewKey` entry: a member that opens a
+    /// copy checks the key against it, so a copy of another key is refused, not used.
+    pub fn commitment(&self, vault: &VaultId) -> Hash {
+        Hash::of(&[
+            COMMITMENT_DOMAIN,
+            vault.as_bytes(),
+            &self.generation.to_be_bytes(),
+            &self.bytes,
+        ])
     }
 
     /// The key that writes into the relay mailbox of `vault` under this key: derived from
@@ -201,17 +215,17 @@ fn seal_aad(vault: &VaultId, generation: u32, recipient: &DeviceId) -> Vec<u8> {
     aad
 }
 
-/// Seals `key` of `vault` to `recipient`'s device key; `sealer` is the admin doing it
-/// (its secret key seeds the ephemeral key, see the module doc).
+/// Seals `key` of `vault` to `recipient`'s device key. The ephemeral secret is derived
+/// from the key itself and the recipient, so the copy is the same whoever seals it: any
+/// holder of the key can make the one right copy for a device, and check a copy in the
+/// log byte for byte (a hostile admin's bad copy is told apart and replaced).
 pub fn seal_key(
     key: &VaultKey,
     vault: &VaultId,
     recipient: &DeviceId,
-    sealer: &DeviceKey,
 ) -> Result<SealedKey, SealError> {
     let secret = Hash::of(&[
         EPHEMERAL_DOMAIN,
-        &sealer.scalar_bytes(),
         vault.as_bytes(),
         &key.generation.to_be_bytes(),
         &key.bytes,
@@ -552,8 +566,7 @@ mod tests {
             DeviceKey::from_secret_bytes(&[3; 32]),
         );
         let key = VaultKey::generate(4).unwrap();
-        let admin = DeviceKey::from_secret_bytes(&[1; 32]);
-        let sealed = seal_key(&key, &vault(1), &bob.device_id(), &admin).unwrap();
+        let sealed = seal_key(&key, &vault(1), &bob.device_id()).unwrap();
         let again = SealedKey::decode(&sealed.encode()).unwrap();
         assert_eq!(again, sealed);
         assert_eq!(open_key(&again, &vault(1), &bob).unwrap(), key);
@@ -580,15 +593,13 @@ mod tests {
         let mut flipped = sealed.clone();
         flipped.ciphertext[5] ^= 1;
         assert!(open_key(&flipped, &vault(1), &bob).is_err());
-        // The ephemeral key comes from the sealer's secret: the same admin seals the same
-        // bytes again, another admin different ones that open to the same key.
-        assert_eq!(
-            seal_key(&key, &vault(1), &bob.device_id(), &admin).unwrap(),
-            sealed
-        );
-        let by_carol = seal_key(&key, &vault(1), &bob.device_id(), &carol).unwrap();
-        assert_ne!(by_carol, sealed);
-        assert_eq!(open_key(&by_carol, &vault(1), &bob).unwrap(), key);
+        // The ephemeral key comes from the key and the recipient: whoever seals it, the
+        // copy is the same bytes, so every holder of the key can check one; another
+        // recipient's copy differs.
+        assert_eq!(seal_key(&key, &vault(1), &bob.device_id()).unwrap(), sealed);
+        let for_carol = seal_key(&key, &vault(1), &carol.device_id()).unwrap();
+        assert_ne!(for_carol.ephemeral, sealed.ephemeral);
+        assert_eq!(open_key(&for_carol, &vault(1), &carol).unwrap(), key);
         assert!(format!("{key:?}").contains("generation 4"));
     }
 

@@ -43,7 +43,7 @@ use crate::membership::{
     Action, EntryError, Membership, MembershipError, MembershipLog, Received, Role, SignedEntry,
     WorkSeen,
 };
-use crate::sealing::{SealError, VaultKey, open_key, seal_key};
+use crate::sealing::{SealError, VaultKey, seal_key};
 use crate::storage::{Batch, Storage, Table, Touched, keys};
 
 /// Why a vault operation failed. Nothing was changed.
@@ -465,10 +465,14 @@ impl Vault {
         }
         let seal_error = |source| VaultError::Seal { vault, source };
         // A current key that no admin holds a copy of (its maker was demoted) cannot be
-        // shared: replace it.
-        let current = membership
-            .current_key()
-            .filter(|(_, info)| info.sealed.keys().any(|holder| membership.is_admin(holder)));
+        // shared: replace it. So is one whose copies to this admin all fail to open or to
+        // match the key's commitment (a hostile admin's bad key).
+        let bad_for_me = |info: &crate::membership::KeyInfo| {
+            info.sealed.contains_key(&me) && info.open_for(&vault, admin).is_none()
+        };
+        let current = membership.current_key().filter(|(_, info)| {
+            info.sealed.keys().any(|holder| membership.is_admin(holder)) && !bad_for_me(info)
+        });
         let action = match current {
             None => {
                 let generation = membership
@@ -481,24 +485,29 @@ impl Vault {
                 let sealed = membership
                     .members()
                     .keys()
-                    .map(|device| seal_key(&key, &vault, device, admin))
+                    .map(|device| seal_key(&key, &vault, device))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(seal_error)?;
-                Action::NewKey { generation, sealed }
+                Action::NewKey {
+                    generation,
+                    commitment: key.commitment(&vault),
+                    sealed,
+                }
             }
             Some((hash, info)) => {
                 // Only an admin holding the key can share it; others wait for one who does.
-                let Some(own) = info.sealed.get(&me) else {
+                let Some(key) = info.open_for(&vault, admin) else {
                     return Ok(Batch::new());
                 };
-                let key = open_key(own, &vault, admin).map_err(seal_error)?;
-                let sealed = membership
-                    .members()
-                    .keys()
-                    .filter(|device| !info.sealed.contains_key(device))
-                    .map(|device| seal_key(&key, &vault, device, admin))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(seal_error)?;
+                // Copies are the same whoever seals them: a member whose copies are all
+                // different from the right one (a hostile admin's) gets the right one.
+                let mut sealed = Vec::new();
+                for device in membership.members().keys() {
+                    let copy = seal_key(&key, &vault, device).map_err(seal_error)?;
+                    if !info.holds(device, &copy) {
+                        sealed.push(copy);
+                    }
+                }
                 if sealed.is_empty() {
                     return Ok(Batch::new());
                 }
@@ -518,10 +527,7 @@ impl Vault {
     /// copy of it yet.
     pub fn current_key(&self, device: &DeviceKey) -> Option<(Hash, VaultKey)> {
         let (hash, info) = self.membership().current_key()?;
-        let own = info.sealed.get(&device.device_id())?;
-        open_key(own, &self.id(), device)
-            .ok()
-            .map(|key| (hash, key))
+        info.open_for(&self.id(), device).map(|key| (hash, key))
     }
 
     /// The current key sealed to each member, recipients left out: what a member leaves
@@ -530,24 +536,23 @@ impl Vault {
     pub fn key_notice(&self) -> Option<crate::bundle::KeyNotice> {
         let (_, info) = self.membership().current_key()?;
         Some(crate::bundle::KeyNotice {
-            copies: info.sealed.values().map(|c| c.blind()).collect(),
+            copies: info
+                .sealed
+                .values()
+                .flatten()
+                .map(|(_, c)| c.blind())
+                .collect(),
         })
     }
 
     /// Every vault key this device holds a copy of, newest generation first: what it
     /// reads mailbox bundles with.
     pub fn held_keys(&self, device: &DeviceKey) -> Vec<(Hash, VaultKey)> {
-        let me = device.device_id();
         let mut keys: Vec<(Hash, VaultKey)> = self
             .membership()
             .keys()
             .iter()
-            .filter_map(|(hash, info)| {
-                let own = info.sealed.get(&me)?;
-                open_key(own, &self.id(), device)
-                    .ok()
-                    .map(|key| (*hash, key))
-            })
+            .filter_map(|(hash, info)| info.open_for(&self.id(), device).map(|key| (*hash, key)))
             .collect();
         keys.sort_by_key(|(_, key)| std::cmp::Reverse(key.generation()));
         keys

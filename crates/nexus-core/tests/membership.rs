@@ -793,8 +793,8 @@ fn a_key_made_without_seeing_a_revocation_never_becomes_current() {
     // a later timestamp than anything Alice writes.
     let mut daves = replica(&vault);
     let key = VaultKey::derive(&dave, &daves.id(), &daves.log().heads(), 1);
-    let sealed = [&alice, &dave, &carol]
-        .map(|k| seal_key(&key, &daves.id(), &k.device_id(), &dave).unwrap());
+    let sealed =
+        [&alice, &dave, &carol].map(|k| seal_key(&key, &daves.id(), &k.device_id()).unwrap());
     let mut sealed = sealed.to_vec();
     sealed.sort_by_key(|c| c.recipient);
     let mut daves_log = daves.log().clone();
@@ -803,6 +803,7 @@ fn a_key_made_without_seeing_a_revocation_never_becomes_current() {
             &dave,
             Action::NewKey {
                 generation: 1,
+                commitment: key.commitment(&daves.id()),
                 sealed,
             },
             1_000,
@@ -840,7 +841,7 @@ fn key_entries_by_members_or_with_stale_generations_or_unknown_keys_are_refused(
     let generation = info.generation;
     let mut log = vault.log().clone();
     let fresh = VaultKey::derive(&bob, &vault.id(), &log.heads(), 5);
-    let to_bob = vec![seal_key(&fresh, &vault.id(), &bob.device_id(), &bob).unwrap()];
+    let to_bob = vec![seal_key(&fresh, &vault.id(), &bob.device_id()).unwrap()];
     let refused_for = |result: Result<SignedEntry, MembershipError>| match result {
         Err(MembershipError::Rejected { rule, .. }) => rule,
         other => panic!("expected a rejection, got {other:?}"),
@@ -849,17 +850,19 @@ fn key_entries_by_members_or_with_stale_generations_or_unknown_keys_are_refused(
         &bob,
         Action::NewKey {
             generation: 5,
+            commitment: fresh.commitment(&vault.id()),
             sealed: to_bob.clone(),
         },
         3,
     );
     assert_eq!(refused_for(by_member), RuleViolation::NotAdmin);
     let stale = VaultKey::derive(&alice, &vault.id(), &log.heads(), generation);
-    let stale_copy = vec![seal_key(&stale, &vault.id(), &bob.device_id(), &alice).unwrap()];
+    let stale_copy = vec![seal_key(&stale, &vault.id(), &bob.device_id()).unwrap()];
     let stale_entry = log.author(
         &alice,
         Action::NewKey {
             generation,
+            commitment: stale.commitment(&vault.id()),
             sealed: stale_copy.clone(),
         },
         3,
@@ -898,7 +901,7 @@ fn key_entries_round_trip_and_unsorted_copies_do_not_decode() {
     let key = VaultKey::derive(&alice, &vault, &log.heads(), 0);
     let mut sealed: Vec<_> = [&alice, &bob, &carol]
         .iter()
-        .map(|k| seal_key(&key, &vault, &k.device_id(), &alice).unwrap())
+        .map(|k| seal_key(&key, &vault, &k.device_id()).unwrap())
         .collect();
     sealed.sort_by_key(|c| c.recipient);
     let entry = log
@@ -906,6 +909,7 @@ fn key_entries_round_trip_and_unsorted_copies_do_not_decode() {
             &alice,
             Action::NewKey {
                 generation: 0,
+                commitment: key.commitment(&vault),
                 sealed: sealed.clone(),
             },
             1,
@@ -918,6 +922,7 @@ fn key_entries_round_trip_and_unsorted_copies_do_not_decode() {
     let unsorted = Entry {
         action: Action::NewKey {
             generation: 0,
+            commitment: key.commitment(&vault),
             sealed,
         },
         ..entry.entry().clone()
@@ -932,7 +937,7 @@ fn key_entries_round_trip_and_unsorted_copies_do_not_decode() {
 /// The digest the fixed membership story evaluates to. The browser tests
 /// (`crates/nexus/tests/web.rs`) check the same value in wasm32.
 pub const MEMBERSHIP_FIXTURE_DIGEST: &str =
-    "7098627132019e23e3ff30768797314a6d1b2b3fb83c0fa43833d260fc4ac740";
+    "b09e3d0cac7d0c51706869af8d9014a752685f7db76f4f2ff5355fe9d319cd56";
 
 #[test]
 fn the_fixed_membership_story_evaluates_to_the_recorded_digest() {
@@ -1063,4 +1068,80 @@ fn a_revoked_device_reading_a_key_notice_learns_nothing() {
     }
     // Carol, who was away during the rotation, finds her copy of the new key.
     assert_eq!(read.open_for(&vault.id(), &carol), Some(new));
+}
+
+/// Finding 16: a hostile admin seals a bad copy of the current key to a member first
+/// (another key of the same generation), and makes a new key whose copies do not match
+/// its commitment. The member refuses the bad copy (it does not match the commitment),
+/// an honest admin's copy replaces it, and a key nobody can open is replaced by a new one.
+#[test]
+fn a_bad_key_copy_is_refused_by_its_commitment_and_replaced_by_an_honest_admin() {
+    let (alice, mallory, carol) = (key(0), key(1), key(2));
+    let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
+    let _ = vault
+        .add_device(&alice, mallory.device_id(), Role::Admin, 1)
+        .unwrap();
+    let _ = vault.maintain_keys(&alice, 2).unwrap();
+    let (hash, good) = vault.current_key(&alice).unwrap();
+    // Carol is approved; before Alice shares the key with her, Mallory shares a copy of a
+    // key of her own making under the same entry.
+    let _ = vault
+        .add_device(&mallory, carol.device_id(), Role::Member, 3)
+        .unwrap();
+    let bad = VaultKey::derive(&mallory, &vault.id(), &[], good.generation());
+    let bad_copy = seal_key(&bad, &vault.id(), &carol.device_id()).unwrap();
+    let mut log = vault.log().clone();
+    let entry = log
+        .author(
+            &mallory,
+            Action::ShareKey {
+                key: hash,
+                generation: good.generation(),
+                sealed: vec![bad_copy],
+            },
+            4,
+        )
+        .unwrap();
+    let _ = vault.ingest_entries(vec![entry], Received::STORED);
+    assert!(
+        vault.current_key(&carol).is_none(),
+        "the bad copy does not match"
+    );
+    // Alice sees Carol has no right copy and shares one: Carol now opens the right key.
+    let _ = vault.maintain_keys(&alice, 5).unwrap();
+    assert_eq!(
+        vault.current_key(&carol).map(|(_, k)| k),
+        Some(good.clone())
+    );
+
+    // Mallory makes a new key whose copies are of another key than it commits to.
+    let promised = VaultKey::derive(&mallory, &vault.id(), &[], 7);
+    let other = VaultKey::derive(&mallory, &vault.id(), &[Hash([1; 32])], 7);
+    let mut sealed: Vec<_> = [&alice, &mallory, &carol]
+        .iter()
+        .map(|k| seal_key(&other, &vault.id(), &k.device_id()).unwrap())
+        .collect();
+    sealed.sort_by_key(|c| c.recipient);
+    let mut log = vault.log().clone();
+    let entry = log
+        .author(
+            &mallory,
+            Action::NewKey {
+                generation: 7,
+                commitment: promised.commitment(&vault.id()),
+                sealed,
+            },
+            6,
+        )
+        .unwrap();
+    let _ = vault.ingest_entries(vec![entry], Received::STORED);
+    assert!(
+        vault.current_key(&alice).is_none(),
+        "nobody uses a key that breaks its commitment"
+    );
+    // Alice, holding only copies that fail, makes a new key above it.
+    let _ = vault.maintain_keys(&alice, 7).unwrap();
+    let (_, fresh) = vault.current_key(&alice).unwrap();
+    assert!(fresh.generation() > 7);
+    assert_eq!(vault.current_key(&carol).map(|(_, k)| k), Some(fresh));
 }

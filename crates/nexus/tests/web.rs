@@ -18,7 +18,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 /// Must equal `MEMBERSHIP_FIXTURE_DIGEST` in `crates/nexus-core/tests/membership.rs`,
 /// which checks the same story natively.
 const MEMBERSHIP_FIXTURE_DIGEST: &str =
-    "7098627132019e23e3ff30768797314a6d1b2b3fb83c0fa43833d260fc4ac740";
+    "b09e3d0cac7d0c51706869af8d9014a752685f7db76f4f2ff5355fe9d319cd56";
 
 fn fresh_name(what: &str) -> String {
     let suffix: [u8; 8] = nexus_core::random_bytes().unwrap();

@@ -469,3 +469,62 @@ impl Document {
         self.apply_with(changes, membership, true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ROOT};
+
+    use super::*;
+    use crate::identity::DeviceKey;
+    use crate::membership::{MembershipLog, Role};
+
+    /// A member sends a fresh device a snapshot whose document nests maps 300 deep (made
+    /// without its own node, which refuses such an edit): refused whole, nothing stored,
+    /// like the same changes sent one by one.
+    #[test]
+    fn a_snapshot_nesting_too_deep_is_refused_whole() {
+        let (alice, bob) = (
+            DeviceKey::from_secret_bytes(&[1; 32]),
+            DeviceKey::from_secret_bytes(&[2; 32]),
+        );
+        let (mut log, _) = MembershipLog::create(&alice, "v", [0; 16], 0).unwrap();
+        log.add_device(&alice, bob.device_id(), Role::Member, 1)
+            .unwrap();
+        let (vault, doc) = (log.vault_id(), DocId([4; 16]));
+        let actor = crate::actor::actor_of(&bob.device_id(), &ActorId::from(&[9u8; 16][..]));
+        let mut deep = empty_automerge(actor);
+        let mut tx = deep.transaction();
+        let mut obj = ROOT;
+        for _ in 0..300 {
+            obj = tx.put_object(&obj, "n", ObjType::Map).unwrap();
+        }
+        tx.commit();
+        let mut auth = HashMap::new();
+        for change in deep.get_changes(&[]) {
+            let hash = change.hash();
+            let signature = bob.sign(&change_signing_message(&vault, &doc, &hash));
+            auth.insert(
+                hash,
+                ChangeAuth {
+                    author: bob.device_id(),
+                    signature,
+                },
+            );
+        }
+        let mut hashes: Vec<ChangeHash> = auth.keys().copied().collect();
+        hashes.sort();
+        let record = snapshot_record(&deep, &hashes, &auth);
+
+        let mut fresh = Document::new(vault, doc, ActorId::from(&[3u8; 16][..]));
+        let applied = fresh.apply_snapshot(&record, log.membership());
+        assert!(applied.aborted);
+        assert!(
+            matches!(applied.rejected.as_slice(), [ApplyError::TooDeep { depth, .. }] if *depth > super::super::MAX_DEPTH),
+            "{:?}",
+            applied.rejected
+        );
+        assert!(applied.batch.is_empty(), "nothing stored");
+        assert_eq!(fresh.change_count(), 0);
+    }
+}

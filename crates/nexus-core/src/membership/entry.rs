@@ -15,7 +15,7 @@ use crate::ids::{DocId, VaultId};
 use crate::sealing::SealedKey;
 
 const ENTRY_VERSION: u64 = 2;
-const SIGNING_DOMAIN: &[u8] = b"nexus/membership-entry/v2";
+const SIGNING_DOMAIN: &[u8] = b"nexus/membership-entry/v3";
 
 /// What a member may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,6 +122,9 @@ pub enum Action {
     NewKey {
         /// Higher than every key's in the entry's causal past.
         generation: u32,
+        /// [`crate::sealing::VaultKey::commitment`] of the key: what an opened copy must
+        /// match.
+        commitment: Hash,
         /// Copies of the key, one per device, sorted by device.
         sealed: Vec<SealedKey>,
     },
@@ -223,8 +226,14 @@ impl Entry {
                     }
                 }
             }
-            Action::NewKey { generation, sealed } => {
-                w.varint((*generation).into()).len(sealed.len());
+            Action::NewKey {
+                generation,
+                commitment,
+                sealed,
+            } => {
+                w.varint((*generation).into())
+                    .raw(commitment.as_bytes())
+                    .len(sealed.len());
                 for copy in sealed {
                     copy.write_body(&mut w);
                 }
@@ -326,6 +335,7 @@ impl Entry {
                 let generation = read_generation(&mut r)?;
                 Action::NewKey {
                     generation,
+                    commitment: Hash(r.array("key commitment")?),
                     sealed: read_sealed(&mut r, generation)?,
                 }
             }

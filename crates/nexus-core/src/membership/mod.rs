@@ -68,11 +68,15 @@
 //!    another revocation). Changes at or below the recorded numbers stay valid; the
 //!    device's other changes are rejected everywhere (see [`crate::Document`]). Several
 //!    revocations of one device keep the highest number per actor.
-//! 9. **Vault keys.** **NewKey** (admins only) makes a vault key and carries it sealed to
-//!    the devices its author counts as members ([`crate::sealing`]); its generation must
-//!    be higher than that of every key in its causal past. **ShareKey** (admins only)
-//!    seals a key whose `NewKey` is in its causal past to more devices (a device admitted
-//!    after the key was made); the first copy per device in the canonical order counts.
+//! 9. **Vault keys.** **NewKey** (admins only) makes a vault key and carries a commitment
+//!    to it and the key sealed to the devices its author counts as members
+//!    ([`crate::sealing`]); its generation must be higher than that of every key in its
+//!    causal past. **ShareKey** (admins only) seals a key whose `NewKey` is in its causal
+//!    past to more devices (a device admitted after the key was made). Every admin's
+//!    first copy per device counts, and a device uses the first that opens to a key
+//!    matching the commitment, so a bad copy by one admin neither passes for the key nor
+//!    keeps out a good one by another; copies are the same whoever seals them, so an
+//!    admin holding the key can tell which devices lack the right one.
 //! 10. **The current key** is the last `NewKey` in the canonical order that causally
 //!     follows every revocation. After a revocation there is none until an admin who has
 //!     seen it makes a new key, which the revoked device never receives. Admins' nodes do

@@ -243,7 +243,11 @@ impl Replay<'_> {
                 pass.devices.entry(*device).or_default().revocations.push(i);
                 pass.revocations.push(i);
             }
-            Action::NewKey { generation, sealed } => {
+            Action::NewKey {
+                generation,
+                commitment,
+                sealed,
+            } => {
                 require_admin()?;
                 let newest = pass
                     .keys
@@ -260,7 +264,11 @@ impl Replay<'_> {
                 let info = KeyInfo {
                     generation: *generation,
                     created_by: author,
-                    sealed: sealed.iter().map(|c| (c.recipient, c.clone())).collect(),
+                    commitment: *commitment,
+                    sealed: sealed
+                        .iter()
+                        .map(|c| (c.recipient, vec![(author, c.clone())]))
+                        .collect(),
                 };
                 pass.keys.insert(signed.hash, (i, info));
                 pass.new_keys.push(i);
@@ -278,10 +286,13 @@ impl Replay<'_> {
                         self.is_ancestor(*position, i) && info.generation == *generation
                     })
                     .ok_or(RuleViolation::UnknownKey)?;
+                // One copy per recipient and sealing admin: a bad copy by one admin
+                // cannot keep out a good one by another.
                 for copy in sealed {
-                    info.sealed
-                        .entry(copy.recipient)
-                        .or_insert_with(|| copy.clone());
+                    let copies = info.sealed.entry(copy.recipient).or_default();
+                    if !copies.iter().any(|(by, _)| *by == author) {
+                        copies.push((author, copy.clone()));
+                    }
                 }
             }
         }

@@ -53,8 +53,34 @@ pub struct KeyInfo {
     pub generation: u32,
     /// The admin that made it.
     pub created_by: DeviceId,
-    /// Copies of the key, by recipient.
-    pub sealed: BTreeMap<DeviceId, SealedKey>,
+    /// What an opened copy must match ([`crate::sealing::VaultKey::commitment`]).
+    pub commitment: crate::hash::Hash,
+    /// Copies of the key, by recipient: at most one per sealing admin, in the canonical
+    /// order, so a bad copy from one admin does not stop a good one from another.
+    pub sealed: BTreeMap<DeviceId, Vec<(DeviceId, SealedKey)>>,
+}
+
+impl KeyInfo {
+    /// The key, from the first copy sealed to `device` that opens and matches the
+    /// commitment.
+    pub fn open_for(
+        &self,
+        vault: &crate::ids::VaultId,
+        device: &crate::identity::DeviceKey,
+    ) -> Option<crate::sealing::VaultKey> {
+        self.sealed
+            .get(&device.device_id())?
+            .iter()
+            .filter_map(|(_, copy)| crate::sealing::open_key(copy, vault, device).ok())
+            .find(|key| key.commitment(vault) == self.commitment)
+    }
+
+    /// Whether `device` holds `copy` among its copies.
+    pub fn holds(&self, device: &DeviceId, copy: &SealedKey) -> bool {
+        self.sealed
+            .get(device)
+            .is_some_and(|copies| copies.iter().any(|(_, c)| c == copy))
+    }
 }
 
 /// Who belongs to a vault at some set of heads. Built by [`evaluate`](super::evaluate).
