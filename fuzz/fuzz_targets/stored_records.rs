@@ -4,10 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use nexus_core::SignedChange;
 use nexus_core::bundle::Bundle;
 use nexus_core::peers::PeerRecord;
 use nexus_core::sealing::SealedKey;
-use nexus_core::SignedChange;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(change) = SignedChange::decode(data) {
