@@ -30,7 +30,7 @@ const DEPOSIT_MAX_PLAINTEXT: usize = 1024 * 1024 - BUNDLE_OVERHEAD;
 const BUNDLE_TTL_SECS: u32 = 7 * 24 * 3600;
 /// How often mailboxes are checked for bundles.
 const FETCH_INTERVAL_MS: u64 = 30_000;
-/// How soon a failed mailbox read is tried again.
+/// How soon a failed mailbox read, or a deposit whose stream failed, is tried again.
 const FETCH_RETRY_MS: u64 = 2_000;
 /// How long a vault waits after a failed deposit before trying again.
 const RETRY_AFTER_FAILURE_MS: u64 = 30_000;
@@ -46,7 +46,9 @@ pub(crate) struct Deposited {
     log_heads: Vec<Hash>,
     changes: usize,
     bytes: usize,
-    result: Result<(), String>,
+    /// `Err((why, refused))`: `refused` when the relay said no (a limit), not when the
+    /// stream failed (a connection that closed as it came up is tried again soon).
+    result: Result<(), (String, bool)>,
 }
 
 /// What a finished mailbox read reports back.
@@ -249,15 +251,16 @@ impl NativeEngine {
                 match mailbox_request(&mut control, relay, &request).await {
                     Ok(MailboxResponse::Stored) => {}
                     Ok(MailboxResponse::Refused(why)) => {
-                        result = Err(format!("relay {relay} refused a bundle: {why}"));
+                        result = Err((format!("relay {relay} refused a bundle: {why}"), true));
                         break;
                     }
                     Ok(other) => {
-                        result = Err(format!("relay {relay} answered a put with {other:?}"));
+                        result =
+                            Err((format!("relay {relay} answered a put with {other:?}"), true));
                         break;
                     }
                     Err(e) => {
-                        result = Err(e.to_string());
+                        result = Err((e.to_string(), false));
                         break;
                     }
                 }
@@ -348,10 +351,15 @@ impl NativeEngine {
                     bytes: done.bytes,
                 });
             }
-            Err(e) => {
-                self.mailboxes
-                    .retry_at
-                    .insert(done.vault, now_ms() + RETRY_AFTER_FAILURE_MS);
+            Err((e, refused)) => {
+                // A refusal waits; a stream that failed (its connection closed as it came
+                // up, say) is tried again shortly.
+                let wait = if refused {
+                    RETRY_AFTER_FAILURE_MS
+                } else {
+                    FETCH_RETRY_MS
+                };
+                self.mailboxes.retry_at.insert(done.vault, now_ms() + wait);
                 self.emit(EngineEvent::Problem(format!(
                     "leaving changes at the relay for offline members: {e}"
                 )));
