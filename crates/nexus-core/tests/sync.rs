@@ -1306,6 +1306,7 @@ fn an_expected_approval_is_taken_in_without_asking() {
 fn five_hundred_seeds_with_a_hostile_member_converge() {
     let mut failures = Vec::new();
     let mut acts = nexus_core::sim::HostileActs::default();
+    let (mut kept, mut edits) = (0, 0);
     for (hostile, devices, seeds) in [(1usize, 4usize, 0..400u64), (2, 6, 400..500)] {
         let scenario = Scenario {
             devices,
@@ -1319,6 +1320,8 @@ fn five_hundred_seeds_with_a_hostile_member_converge() {
                     acts.back_dated += report.hostile.back_dated;
                     acts.forgeries += report.hostile.forgeries;
                     acts.garbage += report.hostile.garbage;
+                    kept += report.edits_kept;
+                    edits += report.edits;
                 }
                 Err(e) => failures.push(format!("{hostile} hostile, seed {seed}: {e}")),
             }
@@ -1327,7 +1330,11 @@ fn five_hundred_seeds_with_a_hostile_member_converge() {
     assert!(failures.is_empty(), "{failures:#?}");
     // The attacks were mounted, not skipped (a forgery needs a document with an honest
     // change in it, so it is the rarest).
-    eprintln!("hostile acts over 500 seeds: {acts:?}");
+    eprintln!(
+        "hostile acts over 500 seeds: {acts:?}; honest edits kept as checked: {kept} of {edits}"
+    );
+    // Most honest work is checked to survive (the rest was voided by the rules).
+    assert!(kept * 2 > edits, "only {kept} of {edits} edits checked");
     for (what, count) in [
         ("replays", acts.replays),
         ("back-dated entries", acts.back_dated),

@@ -63,6 +63,8 @@ pub struct Report {
     pub members: usize,
     /// What the hostile devices did.
     pub hostile: super::HostileActs,
+    /// Honest edits the end check found kept (those no rule voids).
+    pub edits_kept: usize,
     /// Traffic.
     pub traffic: Traffic,
 }
@@ -93,6 +95,7 @@ pub fn run_seed(seed: u64, scenario: Scenario) -> Result<Report, String> {
     let mut net = Network::new(n, seed, SIM_CONFIG);
     let mut report = Report::default();
     let mut invited = std::collections::BTreeSet::new();
+    let mut edits: Vec<Edit> = Vec::new();
     let (vault, out) = net.devices[0]
         .node
         .create_vault("sim", net.rng.bytes(), net.now_ms)
@@ -156,6 +159,31 @@ pub fn run_seed(seed: u64, scenario: Scenario) -> Result<Report, String> {
                     );
                 }
                 report.edits += 1;
+                // Remember the edit with the admission it was made under, for the check
+                // that no honest work is lost.
+                let me = net.id(i);
+                if let Some(v) = net.devices[i].node.vault(&vault)
+                    && let (Some(member), Some(d)) =
+                        (v.membership().members().get(&me), v.document(&doc))
+                {
+                    let all: Vec<automerge::ChangeHash> = d
+                        .automerge()
+                        .get_changes(&[])
+                        .iter()
+                        .map(|c| c.hash())
+                        .collect();
+                    for head in d.heads() {
+                        if d.author_of(&head) == Some(me) {
+                            edits.push(Edit {
+                                device: i,
+                                doc,
+                                change: head,
+                                past: all.iter().filter(|h| **h != head).copied().collect(),
+                                admitted_by: member.admitted_by,
+                            });
+                        }
+                    }
+                }
             }
             40..=49 if admin_here(&net, i) => {
                 let target = net.rng.below(n as u64) as usize;
@@ -232,7 +260,70 @@ pub fn run_seed(seed: u64, scenario: Scenario) -> Result<Report, String> {
     heal(&mut net);
     report.traffic = net.traffic;
     check(&net, vault, &mut report)?;
+    report.edits_kept = check_no_honest_work_lost(&net, vault, &edits, hostile)?;
     Ok(report)
+}
+
+/// An edit an honest device made, and the admission it made it under.
+struct Edit {
+    device: usize,
+    doc: DocId,
+    change: automerge::ChangeHash,
+    /// The changes the document held when it was made (its causal past).
+    past: Vec<automerge::ChangeHash>,
+    admitted_by: crate::hash::Hash,
+}
+
+/// No honest member's work is lost, except what the written rules void: every edit by an
+/// honest device that no revocation ever named, made under the admission it still holds
+/// at the end, on changes that all stayed, is in the converged document. (Work of a
+/// device that was revoked, or whose admission a revocation voided, may go, and so does
+/// everything built on it: rules 4 to 8.)
+fn check_no_honest_work_lost(
+    net: &Network,
+    vault: VaultId,
+    edits: &[Edit],
+    hostile: usize,
+) -> Result<usize, String> {
+    let Some(reference) = net.devices[0].node.vault(&vault) else {
+        return Ok(0);
+    };
+    let mut kept_count = 0;
+    let membership = reference.membership();
+    let named: std::collections::BTreeSet<crate::identity::DeviceId> = reference
+        .log()
+        .entries()
+        .into_iter()
+        .filter_map(|e| match &e.entry().action {
+            crate::membership::Action::RevokeDevice { device, .. } => Some(*device),
+            _ => None,
+        })
+        .collect();
+    let n = net.devices.len();
+    for edit in edits {
+        let id = net.id(edit.device);
+        let honest = edit.device < n - hostile;
+        let same_admission = membership
+            .members()
+            .get(&id)
+            .is_some_and(|m| m.admitted_by == edit.admitted_by);
+        let Some(document) = reference.document(&edit.doc) else {
+            return Err(format!("device 0 lost document {}", edit.doc));
+        };
+        let past_kept = edit.past.iter().all(|h| document.author_of(h).is_some());
+        if !honest || !same_admission || named.contains(&id) || !past_kept {
+            continue;
+        }
+        let kept = document.author_of(&edit.change).is_some();
+        if !kept {
+            return Err(format!(
+                "device {}'s change {} to {} was lost though no rule voids it",
+                edit.device, edit.change, edit.doc
+            ));
+        }
+        kept_count += 1;
+    }
+    Ok(kept_count)
 }
 
 /// Stops the faults, reconnects every pair from scratch, and lets the network settle.
