@@ -1392,3 +1392,50 @@ fn a_stranger_sending_entries_again_and_again_is_read_a_bounded_number_of_times(
     net.apply_output(0, out);
     assert!(net.devices[0].node.vault(&spam).is_some());
 }
+
+/// While an offer waits, what the members send later is kept with it (a revocation the
+/// first offerer left out reaches the person's copy), and an offer of a vault taken in
+/// meanwhile another way is dropped rather than accepted over the live vault.
+#[test]
+fn a_waiting_offer_keeps_later_entries_and_goes_once_the_vault_is_joined_another_way() {
+    let (mut net, vault) = vault_of(4, 45);
+    for i in 1..4 {
+        net.devices[i].accepts_offers = false;
+    }
+    net.connect(0, 1);
+    settle(&mut net);
+    assert_eq!(net.devices[1].node.offers().len(), 1);
+    // Alice revokes Carol while Bob's offer waits.
+    let carol = net.id(2);
+    let now = net.now_ms;
+    let out = net.devices[0]
+        .node
+        .revoke_device(vault, carol, now)
+        .unwrap();
+    net.apply_output(0, out);
+    settle(&mut net);
+    let now = net.now_ms;
+    let _ = net.devices[1].node.accept_offer(vault, now).unwrap();
+    let held = net.devices[1].node.vault(&vault).unwrap().membership();
+    assert!(
+        held.revocation(&carol).is_some(),
+        "the revocation sent while the offer waited is in it"
+    );
+
+    // Dave's offer is overtaken: he names Alice (as a daemon told to dial her does), and
+    // her next offer is taken in at once. The waiting one goes, and accepting it later
+    // changes nothing.
+    net.connect(0, 3);
+    settle(&mut net);
+    assert_eq!(net.devices[3].node.offers().len(), 1);
+    let alice = net.id(0);
+    net.devices[3].node.expect_offers_from(alice);
+    net.disconnect(0, 3);
+    net.step(120_000);
+    net.connect(0, 3);
+    settle(&mut net);
+    assert!(net.devices[3].node.vault(&vault).is_some(), "taken in");
+    assert!(net.devices[3].node.offers().is_empty(), "the offer went");
+    let now = net.now_ms;
+    assert!(net.devices[3].node.accept_offer(vault, now).is_err());
+}

@@ -592,11 +592,15 @@ impl Relay {
     }
 }
 
-/// The IP address an address (of a direct connection) starts with.
+/// The IP address an address (of a direct connection) starts with, for the mailbox's
+/// per-address limits: an IPv6 address stands for its /64, which one host holds whole.
 fn ip_of(address: &Multiaddr) -> Option<IpAddr> {
     address.iter().find_map(|p| match p {
         Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        Protocol::Ip6(ip) => {
+            let prefix = u128::from(ip) & !((1u128 << 64) - 1);
+            Some(IpAddr::V6(std::net::Ipv6Addr::from(prefix)))
+        }
         _ => None,
     })
 }

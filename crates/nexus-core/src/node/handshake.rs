@@ -234,19 +234,22 @@ impl Node {
                 return;
             }
             let join = session.join.clone();
-            if join.is_none() && !self.offers.expected_from.contains(&peer) {
-                if self.offers.is_declined(&vault) {
-                    self.close_with(
-                        id,
-                        RefuseCode::NotMember,
-                        format!("this device declined vault {vault}"),
-                        out,
-                    );
-                    return;
-                }
-                if self.offers.is_waiting(&vault) {
-                    return; // held already: the person has not answered yet
-                }
+            if join.is_none() && self.offers.is_declined(&vault) {
+                self.close_with(
+                    id,
+                    RefuseCode::NotMember,
+                    format!("this device declined vault {vault}"),
+                    out,
+                );
+                return;
+            }
+            if join.is_none()
+                && !self.offers.expected_from.contains(&peer)
+                && self.offers.is_waiting(&vault)
+            {
+                // Held already, the person has not answered: keep what else the log holds.
+                self.offers.add_entries(&vault, entries, received);
+                return;
             }
             let (mut v, ingested) =
                 match Vault::from_entries(vault, entries, received, self.actor.clone()) {
@@ -309,6 +312,7 @@ impl Node {
                 }
             }
             out.batch.extend(batch);
+            self.offers.forget(&vault);
             self.vaults.insert(vault, v);
             out.events.push(Event::VaultJoined { vault });
             if let Some(s) = self.sessions.get_mut(&id) {

@@ -65,13 +65,35 @@ impl Offers {
         self.waiting.iter().any(|o| o.vault.id() == *vault)
     }
 
-    /// Holds an offer aside; the oldest goes when [`MAX_OFFERS`] already wait.
+    /// Holds an offer aside; the oldest goes when [`MAX_OFFERS`] already wait. One offer
+    /// per offering device: a new one from the same device replaces its last.
     pub(super) fn hold(&mut self, offer: Offer) {
-        self.waiting.retain(|o| o.vault.id() != offer.vault.id());
+        self.waiting
+            .retain(|o| o.vault.id() != offer.vault.id() && o.offered_by != offer.offered_by);
         while self.waiting.len() >= MAX_OFFERS {
             self.waiting.pop_front();
         }
         self.waiting.push_back(offer);
+    }
+
+    /// Takes more of an offered vault's log into the held offer (a member's entries that
+    /// arrive while the person has not answered: a revocation the first offerer left out).
+    pub(super) fn add_entries(
+        &mut self,
+        vault: &VaultId,
+        entries: Vec<crate::membership::SignedEntry>,
+        received: crate::membership::Received,
+    ) {
+        if let Some(offer) = self.waiting.iter_mut().find(|o| o.vault.id() == *vault) {
+            let ingested = offer.vault.ingest_entries(entries, received);
+            offer.batch.extend(ingested.batch);
+        }
+    }
+
+    /// Forgets an offer of a vault that was taken in another way (joined by invite, or
+    /// offered again by an expected device).
+    pub(super) fn forget(&mut self, vault: &VaultId) {
+        self.take(vault);
     }
 
     fn take(&mut self, vault: &VaultId) -> Option<Offer> {
@@ -83,6 +105,7 @@ impl Offers {
 impl Node {
     /// Takes in at once every vault `device` offers, without asking: the person named
     /// that device (a daemon told to dial it, say), so its approval is expected.
+    /// A vault the person declined stays declined.
     pub fn expect_offers_from(&mut self, device: DeviceId) {
         self.offers.expected_from.insert(device);
     }
@@ -111,6 +134,10 @@ impl Node {
             .offers
             .take(&vault)
             .ok_or(VaultError::NotOffered { vault })?;
+        if self.vaults.contains_key(&vault) {
+            // Taken in meanwhile (joined by invite): what the offer held is older.
+            return Ok(Output::default());
+        }
         self.vaults.insert(vault, offer.vault);
         let mut out = Output {
             batch: offer.batch,

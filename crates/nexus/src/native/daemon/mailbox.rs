@@ -36,6 +36,8 @@ const FETCH_RETRY_MS: u64 = 2_000;
 const RETRY_AFTER_FAILURE_MS: u64 = 30_000;
 /// Mailboxes read per vault: the newest keys this device holds.
 const KEYS_READ: usize = 3;
+/// Keys learned from key notices and kept per vault until the log brings a newer one.
+const MAX_NOTICE_KEYS: usize = 4;
 /// Bundle ids remembered as seen before the memory is cleared.
 const MAX_SEEN: usize = 100_000;
 
@@ -428,8 +430,11 @@ impl NativeEngine {
                 .map(|(_, k)| k.generation())
         });
         let learned = self.mailboxes.notice_keys.entry(vault).or_default();
+        // At most a few, so that notices a revoked device writes under an old key (it
+        // holds that key too) cost a bounded number of extra mailbox reads.
         if newest_held.is_some_and(|n| key.generation() <= n)
             || learned.iter().any(|k| k.generation() == key.generation())
+            || learned.len() >= MAX_NOTICE_KEYS
         {
             return false;
         }
