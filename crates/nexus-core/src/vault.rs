@@ -665,8 +665,9 @@ impl Vault {
             refused,
             ..Ingested::default()
         };
+        let accepted: std::collections::HashSet<&Hash> = ingested.accepted.iter().collect();
         for entry in &entries {
-            if ingested.accepted.contains(&entry.hash()) {
+            if accepted.contains(&entry.hash()) {
                 entry_record(&self.id(), entry, &mut ingested.batch);
             }
         }

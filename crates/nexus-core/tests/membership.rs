@@ -433,6 +433,7 @@ fn a_full_log_still_takes_revocations_and_one_author_cannot_fill_it() {
     let limits = LogLimits {
         max_entries: 12,
         max_entries_per_author: 9,
+        ..LogLimits::default()
     };
     let (log, _) = MembershipLog::create(&key(0), "v", [0; 16], 0).unwrap();
     let mut log = log.with_limits(limits);
@@ -1144,4 +1145,66 @@ fn a_bad_key_copy_is_refused_by_its_commitment_and_replaced_by_an_honest_admin()
     let (_, fresh) = vault.current_key(&alice).unwrap();
     assert!(fresh.generation() > 7);
     assert_eq!(vault.current_key(&carol).map(|(_, k)| k), Some(fresh));
+}
+
+/// Finding 6, with conflicts: a log whose entries race a revocation is judged entry by
+/// entry, which costs more per entry. One batch takes at most `MAX_BATCH_WORK` of it; the
+/// rest is postponed (a stranger's message costs a bounded amount), and later syncs take
+/// it in, so an honest log with an old race still arrives whole.
+#[test]
+fn a_log_with_a_revocation_race_costs_a_bounded_amount_per_batch_and_still_arrives_whole() {
+    use nexus_core::membership::{LogLimits, MAX_BATCH_WORK};
+    // The default budget, for a log 2,000 entries long, scaled down to one of 300.
+    let budget = MAX_BATCH_WORK / 100;
+    let (alice, dave) = (key(0), key(3));
+    let (mut log, genesis) = MembershipLog::create(&alice, "v", [0; 16], 0).unwrap();
+    log.add_device(&alice, dave.device_id(), Role::Admin, 1)
+        .unwrap();
+    let mut daves = log.clone();
+    log.revoke_device(&alice, dave.device_id(), Default::default(), 2)
+        .unwrap();
+    // Dave, not having seen it, approves someone: a conflict the rules settle by voiding.
+    daves.add_device(&dave, id(9), Role::Member, 3).unwrap();
+    merge(&mut log, &daves);
+    for n in 0..300u32 {
+        let mut secret = [7u8; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        let device = DeviceKey::from_secret_bytes(&secret).device_id();
+        log.add_device(&alice, device, Role::Member, 10 + u64::from(n))
+            .unwrap();
+    }
+    let mut batch = all_entries(&log);
+    batch.reverse();
+    let limits = LogLimits {
+        max_batch_work: budget,
+        ..LogLimits::default()
+    };
+    let mut fresh = MembershipLog::from_genesis(genesis)
+        .unwrap()
+        .with_limits(limits);
+    let mut calls = 0;
+    while fresh.len() < log.len() {
+        calls += 1;
+        assert!(calls <= 20, "no progress: {} of {}", fresh.len(), log.len());
+        let before = fresh.replay_work();
+        let (accepted, refused) = fresh.insert_many(batch.clone(), Received::STORED);
+        let spent = fresh.replay_work() - before;
+        // The budget, plus the one replay that crossed it and the final evaluation.
+        assert!(
+            spent <= budget + 8 * log.len() as u64,
+            "call {calls} visited {spent} entries"
+        );
+        assert!(!accepted.is_empty(), "call {calls} took nothing in");
+        assert!(refused.iter().all(|e| matches!(
+            e,
+            MembershipError::Postponed { .. } | MembershipError::MissingParents { .. }
+        )));
+    }
+    assert!(calls > 1, "the budget cut the first batch");
+    assert_eq!(fresh.heads(), log.heads());
+    assert_eq!(fresh.membership(), log.membership());
+    assert!(
+        !fresh.membership().is_member(&id(9)),
+        "Dave's racing approval is void"
+    );
 }

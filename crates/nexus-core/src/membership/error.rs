@@ -62,6 +62,15 @@ pub enum MembershipError {
         /// The author.
         author: DeviceId,
     },
+    /// Judging the entry's batch entry by entry took the most work one batch may take
+    /// ([`super::MAX_BATCH_WORK`]): it is taken in on a later sync.
+    #[error(
+        "entry {entry} waits for a later sync: its batch took the most work one batch may take"
+    )]
+    Postponed {
+        /// The entry.
+        entry: Hash,
+    },
     /// A redemption was passed on by a device that is not a member (a revoked device, a
     /// stranger): only its author or a member may present it.
     #[error(

@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::order::Replay;
 use super::{
-    Action, Entry, MAX_CLOCK_SKEW_MS, MAX_ENTRIES, MAX_ENTRIES_PER_AUTHOR, MAX_NAME_LEN,
-    Membership, MembershipError, Role, RuleViolation, SignedEntry, WorkSeen, evaluate, invite_key,
-    redemption_proof,
+    Action, Entry, MAX_BATCH_WORK, MAX_CLOCK_SKEW_MS, MAX_ENTRIES, MAX_ENTRIES_PER_AUTHOR,
+    MAX_NAME_LEN, Membership, MembershipError, Role, RuleViolation, SignedEntry, WorkSeen,
+    evaluate, invite_key, redemption_proof,
 };
 use crate::hash::Hash;
 use crate::identity::{DeviceId, DeviceKey};
@@ -34,6 +34,9 @@ pub struct LogLimits {
     pub max_entries: usize,
     /// Most entries of any kind by one author.
     pub max_entries_per_author: usize,
+    /// Most entries the rules visit judging one batch entry by entry (see
+    /// [`MAX_BATCH_WORK`]).
+    pub max_batch_work: u64,
 }
 
 impl Default for LogLimits {
@@ -41,6 +44,7 @@ impl Default for LogLimits {
         Self {
             max_entries: MAX_ENTRIES,
             max_entries_per_author: MAX_ENTRIES_PER_AUTHOR,
+            max_batch_work: MAX_BATCH_WORK,
         }
     }
 }
@@ -394,6 +398,7 @@ impl MembershipLog {
         let heads: Vec<Hash> = heads.into_iter().collect();
         let replay = Replay::new(&self.entries, &heads);
         self.work += 2 * replay.order.len() as u64;
+        let mut postponed: HashSet<Hash> = HashSet::new();
         let (verdicts, outcome): (Vec<Option<RuleViolation>>, _) = match replay.conflicts() {
             Some(outcome) => {
                 let verdicts = candidates
@@ -407,13 +412,23 @@ impl MembershipLog {
             }
             // Revocations or a twice-redeemed invite: judge each entry by a replay of its
             // own causal past (only admins can sign what gets a log here).
+            // A batch takes at most `max_batch_work` of this; what is left waits for a later
+            // sync (a stranger's log of races costs a bounded amount per message).
             None => {
+                let mut spent = 0u64;
+                let budget = self.limits.max_batch_work;
                 let verdicts = candidates
                     .iter()
                     .map(|c| {
+                        if spent > budget {
+                            postponed.insert(c.hash);
+                            return None;
+                        }
                         let own = Replay::new(&self.entries, &[c.hash]);
                         let outcome = own.run();
-                        self.work += (own.order.len() * (outcome.passes + 1)) as u64;
+                        let cost = (own.order.len() * (outcome.passes + 1)) as u64;
+                        spent += cost;
+                        self.work += cost;
                         let at = own.position.get(&c.hash);
                         at.and_then(|i| outcome.refused.get(i)).cloned()
                     })
@@ -427,7 +442,9 @@ impl MembershipLog {
         for (signed, verdict) in candidates.into_iter().zip(verdicts) {
             let hash = signed.hash;
             let entry = &signed.entry;
-            let error = if let Some(rule) = verdict {
+            let error = if postponed.contains(&hash) {
+                Some(MembershipError::Postponed { entry: hash })
+            } else if let Some(rule) = verdict {
                 Some(MembershipError::Rejected {
                     entry: hash,
                     action: entry.action.name(),

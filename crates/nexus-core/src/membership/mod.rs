@@ -122,6 +122,10 @@ pub use state::{Invite, KeyInfo, Member, Membership, Revocation};
 pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 /// Longest an invite may stay open (30 days).
 pub const MAX_INVITE_LIFETIME_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// Most entries the rules visit judging one batch entry by entry (a batch with
+/// revocation races, see [`MembershipLog::insert_many`]); the rest of such a batch is
+/// postponed to a later sync.
+pub const MAX_BATCH_WORK: u64 = 2_000_000;
 /// Most entries one author may write.
 pub const MAX_ENTRIES_PER_AUTHOR: usize = 10_000;
 /// Most parents an entry may name.
