@@ -39,6 +39,7 @@ use crate::document::{Applied, ChangeError, Document, LoadError, LocalChange, Si
 use crate::hash::Hash;
 use crate::identity::{DeviceId, DeviceKey};
 use crate::ids::{DocId, VaultId};
+use crate::membership::MAX_SEALED_KEYS;
 use crate::membership::{
     Action, EntryError, Membership, MembershipError, MembershipLog, Received, Role, SignedEntry,
     WorkSeen,
@@ -473,7 +474,7 @@ impl Vault {
         let current = membership.current_key().filter(|(_, info)| {
             info.sealed.keys().any(|holder| membership.is_admin(holder)) && !bad_for_me(info)
         });
-        let action = match current {
+        match current {
             None => {
                 let generation = membership
                     .keys()
@@ -482,17 +483,35 @@ impl Vault {
                     .max()
                     .unwrap_or(0);
                 let key = VaultKey::derive(admin, &vault, &self.log.heads(), generation);
-                let sealed = membership
+                let mut sealed = membership
                     .members()
                     .keys()
                     .map(|device| seal_key(&key, &vault, device))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(seal_error)?;
-                Action::NewKey {
-                    generation,
-                    commitment: key.commitment(&vault),
-                    sealed,
+                // An entry carries at most MAX_SEALED_KEYS copies: the rest follow in
+                // ShareKey entries.
+                let rest = sealed.split_off(sealed.len().min(MAX_SEALED_KEYS));
+                let new_key = self.log.author(
+                    admin,
+                    Action::NewKey {
+                        generation,
+                        commitment: key.commitment(&vault),
+                        sealed,
+                    },
+                    now_ms,
+                )?;
+                let mut batch = self.record_entry(&new_key);
+                for chunk in rest.chunks(MAX_SEALED_KEYS) {
+                    let share = Action::ShareKey {
+                        key: new_key.hash(),
+                        generation,
+                        sealed: chunk.to_vec(),
+                    };
+                    let entry = self.log.author(admin, share, now_ms)?;
+                    batch.extend(self.record_entry(&entry));
                 }
+                Ok(batch)
             }
             Some((hash, info)) => {
                 // Only an admin holding the key can share it; others wait for one who does.
@@ -508,18 +527,20 @@ impl Vault {
                         sealed.push(copy);
                     }
                 }
-                if sealed.is_empty() {
-                    return Ok(Batch::new());
+                let generation = info.generation;
+                let mut batch = Batch::new();
+                for chunk in sealed.chunks(MAX_SEALED_KEYS) {
+                    let share = Action::ShareKey {
+                        key: hash,
+                        generation,
+                        sealed: chunk.to_vec(),
+                    };
+                    let entry = self.log.author(admin, share, now_ms)?;
+                    batch.extend(self.record_entry(&entry));
                 }
-                Action::ShareKey {
-                    key: hash,
-                    generation: info.generation,
-                    sealed,
-                }
+                Ok(batch)
             }
-        };
-        let entry = self.log.author(admin, action, now_ms)?;
-        Ok(self.record_entry(&entry))
+        }
     }
 
     /// The vault key to encrypt with now, opened with this device's key, and the hash of

@@ -1439,3 +1439,124 @@ fn a_waiting_offer_keeps_later_entries_and_goes_once_the_vault_is_joined_another
     let now = net.now_ms;
     assert!(net.devices[3].node.accept_offer(vault, now).is_err());
 }
+
+/// A big log with an old revocation race (each batch of it judged entry by entry, over
+/// the work one batch may take) still reaches a device that joins by invite: the
+/// inviter's log is taken in whole, batch after batch.
+#[test]
+fn a_device_joining_a_big_log_with_a_revocation_race_gets_all_of_it() {
+    use nexus_core::membership::{Action, Entry, MembershipError, WorkSeen};
+    use nexus_core::{Hash, Received, SignedEntry};
+    let mut net = Network::new(2, 46, CONFIG);
+    let alice = net.devices[0].node.key().clone();
+    let dave = DeviceKey::from_secret_bytes(&[3; 32]);
+    let sign = |key: &DeviceKey, vault, parents: Vec<Hash>, at: u64, action| -> SignedEntry {
+        Entry {
+            vault,
+            parents,
+            author: key.device_id(),
+            timestamp_ms: at,
+            action,
+        }
+        .sign(key)
+    };
+    let genesis = sign(
+        &alice,
+        None,
+        Vec::new(),
+        1,
+        Action::Genesis {
+            name: "big".into(),
+            nonce: [4; 16],
+        },
+    );
+    let vault = VaultId(genesis.hash());
+    let v = Some(vault);
+    let add_dave = sign(
+        &alice,
+        v,
+        vec![genesis.hash()],
+        2,
+        Action::AddDevice {
+            device: dave.device_id(),
+            role: Role::Admin,
+        },
+    );
+    let revoke = sign(
+        &alice,
+        v,
+        vec![add_dave.hash()],
+        3,
+        Action::RevokeDevice {
+            device: dave.device_id(),
+            seen: WorkSeen::new(),
+        },
+    );
+    let racing = sign(
+        &dave,
+        v,
+        vec![add_dave.hash()],
+        3,
+        Action::AddDevice {
+            device: DeviceKey::from_secret_bytes(&[5; 32]).device_id(),
+            role: Role::Member,
+        },
+    );
+    let mut parents = vec![revoke.hash(), racing.hash()];
+    parents.sort();
+    let mut entries = vec![genesis, add_dave, revoke, racing];
+    for n in 0..1_400u32 {
+        let mut secret = [8u8; 32];
+        secret[..4].copy_from_slice(&n.to_le_bytes());
+        let entry = sign(
+            &alice,
+            v,
+            parents,
+            10 + u64::from(n),
+            Action::AddDevice {
+                device: DeviceKey::from_secret_bytes(&secret).device_id(),
+                role: Role::Member,
+            },
+        );
+        parents = vec![entry.hash()];
+        entries.push(entry);
+    }
+    let total = entries.len();
+    // Alice's node gets the vault (as another process of hers would have stored it).
+    let (mut held, ingested) =
+        Vault::from_entries(vault, entries.clone(), Received::STORED, ActorId::random()).unwrap();
+    assert!(
+        ingested
+            .refused
+            .iter()
+            .any(|e| matches!(e, MembershipError::Postponed { .. })),
+        "one batch does not take it all"
+    );
+    for _ in 0..20 {
+        let _ = held.ingest_entries(entries.clone(), Received::STORED);
+    }
+    assert_eq!(held.log().len(), total);
+    let now = net.now_ms;
+    let out = net.devices[0].node.refresh_vault(held, now);
+    net.apply_output(0, out);
+    let secret = [9u8; 32];
+    let (invite, out) = net.devices[0]
+        .node
+        .create_invite(vault, &secret, Role::Member, now + 3_600_000, now)
+        .unwrap();
+    net.apply_output(0, out);
+    net.connect(0, 1);
+    let _ = net.join(1, 0, vault, JoinRequest { invite, secret });
+    settle(&mut net);
+    let joined = net.devices[1]
+        .node
+        .vault(&vault)
+        .unwrap_or_else(|| panic!("not joined: {:?}", net.refusals));
+    let inviters = net.devices[0].node.vault(&vault).unwrap();
+    assert!(
+        joined.log().len() > total,
+        "the whole log and what came after"
+    );
+    assert_eq!(joined.log().heads(), inviters.log().heads());
+    assert!(joined.membership().is_member(&net.id(1)));
+}

@@ -11,9 +11,12 @@ use crate::DecodeError;
 use crate::hash::Hash;
 use crate::identity::DeviceId;
 use crate::ids::VaultId;
-use crate::membership::{Membership, Received, SignedEntry};
+use crate::membership::{Membership, MembershipError, Received, SignedEntry};
 use crate::protocol::{JoinProof, JoinRequest, Message, RefuseCode};
 use crate::vault::Vault;
+
+/// Batches a trusted log (the inviter's, or a named device's) may take to arrive whole.
+const MAX_TRUSTED_ROUNDS: usize = 64;
 
 impl Node {
     /// Opens a session with `peer` (authenticated by the transport) about `vault`. The
@@ -251,7 +254,12 @@ impl Node {
                 self.offers.add_entries(&vault, entries, received);
                 return;
             }
-            let (mut v, ingested) =
+            // From the inviter, or a device the person named, a log is taken in whole even
+            // when its races make a batch postpone part of it; from anyone else, one
+            // bounded batch per message.
+            let trusted = join.is_some() || self.offers.expected_from.contains(&peer);
+            let again = trusted.then(|| entries.clone());
+            let (mut v, mut ingested) =
                 match Vault::from_entries(vault, entries, received, self.actor.clone()) {
                     Ok(x) => x,
                     Err(e) => {
@@ -264,6 +272,23 @@ impl Node {
                         return;
                     }
                 };
+            if let Some(entries) = again {
+                for _ in 0..MAX_TRUSTED_ROUNDS {
+                    let postponed = ingested
+                        .refused
+                        .iter()
+                        .any(|e| matches!(e, MembershipError::Postponed { .. }));
+                    if !postponed {
+                        break;
+                    }
+                    let more = v.ingest_entries(entries.iter().cloned(), received);
+                    if more.accepted.is_empty() {
+                        break;
+                    }
+                    ingested.batch.extend(more.batch);
+                    ingested.refused = more.refused;
+                }
+            }
             let mut batch = ingested.batch;
             if join.is_none()
                 && v.membership().is_member(&me)
