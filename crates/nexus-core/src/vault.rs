@@ -468,11 +468,18 @@ impl Vault {
         // A current key that no admin holds a copy of (its maker was demoted) cannot be
         // shared: replace it. So is one whose copies to this admin all fail to open or to
         // match the key's commitment (a hostile admin's bad key).
-        let bad_for_me = |info: &crate::membership::KeyInfo| {
-            info.sealed.contains_key(&me) && info.open_for(&vault, admin).is_none()
+        // So is one that left this admin out though it was a member when the key was made
+        // (a hostile admin's key sealed to itself alone would stall every deposit).
+        let admitted = membership.members().get(&me).map(|m| m.admitted_by);
+        let bad_for_me = |hash: &Hash, info: &crate::membership::KeyInfo| {
+            if info.sealed.contains_key(&me) {
+                info.open_for(&vault, admin).is_none()
+            } else {
+                admitted.is_some_and(|a| self.log.ancestry(&[*hash]).contains(&a))
+            }
         };
-        let current = membership.current_key().filter(|(_, info)| {
-            info.sealed.keys().any(|holder| membership.is_admin(holder)) && !bad_for_me(info)
+        let current = membership.current_key().filter(|(hash, info)| {
+            info.sealed.keys().any(|holder| membership.is_admin(holder)) && !bad_for_me(hash, info)
         });
         match current {
             None => {

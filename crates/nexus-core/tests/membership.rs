@@ -1208,3 +1208,38 @@ fn a_log_with_a_revocation_race_costs_a_bounded_amount_per_batch_and_still_arriv
         "Dave's racing approval is void"
     );
 }
+
+/// A hostile admin makes a key sealed to itself alone, leaving out members it had seen:
+/// an honest admin left out replaces it, rather than waiting for a copy that never comes.
+#[test]
+fn a_key_sealed_to_its_maker_alone_is_replaced_by_an_admin_it_left_out() {
+    let (alice, mallory, carol) = (key(0), key(1), key(2));
+    let (mut vault, _) = Vault::create(&alice, "v", [0; 16], 0, ActorId::random()).unwrap();
+    let _ = vault
+        .add_device(&alice, mallory.device_id(), Role::Admin, 1)
+        .unwrap();
+    let _ = vault
+        .add_device(&alice, carol.device_id(), Role::Member, 2)
+        .unwrap();
+    let _ = vault.maintain_keys(&alice, 3).unwrap();
+    let hoarded = VaultKey::derive(&mallory, &vault.id(), &[], 5);
+    let own = seal_key(&hoarded, &vault.id(), &mallory.device_id()).unwrap();
+    let mut log = vault.log().clone();
+    let entry = log
+        .author(
+            &mallory,
+            Action::NewKey {
+                generation: 5,
+                commitment: hoarded.commitment(&vault.id()),
+                sealed: vec![own],
+            },
+            4,
+        )
+        .unwrap();
+    let _ = vault.ingest_entries(vec![entry], Received::STORED);
+    assert!(vault.current_key(&carol).is_none(), "Carol was left out");
+    let _ = vault.maintain_keys(&alice, 5).unwrap();
+    let (_, fresh) = vault.current_key(&alice).expect("Alice made a new key");
+    assert!(fresh.generation() > 5);
+    assert_eq!(vault.current_key(&carol).map(|(_, k)| k), Some(fresh));
+}

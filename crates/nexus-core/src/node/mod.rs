@@ -243,6 +243,11 @@ impl Node {
         let Some(session) = self.sessions.get(&id) else {
             return true;
         };
+        if session.phase == Phase::Hello {
+            // Before the peer's Hello it would be dropped anyway (the peer resends): drop it
+            // unread, and do not count it against what the session takes.
+            return false;
+        }
         let vouched = session
             .vault
             .and_then(|v| self.vaults.get(&v))
