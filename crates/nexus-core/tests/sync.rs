@@ -47,6 +47,29 @@ fn vault_with(n: usize, seed: u64, config: NodeConfig) -> (Network, VaultId) {
     (net, vault)
 }
 
+/// Device `maker` creates a vault named `name` and approves device `approved` by id.
+fn vault_approving(
+    net: &mut Network,
+    maker: usize,
+    (name, nonce): (&str, u8),
+    approved: usize,
+    role: Role,
+) -> VaultId {
+    let now = net.now_ms;
+    let (vault, out) = net.devices[maker]
+        .node
+        .create_vault(name, [nonce; 16], now)
+        .unwrap();
+    net.apply_output(maker, out);
+    let id = net.id(approved);
+    let out = net.devices[maker]
+        .node
+        .add_device(vault, id, role, now)
+        .unwrap();
+    net.apply_output(maker, out);
+    vault
+}
+
 fn put(net: &mut Network, i: usize, vault: VaultId, d: DocId, key: &str, value: i64) {
     let now = net.now_ms;
     if net.devices[i]
@@ -1186,28 +1209,8 @@ fn an_approval_this_device_never_asked_for_waits_for_the_person_and_a_declined_o
     // Device 0: a member's vault that approves device 1; device 2: a stranger that does
     // the same with a vault of its own.
     let mut net = Network::new(3, 41, CONFIG);
-    let now = net.now_ms;
-    let (family, out) = net.devices[0]
-        .node
-        .create_vault("family", [0; 16], now)
-        .unwrap();
-    net.apply_output(0, out);
-    let me = net.id(1);
-    let out = net.devices[0]
-        .node
-        .add_device(family, me, Role::Member, now)
-        .unwrap();
-    net.apply_output(0, out);
-    let (spam, out) = net.devices[2]
-        .node
-        .create_vault("free prizes", [9; 16], now)
-        .unwrap();
-    net.apply_output(2, out);
-    let out = net.devices[2]
-        .node
-        .add_device(spam, me, Role::Admin, now)
-        .unwrap();
-    net.apply_output(2, out);
+    let family = vault_approving(&mut net, 0, ("family", 0), 1, Role::Member);
+    let spam = vault_approving(&mut net, 2, ("free prizes", 9), 1, Role::Admin);
     put(&mut net, 0, family, doc(1), "milk", 1);
     net.devices[1].accepts_offers = false;
     let stored_before = net.devices[1].store.records().clone();
@@ -1255,19 +1258,9 @@ fn a_flood_of_offered_vaults_keeps_a_bounded_number_waiting() {
     let n = nexus_core::node::MAX_OFFERS + 3;
     let mut net = Network::new(n + 1, 42, CONFIG);
     net.devices[0].accepts_offers = false;
-    let me = net.id(0);
-    let now = net.now_ms;
     for i in 1..=n {
-        let (vault, out) = net.devices[i]
-            .node
-            .create_vault(&format!("spam {i}"), [i as u8; 16], now)
-            .unwrap();
-        net.apply_output(i, out);
-        let out = net.devices[i]
-            .node
-            .add_device(vault, me, Role::Member, now)
-            .unwrap();
-        net.apply_output(i, out);
+        let name = format!("spam {i}");
+        vault_approving(&mut net, i, (&name, i as u8), 0, Role::Member);
         net.connect(0, i);
         settle(&mut net);
     }
@@ -1352,18 +1345,7 @@ fn five_hundred_seeds_with_a_hostile_member_converge() {
 fn a_stranger_sending_entries_again_and_again_is_read_a_bounded_number_of_times() {
     let mut net = Network::new(2, 44, CONFIG);
     net.devices[0].accepts_offers = false;
-    let now = net.now_ms;
-    let (spam, out) = net.devices[1]
-        .node
-        .create_vault("spam", [1; 16], now)
-        .unwrap();
-    net.apply_output(1, out);
-    let me = net.id(0);
-    let out = net.devices[1]
-        .node
-        .add_device(spam, me, Role::Member, now)
-        .unwrap();
-    net.apply_output(1, out);
+    let spam = vault_approving(&mut net, 1, ("spam", 1), 0, Role::Member);
     net.connect(0, 1);
     settle(&mut net);
     assert_eq!(net.devices[0].node.offers().len(), 1);
