@@ -388,14 +388,6 @@ impl Message {
         w.finish()
     }
 
-    /// Whether `bytes` hold an `Entries` message, read from their first bytes only:
-    /// before any of its signatures is checked (what bounds a stranger's cost).
-    pub fn is_entries(bytes: &[u8]) -> bool {
-        let mut r = Reader::new(bytes);
-        matches!(r.varint("protocol version"), Ok(PROTOCOL_VERSION))
-            && matches!(r.u8("message tag"), Ok(1))
-    }
-
     /// Decodes a message, checking every limit and every entry's signature. Change
     /// signatures are checked when the changes are applied (in one batch).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {

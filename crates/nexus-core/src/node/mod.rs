@@ -85,8 +85,6 @@ pub struct Node {
     sessions: BTreeMap<SessionId, Session>,
     /// Vaults offered by an approval, waiting for the person's answer.
     offers: offers::Offers,
-    /// See [`Node::unvouched_entries_dropped`].
-    unvouched_dropped: u64,
     /// Held changes of sessions that closed before their last slice, to be stored.
     unfinished: Vec<(VaultId, DocId, Held)>,
     next_session: u64,
@@ -104,7 +102,6 @@ impl Node {
             vaults: BTreeMap::new(),
             sessions: BTreeMap::new(),
             offers: offers::Offers::default(),
-            unvouched_dropped: 0,
             unfinished: Vec::new(),
             next_session: 0,
             bloom_salt: 0,
@@ -184,10 +181,6 @@ impl Node {
     }
 
     fn handle_message_now(&mut self, id: SessionId, bytes: &[u8], now_ms: u64, out: &mut Output) {
-        if Message::is_entries(bytes) && !self.take_unvouched_entries(id) {
-            self.unvouched_dropped += 1;
-            return;
-        }
         let message = match Message::decode(bytes) {
             Ok(message) => message,
             Err(e) => {
@@ -235,37 +228,6 @@ impl Node {
                 self.on_document_message(id, other, now_ms, out);
             }
         }
-    }
-
-    /// Whether an `Entries` message of session `id` is to be read: always from a member,
-    /// and [`session::MAX_UNVOUCHED_ENTRIES`] times from anyone else.
-    fn take_unvouched_entries(&mut self, id: SessionId) -> bool {
-        let Some(session) = self.sessions.get(&id) else {
-            return true;
-        };
-        if session.phase == Phase::Hello {
-            // Before the peer's Hello it would be dropped anyway (the peer resends): drop it
-            // unread, and do not count it against what the session takes.
-            return false;
-        }
-        let vouched = session
-            .vault
-            .and_then(|v| self.vaults.get(&v))
-            .is_some_and(|v| v.membership().is_member(&session.peer));
-        if vouched {
-            return true;
-        }
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return true;
-        };
-        session.unvouched_entries += 1;
-        session.unvouched_entries <= session::MAX_UNVOUCHED_ENTRIES
-    }
-
-    /// `Entries` messages dropped unread because a peer that is not a member sent more
-    /// than a session takes (a measure of what strangers tried).
-    pub fn unvouched_entries_dropped(&self) -> u64 {
-        self.unvouched_dropped
     }
 
     /// Routes a message of a ready session to the topic it belongs to.

@@ -37,9 +37,6 @@ pub(super) struct Session {
     pub(super) sent_entries: bool,
     /// Whether the peer sent us its entries without withholding.
     pub(super) got_entries: bool,
-    /// `Entries` messages taken from the peer while it was not a member here (see
-    /// [`MAX_UNVOUCHED_ENTRIES`]).
-    pub(super) unvouched_entries: usize,
     /// Whether a document message was dropped because it came before the handshake ended
     /// (the peer was ready first: an offer waiting for the person's answer).
     pub(super) dropped_early: bool,
@@ -59,11 +56,6 @@ pub(super) struct Session {
     /// Messages that arrived while a snapshot was being checked, in order.
     pub(super) backlog: VecDeque<Vec<u8>>,
 }
-
-/// Most `Entries` messages a session takes (decodes and checks) from a peer that is not a
-/// member here: enough for a join or an offer and their retries; more are dropped unread,
-/// so a stranger costs at most this many signature checks of a full message.
-pub(super) const MAX_UNVOUCHED_ENTRIES: usize = 8;
 
 /// Most messages a session may queue while one of its snapshots is checked.
 pub(super) const MAX_BACKLOG: usize = 1024;
@@ -86,7 +78,6 @@ impl Session {
             sent_entries: false,
             got_entries: false,
             dropped_early: false,
-            unvouched_entries: 0,
             their_heads: HashMap::new(),
             have_sent: HashMap::new(),
             need_sent: HashMap::new(),
