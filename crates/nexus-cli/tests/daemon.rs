@@ -98,6 +98,14 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failed test shows what each of its daemons logged.
+            eprintln!(
+                "--- log of the daemon of {}:\n{}",
+                self.home.display(),
+                self.log()
+            );
+        }
     }
 }
 

@@ -18,7 +18,8 @@ use crate::storage::{Batch, Storage, Table};
 const VERSION: u64 = 1;
 /// Most addresses remembered per peer.
 pub const MAX_ADDRESSES: usize = 16;
-const MAX_ADDRESS_LEN: usize = 256;
+/// Longest address kept, in bytes.
+pub const MAX_ADDRESS_LEN: usize = 256;
 const MAX_VAULTS: usize = 1024;
 
 /// What this device remembers about another device.

@@ -5,7 +5,8 @@
 
 use nexus_core::node::{Node, NodeConfig};
 use nexus_core::peering::{
-    At, InboundId, Input, JoinId, JoinOutcome, Peering, PeeringConfig, PeeringEvent,
+    At, InboundId, Input, JoinId, JoinOutcome, MAX_NEIGHBOURS, NEIGHBOUR_DIALS, Peering,
+    PeeringConfig, PeeringEvent,
 };
 use nexus_core::protocol::{Message, RefuseCode};
 use nexus_core::sim::{Network, SIM_PEERING};
@@ -673,6 +674,146 @@ fn devices_met_by_chance_get_no_peer_record_until_they_are_dialed_on_purpose() {
     let actions = peering.handle(&mut node, at(200), connected(friend));
     assert!(!actions.peer_records.is_empty());
     assert_eq!(peering.peers()[&friend].last_seen_ms, 200);
+}
+
+/// A supervisor of `key`'s device, with its node, nothing connected.
+fn supervisor_of(key: DeviceKey) -> (DeviceKey, Node, Peering) {
+    let node = Node::new(key.clone(), ActorId::random(), CONFIG);
+    let peering = Peering::new(key.device_id(), PeeringConfig::new());
+    (key, node, peering)
+}
+
+/// `device` announced on the local network at `addresses`.
+fn announced(device: DeviceId, addresses: Vec<String>) -> Input {
+    Input::Discovered { device, addresses }
+}
+
+/// What dials `actions` asks for `device`, as its address lists.
+fn dials_of(actions: &nexus_core::peering::Actions, device: DeviceId) -> Vec<Vec<String>> {
+    actions
+        .dial
+        .iter()
+        .filter(|d| d.device == Some(device))
+        .map(|d| d.addresses.clone())
+        .collect()
+}
+
+#[test]
+fn a_device_found_on_the_lan_is_dialed_again_after_failures_a_bounded_number_of_times() {
+    let (me, mut node, mut peering) = supervisor_of(device(1));
+    let neighbour = device(2).device_id();
+    let addresses = vec![
+        "/ip4/10.0.0.2/tcp/4001".to_owned(),
+        "/ip4/10.0.0.2/udp/4001/quic-v1".to_owned(),
+    ];
+    let found = announced(neighbour, addresses.clone());
+    // Found: one dial with every address it announced (not one per address, which would
+    // collide with each other and count as failures).
+    let actions = peering.handle(&mut node, at(0), found);
+    assert_eq!(dials_of(&actions, neighbour), vec![addresses.clone()]);
+    // Both sides dialing at once can fail both dials: it is tried again, with backoff,
+    // until NEIGHBOUR_DIALS dials in all went out.
+    let mut now = 0;
+    let mut dials = 1;
+    loop {
+        let _ = peering.handle(&mut node, at(now), Input::DialFailed { device: neighbour });
+        let Some(due) = peering.poll_timeout() else {
+            break;
+        };
+        assert!(due > now, "a redial waits");
+        now = due;
+        let actions = peering.handle(&mut node, at(now), Input::Tick);
+        assert_eq!(dials_of(&actions, neighbour), vec![addresses.clone()]);
+        dials += 1;
+        assert!(dials <= NEIGHBOUR_DIALS, "at most {NEIGHBOUR_DIALS} dials");
+    }
+    assert_eq!(dials, NEIGHBOUR_DIALS);
+    assert!(peering.peers().is_empty(), "met by chance: no peer record");
+    // Announced again later (after mDNS's record expired): dialed again, a round anew.
+    let found = announced(neighbour, addresses.clone());
+    let actions = peering.handle(&mut node, at(now + 60_000), found);
+    assert_eq!(dials_of(&actions, neighbour).len(), 1);
+    let _ = peering.handle(&mut node, at(now + 60_000), connected(neighbour));
+    assert_eq!(peering.poll_timeout(), None, "connected: no redial");
+    // A connection that comes up ends the retries; nothing of it is stored.
+    let other = device(3).device_id();
+    let found = announced(other, addresses.clone());
+    let _ = peering.handle(&mut node, at(now + 70_000), found);
+    let _ = peering.handle(&mut node, at(now + 70_000), connected(other));
+    let _ = peering.handle(
+        &mut node,
+        at(now + 70_001),
+        Input::DialFailed { device: other },
+    );
+    assert_eq!(peering.poll_timeout(), None);
+    // A connected device, this device itself, or one announced while offline is not dialed.
+    let found = announced(other, addresses.clone());
+    assert!(
+        peering
+            .handle(&mut node, at(now + 80_000), found)
+            .dial
+            .is_empty()
+    );
+    let found = announced(me.device_id(), addresses.clone());
+    assert!(
+        peering
+            .handle(&mut node, at(now + 80_000), found)
+            .dial
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_lan_full_of_strangers_costs_a_bounded_table_and_bounded_dials() {
+    let (_, mut node, mut peering) = supervisor_of(device(1));
+    let strangers: Vec<DeviceId> = (0..(MAX_NEIGHBOURS as u32 + 100))
+        .map(|n| {
+            let mut secret = [7u8; 32];
+            secret[..4].copy_from_slice(&n.to_le_bytes());
+            DeviceKey::from_secret_bytes(&secret).device_id()
+        })
+        .collect();
+    let mut dials = 0;
+    for (n, stranger) in strangers.iter().enumerate() {
+        let found = Input::Discovered {
+            device: *stranger,
+            // Over-long addresses are dropped, and a device with none left is not dialed.
+            addresses: vec![
+                format!("/ip4/10.0.{}.{}/tcp/4001", n / 250, n % 250),
+                "x".repeat(300),
+            ],
+        };
+        let actions = peering.handle(&mut node, at(0), found);
+        for dial in &actions.dial {
+            assert_eq!(dial.addresses.len(), 1, "the over-long address was dropped");
+        }
+        dials += actions.dial.len();
+        let _ = peering.handle(&mut node, at(0), Input::DialFailed { device: *stranger });
+    }
+    assert_eq!(dials, strangers.len(), "each is dialed once when found");
+    // Only MAX_NEIGHBOURS of them are tried again, each at most NEIGHBOUR_DIALS times.
+    let mut redials = 0;
+    let mut now = 0;
+    while let Some(due) = peering.poll_timeout() {
+        now = due;
+        let actions = peering.handle(&mut node, at(now), Input::Tick);
+        for dial in &actions.dial {
+            redials += 1;
+            let device = dial.device.expect("a device");
+            let _ = peering.handle(&mut node, at(now), Input::DialFailed { device });
+        }
+        assert!(
+            redials <= MAX_NEIGHBOURS * NEIGHBOUR_DIALS as usize,
+            "bounded"
+        );
+    }
+    assert_eq!(redials, MAX_NEIGHBOURS * (NEIGHBOUR_DIALS as usize - 1));
+    assert!(peering.peers().is_empty());
+    let found = announced(strangers[0], vec!["x".repeat(300)]);
+    assert!(
+        peering.handle(&mut node, at(now), found).dial.is_empty(),
+        "no usable address"
+    );
 }
 
 #[test]

@@ -3,11 +3,11 @@
 
 use super::address::AddressParts;
 use super::io::{Actions, Dial};
-use super::{At, Peering};
+use super::{At, MAX_NEIGHBOURS, NEIGHBOUR_DIALS, Neighbour, Peering};
 use crate::identity::DeviceId;
 use crate::ids::VaultId;
 use crate::node::Node;
-use crate::peers::PeerRecord;
+use crate::peers::{MAX_ADDRESS_LEN, MAX_ADDRESSES, PeerRecord};
 
 impl Peering {
     pub(super) fn is_banned(&self, at: At, device: &DeviceId) -> bool {
@@ -34,6 +34,7 @@ impl Peering {
             return;
         }
         self.next_dial.remove(&device);
+        self.neighbours.remove(&device);
         // Only devices already in the table are remembered (an address dialed on
         // purpose, a past session): a device met by chance (mDNS, a rendezvous lookup)
         // earns its record by syncing, so a LAN full of strangers cannot fill the table.
@@ -71,8 +72,58 @@ impl Peering {
         if let Some(record) = self.peers.get_mut(&device) {
             record.failures = record.failures.saturating_add(1);
             self.save_record(&device, actions);
+        } else if let Some(neighbour) = self.neighbours.get_mut(&device) {
+            neighbour.failures = neighbour.failures.saturating_add(1);
+            if neighbour.failures >= NEIGHBOUR_DIALS {
+                self.neighbours.remove(&device);
+            } else {
+                let delay = self.config.backoff.delay_ms(neighbour.failures, at.random);
+                self.next_dial.insert(device, at.now_ms + delay);
+            }
+            return;
         }
         self.schedule_redial(at, device);
+    }
+
+    /// A device found on the local network: dialed now unless connected (or banned), and
+    /// remembered, while there is room, to dial again when that fails.
+    pub(super) fn on_discovered(
+        &mut self,
+        at: At,
+        device: DeviceId,
+        mut addresses: Vec<String>,
+        actions: &mut Actions,
+    ) {
+        addresses.retain(|a| a.len() <= MAX_ADDRESS_LEN);
+        addresses.truncate(MAX_ADDRESSES);
+        if device == self.me
+            || addresses.is_empty()
+            || self.connected.contains(&device)
+            || self.is_banned(at, &device)
+            || !self.may_dial()
+        {
+            return;
+        }
+        if let Some(record) = self.peers.get_mut(&device) {
+            // A known peer: its record's backoff applies, these addresses first.
+            for address in addresses.iter().rev() {
+                record.add_address(address);
+            }
+            addresses = record.addresses.clone();
+            self.save_record(&device, actions);
+        } else if self.neighbours.contains_key(&device) || self.neighbours.len() < MAX_NEIGHBOURS {
+            let failures = self.neighbours.get(&device).map_or(0, |n| n.failures);
+            let neighbour = Neighbour {
+                addresses: addresses.clone(),
+                failures,
+            };
+            self.neighbours.insert(device, neighbour);
+        }
+        self.next_dial.remove(&device);
+        actions.dial.push(Dial {
+            device: Some(device),
+            addresses,
+        });
     }
 
     /// Redials a known peer after the backoff its failures call for.
@@ -137,12 +188,14 @@ impl Peering {
             .collect();
         for device in due {
             self.next_dial.remove(&device);
-            let Some(record) = self.peers.get(&device) else {
-                continue;
+            let addresses = match (self.peers.get(&device), self.neighbours.get(&device)) {
+                (Some(record), _) => record.addresses.clone(),
+                (None, Some(neighbour)) => neighbour.addresses.clone(),
+                (None, None) => continue,
             };
             actions.dial.push(Dial {
                 device: Some(device),
-                addresses: record.addresses.clone(),
+                addresses,
             });
         }
     }

@@ -62,6 +62,16 @@ pub enum Input {
         /// The multiaddr, as text.
         address: String,
     },
+    /// `device` was found on the local network (mDNS) at `addresses` (without
+    /// `/p2p/<device>`, all it announced at once): dialed now unless connected, and again
+    /// with backoff a few times when that fails, without a place in the peer table (see
+    /// [`super::MAX_NEIGHBOURS`]).
+    Discovered {
+        /// The device.
+        device: DeviceId,
+        /// Where it said it listens.
+        addresses: Vec<String>,
+    },
     /// `device` serves as a relay: connections to it are kept, no invite is shown to it.
     Relay {
         /// The relay.

@@ -8,7 +8,8 @@
 //! waits out a cooldown; a peer that broke the protocol is banned for a while and hung
 //! up on; a session that does not finish its handshake in time is refused. Known peers
 //! are redialed with capped exponential backoff (jitter from the caller), at once when
-//! the network comes back; a circuit address is dialed once its relay's connection is
+//! the network comes back; a device found on the local network is dialed when found and
+//! at most [`NEIGHBOUR_DIALS`] times in all; a circuit address is dialed once its relay's connection is
 //! up. Relays are never hung up on: their connection holds this device's reservation.
 //!
 //! Like the node it is sans-IO: every input comes with the time and a random number
@@ -56,6 +57,21 @@ use crate::ids::VaultId;
 use crate::invite_code::InviteCode;
 use crate::node::{Node, SessionId};
 use crate::peers::PeerRecord;
+
+/// Devices found on the local network ([`Input::Discovered`]) kept to dial again; more
+/// are dialed once and forgotten, so a LAN full of strangers costs a bounded table.
+pub const MAX_NEIGHBOURS: usize = 64;
+
+/// Dials in all of one device found on the local network until a connection comes up:
+/// the first when found, the rest with backoff after failures.
+pub const NEIGHBOUR_DIALS: u32 = 4;
+
+/// A device found on the local network, not (yet) in the peer table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Neighbour {
+    addresses: Vec<String>,
+    failures: u32,
+}
 
 /// The time and a random number, from the caller, for one input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +122,8 @@ pub struct Peering {
     relays: BTreeSet<DeviceId>,
     peers: BTreeMap<DeviceId, PeerRecord>,
     identified: BTreeMap<DeviceId, Vec<String>>,
+    /// Devices found on the local network, dialed again after failures.
+    neighbours: BTreeMap<DeviceId, Neighbour>,
     next_dial: BTreeMap<DeviceId, u64>,
     /// Circuit addresses to dial once their relay's connection is up.
     after_relay: Vec<(DeviceId, String)>,
@@ -150,6 +168,7 @@ impl Peering {
             relays: BTreeSet::new(),
             peers: BTreeMap::new(),
             identified: BTreeMap::new(),
+            neighbours: BTreeMap::new(),
             next_dial: BTreeMap::new(),
             after_relay: Vec::new(),
             joins: BTreeMap::new(),
@@ -203,6 +222,9 @@ impl Peering {
             Input::DialFailed { device } => self.on_dial_failed(at, device, &mut actions),
             Input::DialNotStarted { device } => self.on_dial_failed(at, device, &mut actions),
             Input::Dial { address } => self.dial_address(&address, &mut actions),
+            Input::Discovered { device, addresses } => {
+                self.on_discovered(at, device, addresses, &mut actions)
+            }
             Input::Relay { device } => {
                 self.relays.insert(device);
             }

@@ -188,7 +188,7 @@ impl Core {
             }
         }
         for dial in std::mem::take(&mut actions.dial) {
-            if let Err(problem) = dial_with(swarm, &dial) {
+            if let Err(problem) = dial_with(swarm, &dial, |d| self.peering.is_relay(d)) {
                 finished.events.push(EngineEvent::Problem(problem.clone()));
                 finished.dial_errors.push((dial.addresses.clone(), problem));
                 if let Some(device) = dial.device {
@@ -345,7 +345,7 @@ impl Core {
                         .cloned()
                         .collect();
                     if !addresses.is_empty() {
-                        let _ = swarm.dial(DialOpts::peer_id(peer).addresses(addresses).build());
+                        let _ = swarm.dial(device_dial(peer, addresses, false));
                     }
                 }
                 None
@@ -384,7 +384,12 @@ impl Core {
 }
 
 /// Dials what the supervisor asked for: a known device at its addresses, or one address.
-fn dial_with<B: NetworkBehaviour>(swarm: &mut Swarm<B>, dial: &Dial) -> Result<(), String> {
+/// `relay`: the device dialed serves as a relay ([`device_dial`] says why that matters).
+fn dial_with<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    dial: &Dial,
+    relay: impl Fn(&DeviceId) -> bool,
+) -> Result<(), String> {
     let addresses: Vec<Multiaddr> = dial
         .addresses
         .iter()
@@ -392,16 +397,50 @@ fn dial_with<B: NetworkBehaviour>(swarm: &mut Swarm<B>, dial: &Dial) -> Result<(
         .collect();
     let result = match (dial.device.as_ref().and_then(peer_of), addresses.as_slice()) {
         // With no address of its own, the swarm's address book is tried.
-        (Some(peer), _) => swarm.dial(DialOpts::peer_id(peer).addresses(addresses.clone()).build()),
+        (Some(peer), _) => swarm.dial(device_dial(
+            peer,
+            addresses.clone(),
+            dial.device.as_ref().is_some_and(&relay),
+        )),
         (None, [address]) => {
-            if let (bare, Some(peer)) = split_peer(address) {
-                swarm.add_peer_address(peer, bare);
+            let (bare, peer) = split_peer(address);
+            match peer {
+                Some(peer) => {
+                    swarm.add_peer_address(peer, bare.clone());
+                    let to_relay = device_of(&peer).is_some_and(|d| relay(&d));
+                    swarm.dial(address_dial(address.clone(), to_relay))
+                }
+                None => swarm.dial(address_dial(address.clone(), false)),
             }
-            swarm.dial(address.clone())
         }
         _ => return Err(format!("no address to dial in {:?}", dial.addresses)),
     };
     result.map_err(|e| format!("dialing {}: {e}", dial.addresses.join(", ")))
+}
+
+/// How a device is dialed. A device is dialed from a new local port, a relay from the
+/// listen port. Two listening devices that dial each other at the same moment from their
+/// listen ports get one TCP connection by simultaneous open, which both sides then start
+/// as the initiator: the handshake fails on both, and neither dials again (two daemons
+/// that found each other by mDNS did, about one start in sixty). A relay keeps the listen
+/// port: the address it observes is then the one hole punching needs.
+pub(crate) fn device_dial(peer: PeerId, addresses: Vec<Multiaddr>, relay: bool) -> DialOpts {
+    let opts = DialOpts::peer_id(peer).addresses(addresses);
+    if relay {
+        opts.build()
+    } else {
+        opts.allocate_new_port().build()
+    }
+}
+
+/// [`device_dial`] for one address, which may name its device (`/p2p/<id>`) or not.
+fn address_dial(address: Multiaddr, relay: bool) -> DialOpts {
+    let opts = DialOpts::unknown_peer_id().address(address);
+    if relay {
+        opts.build()
+    } else {
+        opts.allocate_new_port().build()
+    }
 }
 
 /// `address` with `/p2p/<local>` at its end.

@@ -134,14 +134,24 @@ impl NativeEngine {
                 }
             }
             SwarmEvent::Behaviour(PeerBehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                // One input per device with every address it announced: the supervisor
+                // dials it, and again after failures, a few times.
+                let mut by_device: std::collections::BTreeMap<DeviceId, Vec<String>> =
+                    std::collections::BTreeMap::new();
                 for (peer, address) in found {
                     if peer == *self.swarm.local_peer_id() {
                         continue;
                     }
                     self.swarm.add_peer_address(peer, address.clone());
-                    if !self.is_connected(&peer) {
-                        let _ = self.swarm.dial(address.with(Protocol::P2p(peer)));
+                    if let Some(device) = device_of(&peer) {
+                        by_device
+                            .entry(device)
+                            .or_default()
+                            .push(address.to_string());
                     }
+                }
+                for (device, addresses) in by_device {
+                    self.input(Input::Discovered { device, addresses });
                 }
             }
             _ => {}
