@@ -180,7 +180,12 @@ export class Nexus {
     return this.#engine;
   }
 
-  /** Dials a peer or relay (WebSocket, WebRTC-direct or relay circuit multiaddr ending in `/p2p/<id>`); resolves with its device id. */
+  /**
+   * Dials a peer or relay (WebSocket, WebRTC-direct or relay circuit multiaddr ending in
+   * `/p2p/<id>`); resolves with its device id once connected, and at a relay once this
+   * browser holds a slot there (so an invite made next carries an address others can
+   * reach). Rejects with code `CONNECT` when that takes over 20 s.
+   */
   connect(address: string): Promise<string> {
     return this.engine.connect(address);
   }
@@ -266,6 +271,12 @@ export class Nexus {
     return handle;
   }
 
+  /** @internal Drops a handle that failed to load from the cache, so that the next `find` loads afresh. */
+  forget(handle: DocHandle<any>): void {
+    const key = `${handle.vaultId}/${handle.id}`;
+    if (this.#handles.get(key) === handle) this.#handles.delete(key);
+  }
+
   #dispatch(event: NexusEvent): void {
     if (event.type === "docChanged") {
       this.#handles.get(`${event.vaultId}/${event.docId}`)?.refresh(false);
@@ -346,10 +357,19 @@ export class Vault {
     return this.find<T>(id);
   }
 
-  /** A handle on a document of this vault, with its current content loaded. */
+  /**
+   * A handle on a document of this vault, with its current content loaded. Rejects when
+   * this device does not hold the document; a later `find` tries again (after it arrived
+   * by sync, say).
+   */
   async find<T = Record<string, unknown>>(docId: string): Promise<DocHandle<T>> {
     const handle = this.#nexus.handle<T>(this.id, docId, () => new DocHandle<T>(this.#nexus, this.id, docId));
-    await handle.whenReady();
+    try {
+      await handle.whenReady();
+    } catch (error) {
+      this.#nexus.forget(handle);
+      throw error;
+    }
     return handle;
   }
 }

@@ -55,10 +55,6 @@ export class NexusError extends Error {
   }
 }
 
-interface Recorder {
-  edits: Edit[];
-}
-
 function recorderOf(object: unknown, what: string): { recorder: Recorder; path: Path; target: any } {
   const o = object as any;
   if (o === null || typeof o !== "object" || o[RECORDER] === undefined) {
@@ -142,34 +138,92 @@ function toJson(value: unknown, where: Path): Json {
   );
 }
 
-const MUTATING = new Set(["sort", "reverse", "fill", "copyWithin"]);
+/**
+ * Where a draft object sits: its parent and its key there. A list item's index is looked
+ * up when it is needed, so a draft object read before a splice still edits the right item
+ * after it.
+ */
+interface Place {
+  target: any;
+  parent: Place | null;
+  key: string | number;
+}
 
-function proxy(target: any, path: Path, recorder: Recorder): any {
+/** The draft of one change: its edits, and one proxy per object of the document. */
+interface Recorder {
+  edits: Edit[];
+  proxies: WeakMap<object, any>;
+}
+
+/** The path of `place` from the root now; throws for an object no longer in the draft. */
+function pathOf(place: Place): Path {
+  const path: Path = [];
+  for (let p: Place = place; p.parent !== null; p = p.parent) {
+    const parent = p.parent.target;
+    const key = Array.isArray(parent) ? parent.indexOf(p.target) : p.key;
+    if (key === -1 || parent[key] !== p.target) {
+      throw new NexusError("BAD_CHANGE", "this draft object was removed or replaced earlier in the same change; read it again from the draft");
+    }
+    path.push(key);
+  }
+  return path.reverse();
+}
+
+/** The one draft proxy of `target` (made on first read) within this change. */
+function draftOf(target: any, parent: Place | null, key: string | number, recorder: Recorder): any {
+  const known = recorder.proxies.get(target);
+  if (known !== undefined) return known;
+  const made = proxy({ target, parent, key }, recorder);
+  recorder.proxies.set(target, made);
+  return made;
+}
+
+function proxy(place: Place, recorder: Recorder): any {
+  const target = place.target;
+  const path = () => pathOf(place);
   const child = (key: string | number) => {
     const value = target[key];
-    return value !== null && typeof value === "object" ? proxy(value, [...path, key], recorder) : value;
+    return value !== null && typeof value === "object" ? draftOf(value, place, key, recorder) : value;
   };
   const put = (key: string | number, value: unknown) => {
-    const { json, kind } = plain(value, [...path, key]);
-    const edit: Edit = kind ? { op: "put", path: [...path, key], value: json, kind } : { op: "put", path: [...path, key], value: json };
+    const where = [...path(), key];
+    const { json, kind } = plain(value, where);
+    const edit: Edit = kind ? { op: "put", path: where, value: json, kind } : { op: "put", path: where, value: json };
     recorder.edits.push(edit);
     target[key] = structuredClone(json);
   };
   if (Array.isArray(target)) {
     const insertAt = (index: number, ...values: unknown[]) => {
+      const at = path();
       values.forEach((value, i) => {
-        const { json, kind } = plain(value, [...path, index + i]);
-        recorder.edits.push(kind ? { op: "insert", path: [...path, index + i], value: json, kind } : { op: "insert", path: [...path, index + i], value: json });
+        const { json, kind } = plain(value, [...at, index + i]);
+        recorder.edits.push(kind ? { op: "insert", path: [...at, index + i], value: json, kind } : { op: "insert", path: [...at, index + i], value: json });
         target.splice(index + i, 0, structuredClone(json));
       });
       return target.length;
     };
     const deleteAt = (index: number, count = 1) => {
-      const removed = target.slice(index, index + count);
-      for (let i = 0; i < removed.length; i++) recorder.edits.push({ op: "delete", path: [...path, index] });
+      const at = path();
+      const removed = target.slice(index, index + count).map((_: unknown, i: number) => child(index + i));
+      for (let i = 0; i < removed.length; i++) recorder.edits.push({ op: "delete", path: [...at, index] });
       target.splice(index, removed.length);
       return removed;
     };
+    /** Writes `values` over the list where they differ (what sort, reverse, fill and copyWithin leave). */
+    const rewrite = (values: unknown[], self: unknown) => {
+      values.forEach((value, i) => {
+        const now = child(i);
+        if (value !== now) put(i, value);
+      });
+      return self;
+    };
+    const relative = (n: number | undefined, otherwise: number) => {
+      if (n === undefined) return otherwise;
+      const whole = Math.trunc(n) || 0;
+      return whole < 0 ? Math.max(target.length + whole, 0) : Math.min(whole, target.length);
+    };
+    let self: any;
+    const items = () => target.map((_: unknown, i: number) => child(i));
     const methods: Record<string, (...args: any[]) => unknown> = {
       push: (...values) => insertAt(target.length, ...values),
       unshift: (...values) => insertAt(0, ...values),
@@ -178,25 +232,30 @@ function proxy(target: any, path: Path, recorder: Recorder): any {
       insertAt,
       deleteAt,
       splice: (start: number, deleteCount?: number, ...values: unknown[]) => {
-        const from = start < 0 ? Math.max(target.length + start, 0) : Math.min(start, target.length);
-        const count = deleteCount === undefined ? target.length - from : Math.max(0, Math.min(deleteCount, target.length - from));
+        const from = relative(start, 0);
+        const count = deleteCount === undefined ? target.length - from : Math.max(0, Math.min(Math.trunc(deleteCount) || 0, target.length - from));
         const removed = deleteAt(from, count);
         insertAt(from, ...values);
         return removed;
       },
+      sort: (compare?: (a: any, b: any) => number) => rewrite(items().sort(compare), self),
+      reverse: () => rewrite(items().reverse(), self),
+      fill: (value: unknown, start?: number, end?: number) => {
+        const values = items();
+        for (let i = relative(start, 0); i < relative(end, target.length); i++) values[i] = value;
+        return rewrite(values, self);
+      },
+      copyWithin: (to: number, start: number, end?: number) => rewrite(items().copyWithin(to, start, end), self),
     };
-    return new Proxy(target, {
+    self = new Proxy(target, {
       get(t, key, receiver) {
-        if (key === PATH) return path;
+        if (key === PATH) return path();
         if (key === RECORDER) return recorder;
         if (key === TARGET) return t;
-        if (typeof key === "string" && key in methods) return methods[key];
-        if (typeof key === "string" && MUTATING.has(key)) {
-          return () => {
-            throw new NexusError("BAD_CHANGE", `${key}() is not supported on a document list; use splice, insertAt and deleteAt`);
-          };
-        }
+        if (typeof key === "string" && Object.prototype.hasOwnProperty.call(methods, key)) return methods[key];
         if (typeof key === "string" && /^\d+$/.test(key)) return child(Number(key));
+        // Everything else (indexOf, includes, find, map, iteration, ...) is Array's own,
+        // reading items through this proxy: the same draft object for the same item.
         return Reflect.get(t, key, receiver);
       },
       set(t, key, value) {
@@ -211,7 +270,7 @@ function proxy(target: any, path: Path, recorder: Recorder): any {
         const index = Number(key);
         if (index < t.length) put(index, value);
         else if (index === t.length) insertAt(index, value);
-        else throw new NexusError("BAD_CHANGE", `index ${index} is past the end of ${JSON.stringify(path)} (length ${t.length})`);
+        else throw new NexusError("BAD_CHANGE", `index ${index} is past the end of ${JSON.stringify(path())} (length ${t.length})`);
         return true;
       },
       deleteProperty(t, key) {
@@ -219,10 +278,11 @@ function proxy(target: any, path: Path, recorder: Recorder): any {
         return true;
       },
     });
+    return self;
   }
   return new Proxy(target, {
     get(t, key, receiver) {
-      if (key === PATH) return path;
+      if (key === PATH) return path();
       if (key === RECORDER) return recorder;
       if (key === TARGET) return t;
       if (typeof key === "string" && Object.prototype.hasOwnProperty.call(t, key)) return child(key);
@@ -230,13 +290,13 @@ function proxy(target: any, path: Path, recorder: Recorder): any {
     },
     set(_t, key, value) {
       if (typeof key !== "string") throw new NexusError("BAD_CHANGE", "document keys are strings");
-      if (value === undefined) throw new NexusError("BAD_CHANGE", `${JSON.stringify([...path, key])}: undefined cannot be stored; use delete`);
+      if (value === undefined) throw new NexusError("BAD_CHANGE", `${JSON.stringify([...path(), key])}: undefined cannot be stored; use delete`);
       put(key, value);
       return true;
     },
     deleteProperty(t, key) {
       if (typeof key === "string" && Object.prototype.hasOwnProperty.call(t, key)) {
-        recorder.edits.push({ op: "delete", path: [...path, key] });
+        recorder.edits.push({ op: "delete", path: [...path(), key] });
         delete t[key];
       }
       return true;
@@ -254,9 +314,9 @@ export function recordChange<T>(current: T, callback: (draft: T) => void): Edit[
 
 /** As `recordChange`, and the draft's value afterwards (what the engine will hold). */
 export function recordChangeWithResult<T>(current: T, callback: (draft: T) => void): { edits: Edit[]; result: T } {
-  const recorder: Recorder = { edits: [] };
+  const recorder: Recorder = { edits: [], proxies: new WeakMap() };
   const copy = structuredClone(current);
-  const draft = proxy(copy, [], recorder);
+  const draft = draftOf(copy, null, "", recorder);
   const returned = callback(draft) as unknown;
   if (returned instanceof Promise) {
     throw new NexusError("BAD_CHANGE", "the change callback must be synchronous; await before handle.change, not inside it");

@@ -69,12 +69,84 @@ test("what cannot be stored is refused with a code, naming the place", () => {
   refuse((d) => { d.when = new Date(); }, /\["when"\].*cannot be stored/);
   refuse((d) => { d.x = undefined; }, /undefined cannot be stored/);
   refuse((d) => { d.n = NaN; }, /cannot be stored/);
-  refuse((d) => { d.items.sort(); }, /sort\(\) is not supported/);
+  refuse((d) => { d.rows = [{ n: 1 }]; const first = d.rows[0]; d.rows.shift(); first.done = true; }, /removed or replaced earlier/);
   refuse((d) => { d.items[9] = "x"; }, /past the end/);
   refuse((d) => splice(d, "count", 0, 0, "x"), /\["count"\] is not text/);
   refuse((d) => splice(d, "title", 8, 2, "x"), /past the end of \["title"\]/);
   refuse(() => splice({ plain: true }, "plain", 0, 0), /inside handle.change/);
   refuse(async (d) => { d.title = "x"; }, /synchronous/);
+});
+
+const todos = { list: [{ id: 1, title: "milk" }, { id: 2, title: "eggs" }, { id: 3, title: "rice" }] };
+
+test("a draft object is the same object however it is reached, so indexOf and includes find it", () => {
+  const edits = recordChange(todos, (d) => {
+    const two = d.list.find((t) => t.id === 2);
+    assert.equal(two, d.list[1], "the same draft object for the same item");
+    assert.equal(d.list.indexOf(two), 1);
+    assert.equal(d.list.lastIndexOf(two), 1);
+    assert.ok(d.list.includes(two));
+    assert.equal(d.list.findIndex((t) => t === two), 1);
+    assert.equal(d.list.indexOf({ id: 2, title: "eggs" }), -1, "a look-alike is not the item, as on a plain array");
+    d.list.splice(d.list.indexOf(two), 1);
+  });
+  assert.deepEqual(edits, [{ op: "delete", path: ["list", 1] }], "the item asked for is deleted, not the last");
+});
+
+test("a draft object read before a splice still edits its own item after it", () => {
+  const edits = recordChange(todos, (d) => {
+    const rice = d.list[2];
+    d.list.unshift({ id: 0, title: "tea" });
+    d.list.splice(1, 1);
+    rice.title = "brown rice";
+    assert.equal(d.list.at(-1).title, "brown rice");
+  });
+  assert.deepEqual(edits, [
+    { op: "insert", path: ["list", 0], value: { id: 0, title: "tea" } },
+    { op: "delete", path: ["list", 1] },
+    { op: "put", path: ["list", 2, "title"], value: "brown rice" },
+  ]);
+});
+
+test("sort, reverse, fill and copyWithin behave as on a plain array and write what moved", () => {
+  const plainArray = (fn) => { const a = ["c", "a", "d", "b"]; fn(a); return a; };
+  for (const fn of [
+    (a) => a.sort(),
+    (a) => a.sort((x, y) => (x < y ? 1 : -1)),
+    (a) => a.reverse(),
+    (a) => a.fill("z", 1, 3),
+    (a) => a.copyWithin(0, 2),
+  ]) {
+    let seen;
+    const edits = recordChange({ items: ["c", "a", "d", "b"] }, (d) => {
+      const returned = fn(d.items);
+      assert.equal(returned, d.items, "returns the list itself");
+      seen = [...d.items];
+    });
+    assert.deepEqual(seen, plainArray(fn), String(fn));
+    for (const edit of edits) assert.equal(edit.op, "put", "only the places that changed are written");
+  }
+  const edits = recordChange(todos, (d) => {
+    d.list.sort((x, y) => y.id - x.id);
+    assert.deepEqual(d.list.map((t) => t.id), [3, 2, 1]);
+  });
+  assert.deepEqual(edits.map((e) => e.path), [["list", 0], ["list", 2]], "the middle item stays");
+});
+
+test("iteration, slice, map and filter see draft objects, and writing one back copies it", () => {
+  const edits = recordChange(todos, (d) => {
+    const [first] = [...d.list];
+    assert.equal(first, d.list[0]);
+    assert.equal(d.list.slice(1)[0], d.list[1]);
+    assert.deepEqual(d.list.filter((t) => t.id > 1).map((t) => t.title), ["eggs", "rice"]);
+    const [removed] = d.list.splice(0, 1);
+    d.list.push(removed);
+    assert.deepEqual(d.list.map((t) => t.id), [2, 3, 1]);
+  });
+  assert.deepEqual(edits, [
+    { op: "delete", path: ["list", 0] },
+    { op: "insert", path: ["list", 2], value: { id: 1, title: "milk" } },
+  ]);
 });
 
 test("nothing changed records nothing", () => {

@@ -111,6 +111,7 @@ export async function startListening(program, args, { count = 1, timeoutMs = 20_
         output: () => out,
         errors: () => err,
         stop() {
+          if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
           child.kill("SIGTERM");
           return new Promise((resolve) => child.once("exit", resolve));
         },

@@ -115,6 +115,10 @@ test("after each change the handle's document, the draft and the engine's value 
       (d) => { splice(d, "body", 5, 0, ", wörld 🌍"); increment(d, "n", 41); },
       (d) => { d.items[3].k.unshift(0); d.items.shift(); d.extra.deep.list.pop(); },
       (d) => { splice(d, "body", 0, 5, "HELLO"); d.items.deleteAt(0); d.items.insertAt(1, "y", "z"); },
+      (d) => { d.todos = [{ id: 1, t: "a" }, { id: 2, t: "b" }, { id: 3, t: "c" }]; },
+      // The item found is the item deleted (a new proxy per read once made this -1: the last).
+      (d) => { d.todos.splice(d.todos.indexOf(d.todos.find((t) => t.id === 2)), 1); },
+      (d) => { const c = d.todos.find((t) => t.id === 3); d.todos.unshift({ id: 0, t: "z" }); c.t = "C"; d.todos.reverse(); },
     ];
     const out = [];
     for (const step of steps) {
@@ -136,9 +140,39 @@ test("after each change the handle's document, the draft and the engine's value 
     assert.deepEqual(handle, engine, `step ${i}: handle vs engine\n${log.join("\n")}`);
     assert.deepEqual(draft, engine, `step ${i}: draft vs engine`);
   }
-  assert.equal(rounds.out.length, 10);
+  assert.equal(rounds.out.length, 16);
   assert.equal(rounds.out.at(-1).engine.body, "HELLO, wörld 🌍");
   assert.equal(rounds.out.at(-1).engine.n, 42);
-  assert.equal(rounds.events.length, 5);
+  assert.deepEqual(rounds.out[6].engine.todos.map((t) => t.id), [1, 3], "the found item was deleted");
+  assert.deepEqual(rounds.out.at(-1).engine.todos, [{ id: 3, t: "C" }, { id: 1, t: "a" }, { id: 0, t: "z" }]);
+  assert.equal(rounds.events.length, 8);
   assert.ok(rounds.events.every((e) => e.local && e.patches > 0));
+});
+
+test("a find that failed is tried again: the document that arrives later by sync is found", async () => {
+  const desktop = scene.desktopWithVault();
+  let daemon = await scene.serve(desktop.home, "/ip4/127.0.0.1/tcp/0/ws");
+  const address = daemon.addresses[0].replace(/\/p2p\/.*$/, "");
+  const code = nexus(desktop.home, "invite", "create", "--vault", "Family", "--expires", "10m");
+  const installed = await serveDir(join(app.dir, "node_modules/nexus-sync"));
+  scene.defer(() => installed.close());
+  const { page, log } = await scene.profile(`${installed.url}package.json`, { ready: "true" });
+  await page.evaluate(async (code) => {
+    const { Nexus } = await import("/dist/index.js");
+    window.nexus = await Nexus.open({ name: "later" });
+    window.vault = await window.nexus.join(code);
+  }, code).catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
+  // A document made on the desktop while its daemon is down: the browser cannot have it.
+  await daemon.stop();
+  const later = nexus(desktop.home, "doc", "create", "--vault", "Family");
+  nexus(desktop.home, "doc", "put", "--vault", "Family", later, "title", '"Later"');
+  const missing = await page.evaluate((id) => window.vault.find(id).then(() => "found", (e) => e.code ?? e.message), later);
+  assert.notEqual(missing, "found");
+  daemon = await scene.serve(desktop.home, address);
+  const title = await eventually(
+    "the later document found in the browser",
+    () => page.evaluate((id) => window.vault.find(id).then((h) => h.doc().title, () => undefined), later),
+    60_000,
+  ).catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
+  assert.equal(title, "Later");
 });

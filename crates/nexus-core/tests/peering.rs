@@ -391,6 +391,35 @@ fn invite_for(vault: VaultId) -> InviteCode {
 }
 
 #[test]
+fn an_invite_without_addresses_looks_its_inviter_up_at_the_connected_relays_until_it_connects() {
+    let (_, mut node, mut peering) = supervisor_of(device(1));
+    let inviter = device(2).device_id();
+    let relay = device(8).device_id();
+    let vault = VaultId(nexus_core::Hash([7; 32]));
+    let join = |id| Input::Join {
+        id: JoinId(id),
+        code: invite_for(vault),
+    };
+    // No relay connected: nothing to ask (the invite's addresses, none here, are dialed).
+    let actions = peering.handle(&mut node, at(0), join(1));
+    assert!(!actions.rendezvous && actions.dial.is_empty());
+    assert_eq!(peering.unconnected_inviters(), vec![inviter]);
+    // With a relay connected, a new join asks it at once.
+    let _ = peering.handle(&mut node, at(0), Input::Relay { device: relay });
+    let _ = peering.handle(&mut node, at(0), connected(relay));
+    let actions = peering.handle(&mut node, at(10), join(2));
+    assert!(actions.rendezvous, "the inviter is looked up now");
+    assert_eq!(
+        peering.unconnected_inviters(),
+        vec![inviter],
+        "one lookup for both joins"
+    );
+    // Found and connected: no more lookups for it.
+    let _ = peering.handle(&mut node, at(20), connected(inviter));
+    assert!(peering.unconnected_inviters().is_empty());
+}
+
+#[test]
 fn an_invite_is_shown_only_to_its_inviter_never_to_a_stranger_or_relay_and_ends_on_a_bad_invite_or_timeout()
  {
     let me = device(1);

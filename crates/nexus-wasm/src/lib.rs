@@ -574,7 +574,8 @@ impl Nexus {
     }
 
     /// Connects to a peer or relay by multiaddr (WebSocket, WebRTC-direct or a relay
-    /// circuit, ending in `/p2p/<id>`); resolves with its device id once connected.
+    /// circuit, ending in `/p2p/<id>`); resolves with its device id once connected, and at
+    /// a relay once this browser holds a slot there.
     pub async fn connect(&self, address: String) -> Result<String, JsValue> {
         let address: nexus::libp2p::Multiaddr = parse("address", address.trim())?;
         let device = self.handle.connect(address).await.map_err(web_error)?;

@@ -27,6 +27,10 @@ impl Peering {
         for address in &code.addresses {
             self.dial_address(address, actions);
         }
+        if self.relays.iter().any(|r| self.connected.contains(r)) {
+            // Look the inviter up at the relays now, not at the next round.
+            actions.rendezvous = true;
+        }
         self.joins.insert(
             id,
             PendingJoin {

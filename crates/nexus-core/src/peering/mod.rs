@@ -332,6 +332,21 @@ impl Peering {
         self.joins.values().filter(|j| !j.joined).count()
     }
 
+    /// The inviters of the invites being tried that are not connected: looked up at the
+    /// relays this device uses, so that an invite without a reachable address (made
+    /// before the inviter's relay slot held) still finds its inviter there.
+    pub fn unconnected_inviters(&self) -> Vec<DeviceId> {
+        let mut inviters: Vec<DeviceId> = self
+            .joins
+            .values()
+            .filter(|j| !j.joined && !self.connected.contains(&j.code.inviter))
+            .map(|j| j.code.inviter)
+            .collect();
+        inviters.sort();
+        inviters.dedup();
+        inviters
+    }
+
     /// Whether this instance holds the connections and the network is up.
     pub fn may_dial(&self) -> bool {
         self.online && self.holds_connections

@@ -290,7 +290,7 @@ impl Core {
 
     /// Looks up the members of every vault at `relay`, and by device the members that
     /// are not connected (those approved by DeviceId cannot register under the vault's
-    /// name before they hold it).
+    /// name before they hold it) and the inviters of invites being tried.
     pub(crate) fn discover_at(
         &self,
         rendezvous: &mut rendezvous::client::Behaviour,
@@ -310,6 +310,7 @@ impl Core {
             .flat_map(|v| v.membership().members().keys().copied().collect::<Vec<_>>())
             .filter(|d| *d != me && !self.peering.is_connected(d))
             .collect();
+        unconnected.extend(self.peering.unconnected_inviters());
         unconnected.sort();
         unconnected.dedup();
         namespaces.extend(unconnected.iter().map(Vault::device_rendezvous_namespace));

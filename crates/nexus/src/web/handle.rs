@@ -273,6 +273,7 @@ impl WebEngine {
                 connection,
                 address,
                 deadline_ms: now_ms() + WEB_CONNECT_TIMEOUT.as_millis() as u64,
+                up: None,
                 reply,
             }),
             Err(reason) => {

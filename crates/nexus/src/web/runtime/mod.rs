@@ -68,7 +68,7 @@ pub const WEB_SNAPSHOT_MAX_CHANGES: usize = 4096;
 const LOAD_SLICE_MS: u64 = 30;
 /// How long `join` tries an invite.
 pub const WEB_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long `connect` waits for the connection.
+/// How long `connect` waits for the connection, and at a relay for this browser's slot.
 pub const WEB_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often registrations and lookups at relays are renewed: a browser reaches other
 /// devices only through relays, so a member that just registered is worth finding sooner
@@ -97,6 +97,9 @@ pub(super) struct PendingConnect {
     pub(super) connection: Option<ConnectionId>,
     pub(super) address: Multiaddr,
     pub(super) deadline_ms: u64,
+    /// The connection is up: the device, waiting for identify to tell whether it is a
+    /// relay, and then (a relay) for this browser's slot there.
+    pub(super) up: Option<(PeerId, DeviceId)>,
     pub(super) reply: oneshot::Sender<Result<DeviceId, WebError>>,
 }
 

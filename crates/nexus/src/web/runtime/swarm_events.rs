@@ -26,6 +26,9 @@ impl WebEngine {
                 let full = with_local_peer(&address, *self.swarm.local_peer_id());
                 self.reachable_at.push(full.clone());
                 self.emit(EngineEvent::Reachable(full));
+                if let Some(relay) = relay_of_circuit(&address) {
+                    self.settle_connects(relay, true);
+                }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.reachable_at
@@ -50,6 +53,7 @@ impl WebEngine {
                     // Again on every connection: the slot goes with the last one.
                     self.use_relay(peer_id);
                 }
+                self.settle_connects(peer_id, is_relay);
                 // Only what a browser can dial is worth remembering.
                 let addresses = info
                     .listen_addrs
@@ -92,21 +96,25 @@ impl WebEngine {
                 if first {
                     self.tell_tabs_peers();
                 }
-                let connects = std::mem::take(&mut self.connects);
-                for connect in connects {
+                // Answered once identify tells whether the peer is a relay: an invite made
+                // right after `connect` to a relay must carry this browser's circuit
+                // address, so `connect` waits for the slot too.
+                for connect in &mut self.connects {
                     let ours = match (connect.peer, connect.connection) {
                         (Some(p), _) => p == peer,
                         (None, Some(c)) => c == connection,
                         (None, None) => true,
                     };
-                    if ours {
-                        let _ = connect.reply.send(Ok(device));
-                    } else {
-                        self.connects.push(connect);
+                    if ours && connect.up.is_none() {
+                        connect.up = Some((peer, device));
                     }
+                }
+                if self.core.peering.is_relay(&device) {
+                    self.settle_connects(peer, true);
                 }
             }
             Connection::Down { peer } => {
+                self.fail_connects(peer, "the connection closed before the relay gave a slot");
                 self.tell_tabs_peers();
                 if self.reservations.lost(&peer) {
                     let prefix = format!("/p2p/{peer}/p2p-circuit");
@@ -134,6 +142,44 @@ impl WebEngine {
                 }
             }
         }
+    }
+
+    /// Answers the `connect`s whose connection to `peer` is up: at once for a peer that is
+    /// not a relay, and for a relay once this browser holds a slot there.
+    pub(super) fn settle_connects(&mut self, peer: PeerId, relay: bool) {
+        let slot = self.has_slot_at(&peer);
+        let connects = std::mem::take(&mut self.connects);
+        for connect in connects {
+            match connect.up {
+                Some((p, device)) if p == peer && (!relay || slot) => {
+                    let _ = connect.reply.send(Ok(device));
+                }
+                _ => self.connects.push(connect),
+            }
+        }
+    }
+
+    /// Fails the `connect`s still waiting on `peer`'s connection.
+    fn fail_connects(&mut self, peer: PeerId, reason: &str) {
+        let connects = std::mem::take(&mut self.connects);
+        for connect in connects {
+            if connect.up.is_some_and(|(p, _)| p == peer) {
+                let _ = connect.reply.send(Err(WebError::Connect {
+                    address: connect.address.to_string(),
+                    reason: reason.to_owned(),
+                }));
+            } else {
+                self.connects.push(connect);
+            }
+        }
+    }
+
+    /// Whether this browser is reachable through a circuit at `relay`.
+    fn has_slot_at(&self, relay: &PeerId) -> bool {
+        let at = format!("/p2p/{relay}/p2p-circuit");
+        self.reachable_at
+            .iter()
+            .any(|a| a.to_string().contains(&at))
     }
 
     /// Reserves a slot at a relay this browser dialled, and meets members there.
@@ -179,11 +225,37 @@ impl WebEngine {
             .into_iter()
             .partition(|c| c.deadline_ms <= now);
         self.connects = pending;
+        let seconds = WEB_CONNECT_TIMEOUT.as_secs();
         for connect in expired {
+            let reason = match connect.up {
+                // Identify never said: connected all the same.
+                Some((_, device)) if !self.core.peering.is_relay(&device) => {
+                    let _ = connect.reply.send(Ok(device));
+                    continue;
+                }
+                Some(_) => format!(
+                    "connected, but the relay gave this browser no slot within {seconds} s: \
+                     no one can reach it there (an invite made now would not work)"
+                ),
+                None => format!("no connection within {seconds} s"),
+            };
             let _ = connect.reply.send(Err(WebError::Connect {
                 address: connect.address.to_string(),
-                reason: format!("no connection within {} s", WEB_CONNECT_TIMEOUT.as_secs()),
+                reason,
             }));
         }
     }
+}
+
+/// The relay of a circuit address (`…/p2p/<relay>/p2p-circuit…`).
+fn relay_of_circuit(address: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
 }
