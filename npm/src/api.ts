@@ -5,8 +5,8 @@
  * date and turns proxy mutations into edit lists.
  */
 import { Nexus as Engine } from "./wasm/nexus_wasm.js";
-import { NexusError, recordChange, recordChangeWithResult } from "./change.js";
-import { applyPatches, type Patch } from "./patches.js";
+import { NexusError, recordChange, recordChangeWithResult, type Edit } from "./change.js";
+import { applyPatches, patchesOfEdits, type Patch } from "./patches.js";
 
 let initialize: (() => Promise<void>) | null = null;
 let initialized: Promise<void> | null = null;
@@ -114,7 +114,11 @@ export interface ChangeEvent<T> {
   doc: T;
   /** What changed, in `@automerge/automerge`'s patch shape. */
   patches: Patch[];
-  /** Whether the change was made by `handle.change` in this tab. */
+  /**
+   * Whether this is a `handle.change` of this tab, shown as it ran (before it was
+   * stored); `false` for what others wrote, and for the copy going back to the engine's
+   * value after a change of this tab was refused.
+   */
   local: boolean;
 }
 
@@ -374,15 +378,41 @@ export class Vault {
   }
 }
 
-/** A document: its current value, changes to it, and listeners. */
+/** A change shown in the handle that the engine may not hold yet. */
+interface Pending {
+  edits: Edit[];
+  /** The heads of the copy it was recorded on, when nothing was pending before it. */
+  base: string[];
+  /** The change before it still pending then: it was recorded on top of that one. */
+  after: Pending | undefined;
+  /** Where it was made, and its hash, once written. */
+  at?: string[];
+  hash?: string | null;
+  written: boolean;
+}
+
+/** Options of `handle.change`. */
+export interface ChangeOptions {
+  /** Stored as the Automerge change's message. */
+  message?: string;
+}
+
+/**
+ * A document: its current value, changes to it, and listeners. The value is this tab's
+ * copy: a `change` shows in it at once, before the engine signs and stores it.
+ */
 export class DocHandle<T> {
   readonly #nexus: Nexus;
   /** The vault holding the document. */
   readonly vaultId: string;
   /** The document's id. */
   readonly id: string;
+  /** What is shown: the engine's value at `#heads`, then the pending changes. */
   #doc: T | undefined;
+  /** The engine's value at `#heads`. */
+  #confirmed: T | undefined;
   #heads: string[] = [];
+  #pending: Pending[] = [];
   #queue: Promise<void> = Promise.resolve();
   #ready: Promise<void>;
   readonly #changes = new Listeners<ChangeEvent<T>>();
@@ -394,7 +424,8 @@ export class DocHandle<T> {
     this.id = id;
     this.#ready = this.#enqueue(async () => {
       const { heads, patches } = await this.#nexus.engine.patches(vaultId, id, []);
-      this.#doc = applyPatches({} as T, patches);
+      this.#confirmed = applyPatches({} as T, patches);
+      this.#doc = this.#confirmed;
       this.#heads = heads;
     });
   }
@@ -410,7 +441,7 @@ export class DocHandle<T> {
     return this.#doc;
   }
 
-  /** The document's heads: equal on two devices holding the same changes. */
+  /** The heads of the engine's copy this handle shows (changes still being stored are not in them yet). */
   heads(): string[] {
     return this.#heads.slice();
   }
@@ -418,27 +449,57 @@ export class DocHandle<T> {
   /**
    * Changes the document: `callback` mutates a draft (`d.title = "x"`, `d.items.push(...)`,
    * `delete d.old`, `splice(d, "note", 0, 0, "hi")`, `increment(d, "count")`), and all of it
-   * becomes one signed change. Resolves when the change is durable in IndexedDB.
+   * becomes one signed change. It runs at once, on this tab's copy: `doc()` and the
+   * `change` event show it before this returns. The promise resolves when the change is
+   * durable in IndexedDB, with the document's heads then; if it rejects (the device was
+   * revoked, say), the copy goes back to what the engine holds.
    */
-  change(callback: (doc: T) => void): Promise<void> {
-    return this.#enqueue(async () => {
-      await this.#ready;
-      // Record against the engine's newest state, so list indexes and text positions
-      // are where the engine will apply them.
-      const current: string[] = await this.#nexus.engine.heads(this.vaultId, this.id);
-      if (!sameHeads(current, this.#heads)) await this.#update(false);
-      const { edits, result } = recordChangeWithResult(this.doc(), callback);
-      if (edits.length === 0) return;
-      const { before, heads } = await this.#nexus.engine.change(this.vaultId, this.id, edits);
-      if (this.#changes.size === 0 && sameHeads(before, this.#heads)) {
-        // Nothing came in between and nobody wants patches: the draft is the new value
-        // (the engine applied exactly its edits), so the diff can be skipped.
-        this.#doc = result;
-        this.#heads = heads;
-        return;
+  change(callback: (doc: T) => void, options: ChangeOptions = {}): Promise<string[]> {
+    if (this.#doc === undefined) {
+      // Not loaded yet: nothing to show it on; it runs once the content is here.
+      return this.#ready.then(() => this.change(callback, options));
+    }
+    const { edits, result } = recordChangeWithResult(this.#doc, callback);
+    if (edits.length === 0) return Promise.resolve(this.heads());
+    const pending: Pending = { edits, base: this.#heads.slice(), after: this.#pending.at(-1), written: false };
+    this.#pending.push(pending);
+    this.#doc = result;
+    this.#changes.emit({ handle: this, doc: result, patches: patchesOfEdits(edits), local: true });
+    const write = async (): Promise<string[]> => {
+      // Made on the copy it was recorded on: after the pending change before it, or
+      // on the heads shown then, so its indexes mean what they meant there.
+      const before = pending.after;
+      const at = before === undefined ? pending.base : before.hash ? [before.hash] : (before.at ?? pending.base);
+      try {
+        const written = await this.#nexus.engine.change(this.vaultId, this.id, edits, at, options.message ?? null);
+        pending.at = at;
+        pending.hash = written.change;
+        pending.written = true;
+        if (this.#pending[0] === pending && sameHeads(at, this.#heads) && sameHeads(written.before, this.#heads)) {
+          // Nothing else came in between: the engine's value is the one shown.
+          this.#pending.shift();
+          this.#confirmed = result;
+          this.#heads = written.heads;
+          return this.heads();
+        }
+        await this.#update();
+        return this.heads();
+      } catch (error) {
+        // Never written: shown no more.
+        this.#pending = this.#pending.filter((p) => p !== pending);
+        for (const later of this.#pending) {
+          if (later.after !== pending) continue;
+          later.after = pending.after;
+          if (pending.after === undefined) later.base = pending.base;
+        }
+        this.#show(this.#replay());
+        throw error;
       }
-      await this.#update(true);
-    });
+    };
+    let heads: string[] = [];
+    return this.#enqueue(async () => {
+      heads = await write();
+    }).then(() => heads);
   }
 
   /** Calls `listener` after each change, local or from other tabs and devices. Returns a function that stops it. */
@@ -448,16 +509,45 @@ export class DocHandle<T> {
   }
 
   /** @internal Takes in what changed since the handle's heads. */
-  refresh(local: boolean): void {
-    this.#enqueue(() => this.#update(local)).catch(() => {});
+  refresh(_local: boolean): void {
+    this.#enqueue(() => this.#update()).catch(() => {});
   }
 
-  async #update(local: boolean): Promise<void> {
+  /**
+   * Brings the engine's value up to its heads now; the changes written meanwhile are in
+   * it, the ones still pending are shown on top of it again.
+   */
+  async #update(): Promise<void> {
     const { heads, patches } = await this.#nexus.engine.patches(this.vaultId, this.id, this.#heads);
     this.#heads = heads;
-    if (patches.length === 0) return;
-    this.#doc = applyPatches(this.#doc as T, patches);
-    this.#changes.emit({ handle: this, doc: this.#doc, patches, local });
+    if (patches.length === 0 && !this.#pending.some((p) => p.written)) return;
+    this.#confirmed = applyPatches(this.#confirmed as T, patches);
+    this.#pending = this.#pending.filter((p) => !p.written);
+    this.#show(this.#replay(), patches);
+  }
+
+  /** The engine's value with the pending changes on top (one that no longer fits is left out). */
+  #replay(): T {
+    let doc = this.#confirmed as T;
+    for (const pending of this.#pending) {
+      try {
+        doc = applyPatches(doc, patchesOfEdits(pending.edits));
+      } catch {
+        // Recorded on a shape that changed under it: the engine decides when it arrives.
+      }
+    }
+    return doc;
+  }
+
+  /**
+   * Shows `doc`, and tells the listeners when it differs from what was shown (what
+   * others wrote, or a local change that was refused or merged differently).
+   */
+  #show(doc: T, patches: Patch[] = []): void {
+    const before = this.#doc;
+    this.#doc = doc;
+    if (JSON.stringify(before) === JSON.stringify(doc)) return;
+    this.#changes.emit({ handle: this, doc, patches, local: false });
   }
 
   #enqueue(work: () => Promise<void>): Promise<void> {

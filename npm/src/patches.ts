@@ -2,7 +2,7 @@
  * Patches: what changed in a document, in the shape `@automerge/automerge` uses, and
  * how a handle brings its copy of the document up to date with them.
  */
-import type { Json, Path } from "./change.js";
+import type { Edit, Json, Path } from "./change.js";
 
 /** One change to a document's value; `path` leads from the root to the place changed. */
 export type Patch =
@@ -73,4 +73,34 @@ function applyAt(node: any, path: Path, depth: number, patch: Patch): any {
       break;
   }
   return copy;
+}
+
+/**
+ * The patches that make of a copy what `edits` make of the engine's document: how a
+ * change shows in the handle before the engine has it (text positions count code
+ * points on both sides).
+ */
+export function patchesOfEdits(edits: Edit[]): Patch[] {
+  const patches: Patch[] = [];
+  for (const edit of edits) {
+    switch (edit.op) {
+      case "put":
+        patches.push({ action: "put", path: edit.path, value: edit.value });
+        break;
+      case "insert":
+        patches.push({ action: "insert", path: edit.path, values: [edit.value] });
+        break;
+      case "delete":
+        patches.push({ action: "del", path: edit.path });
+        break;
+      case "splice":
+        if (edit.delete > 0) patches.push({ action: "del", path: [...edit.path, edit.index], length: edit.delete });
+        if (edit.insert !== "") patches.push({ action: "splice", path: [...edit.path, edit.index], value: edit.insert });
+        break;
+      case "increment":
+        patches.push({ action: "inc", path: edit.path, value: edit.by });
+        break;
+    }
+  }
+  return patches;
 }

@@ -149,6 +149,57 @@ test("after each change the handle's document, the draft and the engine's value 
   assert.ok(rounds.events.every((e) => e.local && e.patches > 0));
 });
 
+test("a change shows at once, resolves durable with heads, lands where it was recorded, and a refused one is taken back", async () => {
+  const installed = await serveDir(join(app.dir, "node_modules/nexus-sync"));
+  scene.defer(() => installed.close());
+  const { page, log } = await scene.profile(`${installed.url}package.json`, { ready: "true" });
+  const seen = await page.evaluate(async () => {
+    const { Nexus } = await import("/dist/index.js");
+    const nexus = await Nexus.open({ name: "optimistic" });
+    const vault = await nexus.createVault("Optimistic");
+    const handle = await vault.create({ list: ["a", "b"] });
+    const events = [];
+    handle.on("change", ({ doc, local }) => events.push({ list: doc.list, deep: doc.deep !== undefined, local }));
+    // Shown in the same task, before any await, event included.
+    const first = handle.change((d) => { d.list.push("c"); }, { message: "add c" });
+    const sameTask = { doc: handle.doc().list, events: events.length };
+    const second = handle.change((d) => { d.list.push("d"); });
+    const both = handle.doc().list;
+    const heads = await first;
+    await second;
+    const durable = { heads, handleHeads: handle.heads(), engine: (await nexus.engine.read(vault.id, handle.id)).list };
+    // Another writer (the engine directly, as a tab or peer would) puts "x" first; the
+    // handle has not taken it in when its next change deletes "b" by index.
+    await nexus.engine.change(vault.id, handle.id, [{ op: "insert", path: ["list", 0], value: "x" }], null, null);
+    const deleting = handle.change((d) => { d.list.splice(d.list.indexOf("b"), 1); });
+    await deleting;
+    await new Promise((r) => setTimeout(r, 200));
+    const merged = { handle: handle.doc().list, engine: (await nexus.engine.read(vault.id, handle.id)).list };
+    // Too deep for the engine: shown at first, then taken back when the engine refuses it.
+    events.length = 0;
+    let refused;
+    const tooDeep = handle.change((d) => {
+      const deep = {};
+      let node = deep;
+      for (let i = 0; i < 300; i++) node = node.next = {};
+      d.deep = deep;
+    });
+    const shown = handle.doc().deep !== undefined;
+    await tooDeep.catch((e) => (refused = e.code ?? e.message));
+    return { sameTask, both, durable, merged, shown, refused, back: handle.doc().deep === undefined, events };
+  });
+  assert.deepEqual(seen.sameTask, { doc: ["a", "b", "c"], events: 1 }, log.join("\n"));
+  assert.deepEqual(seen.both, ["a", "b", "c", "d"]);
+  assert.ok(seen.durable.heads.length > 0);
+  assert.deepEqual(seen.durable.engine, ["a", "b", "c", "d"]);
+  assert.deepEqual(seen.merged.engine, ["x", "a", "c", "d"], "the item recorded as b was deleted, not the one at its index now");
+  assert.deepEqual(seen.merged.handle, seen.merged.engine);
+  assert.ok(seen.shown, "the refused change showed at first");
+  assert.ok(seen.refused, "its promise rejected");
+  assert.ok(seen.back, "and it was taken back");
+  assert.deepEqual(seen.events.map((e) => [e.deep, e.local]), [[true, true], [false, false]]);
+});
+
 test("a find that failed is tried again: the document that arrives later by sync is found", async () => {
   const desktop = scene.desktopWithVault();
   let daemon = await scene.serve(desktop.home, "/ip4/127.0.0.1/tcp/0/ws");

@@ -69,7 +69,8 @@ pub mod vault;
 pub use automerge::{self, ActorId, ChangeHash};
 pub use codec::DecodeError;
 pub use document::{
-    Applied, ApplyError, ChangeError, Document, LoadError, LocalChange, Problem, SignedChange,
+    Applied, ApplyError, ChangeError, ChangeOptions, Document, LoadError, LocalChange, Problem,
+    SignedChange,
 };
 pub use hash::Hash;
 pub use identity::{DeviceId, DeviceKey, KeyError, ParseDeviceIdError, Signature, random_bytes};

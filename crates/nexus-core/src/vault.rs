@@ -35,7 +35,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use automerge::{ActorId, AutomergeError, ChangeHash};
 use thiserror::Error;
 
-use crate::document::{Applied, ChangeError, Document, LoadError, LocalChange, SignedChange};
+use crate::document::{
+    Applied, ChangeError, ChangeOptions, Document, LoadError, LocalChange, SignedChange,
+};
 use crate::hash::Hash;
 use crate::identity::{DeviceId, DeviceKey};
 use crate::ids::{DocId, VaultId};
@@ -754,6 +756,20 @@ impl Vault {
     where
         F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
     {
+        self.change_with(key, doc, &ChangeOptions::default(), edit)
+    }
+
+    /// [`Vault::change`] on given heads and with a message ([`ChangeOptions`]).
+    pub fn change_with<F>(
+        &mut self,
+        key: &DeviceKey,
+        doc: DocId,
+        options: &ChangeOptions,
+        edit: F,
+    ) -> Result<Option<LocalChange>, VaultError>
+    where
+        F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
+    {
         self.require_member(key.device_id())?;
         let vault = self.id();
         let document = self
@@ -761,7 +777,7 @@ impl Vault {
             .get_mut(&doc)
             .ok_or(VaultError::UnknownDocument { vault, doc })?;
         let mut local = document
-            .change(key, edit)
+            .change_with(key, options, edit)
             .map_err(|source| VaultError::Change { doc, source })?;
         if let Some(local) = local.as_mut()
             && self.unsaved.remove(&doc)

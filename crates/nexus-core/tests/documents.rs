@@ -664,3 +664,100 @@ fn a_member_writing_under_another_devices_actor_is_refused_and_the_owner_goes_on
     assert!(bob.receive(vec![second]).is_empty());
     assert_eq!(bob.get("milk"), Some(2));
 }
+
+/// The document's `list` as strings.
+fn list_of(device: &Device) -> Vec<String> {
+    let doc = device.vault.document(&DOC).expect("document").automerge();
+    let Ok(Some((_, list))) = doc.get(ROOT, "list") else {
+        return Vec::new();
+    };
+    (0..doc.length(&list))
+        .filter_map(|i| match doc.get(&list, i).ok()?? {
+            (automerge::Value::Scalar(s), _) => s.as_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_change_made_on_older_heads_edits_what_was_there_and_merges_with_what_came_since() {
+    use nexus_core::ChangeOptions;
+    let (mut alice, mut bob) = alice_and_bob(false);
+    let made = alice
+        .vault
+        .change(&alice.key, DOC, |tx| {
+            let list = tx.put_object(ROOT, "list", automerge::ObjType::List)?;
+            for (i, item) in ["a", "b", "c"].into_iter().enumerate() {
+                tx.insert(&list, i, item)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    alice.commit(made.batch);
+    assert!(bob.receive(vec![made.change.clone()]).is_empty());
+    let seen = alice.vault.document(&DOC).unwrap().heads();
+    // Bob puts "x" first; it reaches Alice before her next edit is written.
+    let list =
+        |d: &automerge::transaction::Transaction<'_>| d.get(ROOT, "list").unwrap().unwrap().1;
+    let first = bob
+        .vault
+        .change(&bob.key, DOC, |tx| {
+            let l = list(tx);
+            tx.insert(&l, 0, "x").map(|_| ())
+        })
+        .unwrap()
+        .unwrap();
+    assert!(alice.receive(vec![first.change]).is_empty());
+    // Alice deletes index 1 of the copy she saw ("b"): made on those heads, it deletes
+    // "b", not the "a" that index 1 holds now.
+    let options = ChangeOptions {
+        at: Some(seen.clone()),
+        message: Some("remove b".into()),
+    };
+    let local = alice
+        .vault
+        .change_with(&alice.key, DOC, &options, |tx| {
+            let l = list(tx);
+            tx.delete(&l, 1)
+        })
+        .unwrap()
+        .unwrap();
+    alice.commit(local.batch);
+    assert_eq!(list_of(&alice), ["x", "a", "c"]);
+    let change = alice
+        .vault
+        .document(&DOC)
+        .unwrap()
+        .automerge()
+        .get_change_by_hash(&local.hash)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        change.deps(),
+        seen.as_slice(),
+        "it depends on the heads it was made on"
+    );
+    assert_eq!(change.message(), Some("remove b"));
+    assert!(bob.receive(vec![local.change]).is_empty());
+    assert_eq!(list_of(&bob), ["x", "a", "c"]);
+    // Heads this device does not hold are refused, and nothing is written.
+    let unknown = ChangeOptions {
+        at: Some(vec![automerge::ChangeHash([9; 32])]),
+        message: None,
+    };
+    let refused = alice.vault.change_with(&alice.key, DOC, &unknown, |tx| {
+        tx.put(ROOT, "n", 1).map(|_| ())
+    });
+    assert!(
+        matches!(
+            refused,
+            Err(nexus_core::VaultError::Change {
+                source: nexus_core::ChangeError::UnknownHeads { .. },
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(alice.get("n"), None);
+}

@@ -434,7 +434,8 @@ impl Nexus {
                 let mut out = node.create_document(vault, doc, now)?;
                 if !edits.is_empty() {
                     let edits = Json::Array(edits);
-                    out.extend(change_with_edits(node, vault, doc, &edits)?);
+                    let options = nexus_core::ChangeOptions::default();
+                    out.extend(change_with_edits(node, vault, doc, &options, &edits)?.0);
                 }
                 Ok((doc, out))
             })
@@ -508,15 +509,7 @@ impl Nexus {
     ) -> Result<JsValue, JsValue> {
         let vault: VaultId = parse("vault id", &vault)?;
         let doc: DocId = parse("document id", &doc)?;
-        let since: Vec<String> = match from_js("since", since)? {
-            Json::Null => Vec::new(),
-            value => serde_json::from_value(value)
-                .map_err(|e| bad_argument("since", format!("must be an array of heads: {e}")))?,
-        };
-        let since = since
-            .iter()
-            .map(|h| parse::<nexus_core::automerge::ChangeHash>("head", h))
-            .collect::<Result<Vec<_>, _>>()?;
+        let since = heads_from_js("since", since)?.unwrap_or_default();
         let diff = self
             .handle
             .read(move |node| {
@@ -539,14 +532,20 @@ impl Nexus {
     }
 
     /// Applies a list of edits (see `nexus_core::json::apply_edits`) as one signed change.
+    /// `at` (heads, or null for the current ones): the heads of the copy the edits were
+    /// recorded on; the change is made there, so its list indexes and text positions mean
+    /// what they meant on that copy. `message`: Automerge's commit message, or null.
     /// Resolves once the change is in IndexedDB, with the document's heads just before
-    /// and just after it: `{ before, heads }` (a caller whose copy was at `before` knows
-    /// that nothing else came in between).
+    /// and just after it and the change's hash: `{ before, heads, change }` (a caller whose
+    /// copy was at `before` knows that nothing else came in between; `change` is null
+    /// when the edits changed nothing).
     pub async fn change(
         &self,
         vault: String,
         doc: String,
         edits: JsValue,
+        at: JsValue,
+        message: Option<String>,
     ) -> Result<JsValue, JsValue> {
         let vault: VaultId = parse("vault id", &vault)?;
         let doc: DocId = parse("document id", &doc)?;
@@ -554,6 +553,10 @@ impl Nexus {
         if !edits.is_array() {
             return Err(bad_argument("edits", "must be an array"));
         }
+        let options = nexus_core::ChangeOptions {
+            at: heads_from_js("at", at)?,
+            message,
+        };
         let heads_of = move |node: &nexus_core::node::Node| -> Vec<Json> {
             node.vault(&vault)
                 .and_then(|v| v.document(&doc))
@@ -564,9 +567,13 @@ impl Nexus {
             .handle
             .update(move |node, _| {
                 let before = heads_of(node);
-                let out = change_with_edits(node, vault, doc, &edits)?;
+                let (out, change) = change_with_edits(node, vault, doc, &options, &edits)?;
                 let after = heads_of(node);
-                Ok((json!({ "before": before, "heads": after }), out))
+                let change = change.map(|h| h.to_string());
+                Ok((
+                    json!({ "before": before, "heads": after, "change": change }),
+                    out,
+                ))
             })
             .await
             .map_err(web_error)?;
@@ -633,10 +640,11 @@ fn change_with_edits(
     node: &mut nexus_core::node::Node,
     vault: VaultId,
     doc: DocId,
+    options: &nexus_core::ChangeOptions,
     edits: &Json,
-) -> Result<nexus_core::node::Output, WebError> {
+) -> Result<(nexus_core::node::Output, Option<nexus_core::ChangeHash>), WebError> {
     let mut failure = None;
-    let out = node.change(vault, doc, |tx| {
+    let out = node.change_with(vault, doc, options, |tx| {
         nexus_core::json::apply_edits(tx, edits).map_err(|e| {
             failure = Some(e);
             nexus_core::automerge::AutomergeError::Fail
@@ -647,4 +655,21 @@ fn change_with_edits(
         (Ok(out), None) => Ok(out),
         (Err(e), None) => Err(e.into()),
     }
+}
+
+/// Heads given from JavaScript: an array of hex hashes, or null/undefined (`None`).
+fn heads_from_js(
+    what: &str,
+    value: JsValue,
+) -> Result<Option<Vec<nexus_core::ChangeHash>>, JsValue> {
+    let heads: Vec<String> = match from_js(what, value)? {
+        Json::Null => return Ok(None),
+        value => serde_json::from_value(value)
+            .map_err(|e| bad_argument(what, format!("must be an array of heads: {e}")))?,
+    };
+    heads
+        .iter()
+        .map(|h| parse::<nexus_core::ChangeHash>("head", h))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }

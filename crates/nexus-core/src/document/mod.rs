@@ -59,7 +59,9 @@ mod signed_change;
 mod snapshot;
 
 pub use nesting::MAX_DEPTH;
-pub use outcomes::{Applied, ApplyError, ChangeError, LoadError, LocalChange, Problem};
+pub use outcomes::{
+    Applied, ApplyError, ChangeError, ChangeOptions, LoadError, LocalChange, Problem,
+};
 pub use signed_change::{SignedChange, change_signing_message, verify_signatures};
 pub use snapshot::StagedSnapshot;
 
@@ -166,18 +168,51 @@ impl Document {
     where
         F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
     {
+        self.change_with(key, &ChangeOptions::default(), edit)
+    }
+
+    /// [`Document::change`] on given heads and with a message ([`ChangeOptions`]).
+    pub fn change_with<F>(
+        &mut self,
+        key: &DeviceKey,
+        options: &ChangeOptions,
+        edit: F,
+    ) -> Result<Option<LocalChange>, ChangeError>
+    where
+        F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
+    {
+        if let Some(at) = &options.at
+            && let Some(unknown) = at.iter().find(|h| !self.is_applied(h))
+        {
+            return Err(ChangeError::UnknownHeads {
+                heads: unknown.to_string(),
+            });
+        }
         // Write under an actor of this device's own (see `crate::actor`).
         let actor = crate::actor::actor_of(&key.device_id(), self.doc.get_actor());
         if actor != *self.doc.get_actor() {
             self.doc.set_actor(actor);
         }
         let before = self.doc.get_heads();
-        let mut tx = self.doc.transaction();
+        let mut tx = match &options.at {
+            Some(at) if *at != before => self
+                .doc
+                .transaction_at(automerge::PatchLog::inactive(), at)
+                .map_err(|_| ChangeError::UnknownHeads {
+                    heads: format!("{at:?}"),
+                })?,
+            _ => self.doc.transaction(),
+        };
         if let Err(e) = edit(&mut tx) {
             tx.rollback();
             return Err(ChangeError::Edit(Box::new(e)));
         }
-        let (hash, _) = tx.commit();
+        let (hash, _) = match &options.message {
+            Some(message) => tx.commit_with(
+                automerge::transaction::CommitOptions::default().with_message(message.clone()),
+            ),
+            None => tx.commit(),
+        };
         let Some(hash) = hash else {
             return Ok(None);
         };

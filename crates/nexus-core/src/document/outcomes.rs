@@ -130,6 +130,23 @@ pub enum ChangeError {
         /// The depth it reached.
         depth: usize,
     },
+    /// The change was to be made on heads this document does not hold (yet).
+    #[error("the change was made on heads this device does not hold: {heads}")]
+    UnknownHeads {
+        /// The heads, as hex.
+        heads: String,
+    },
+}
+
+/// How a local change is made ([`super::Document::change_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeOptions {
+    /// Make it on these heads (the change depends on them only, and its edits read the
+    /// document as it was there: an edit recorded on an older copy lands where it was
+    /// meant, concurrent with what arrived since). `None`: the current heads.
+    pub at: Option<Vec<ChangeHash>>,
+    /// Automerge's commit message.
+    pub message: Option<String>,
 }
 
 /// Why stored records could not be loaded into a document.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use automerge::{AutomergeError, ChangeHash};
 
 use super::{Event, Node, Output};
-use crate::document::Document;
+use crate::document::{ChangeOptions, Document};
 use crate::hash::Hash;
 use crate::identity::DeviceId;
 use crate::ids::{DocId, VaultId};
@@ -63,13 +63,35 @@ impl Node {
     where
         F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
     {
+        self.change_with(vault, doc, &ChangeOptions::default(), edit)
+            .map(|(out, _)| out)
+    }
+
+    /// [`Node::change`] on given heads and with a message ([`ChangeOptions`]); also
+    /// returns the new change's hash (`None`: the edit changed nothing).
+    pub fn change_with<F>(
+        &mut self,
+        vault: VaultId,
+        doc: DocId,
+        options: &ChangeOptions,
+        edit: F,
+    ) -> Result<(Output, Option<ChangeHash>), VaultError>
+    where
+        F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
+    {
         let key = self.key.clone();
         let mut out = Output::default();
-        if let Some(local) = self.vault_mut(&vault)?.change(&key, doc, edit)? {
+        let local = self
+            .vault_mut(&vault)?
+            .change_with(&key, doc, options, edit)?;
+        let hash = local.map(|local| {
             out.batch = local.batch;
+            local.hash
+        });
+        if hash.is_some() {
             self.offer(vault, doc, None, &mut out);
         }
-        Ok(out)
+        Ok((out, hash))
     }
 
     /// An admin approves a device by id.
