@@ -388,6 +388,19 @@ impl Message {
         w.finish()
     }
 
+    /// How many membership entries `bytes` hold if they are an `Entries` message, read
+    /// from the header alone: before any of their signatures is checked (what bounds a
+    /// stranger's cost). `None` for any other message, or a header that does not parse.
+    pub fn entries_count(bytes: &[u8]) -> Option<usize> {
+        let mut r = Reader::new(bytes);
+        if r.varint("protocol version").ok()? != PROTOCOL_VERSION || r.u8("message tag").ok()? != 1
+        {
+            return None;
+        }
+        r.u8("withheld flag").ok()?;
+        r.len(MAX_ENTRIES_PER_MESSAGE, "entries").ok()
+    }
+
     /// Decodes a message, checking every limit and every entry's signature. Change
     /// signatures are checked when the changes are applied (in one batch).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {

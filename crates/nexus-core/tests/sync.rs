@@ -1505,3 +1505,81 @@ fn a_device_joining_a_big_log_with_a_revocation_race_gets_all_of_it() {
     assert_eq!(joined.log().heads(), inviters.log().heads());
     assert!(joined.membership().is_member(&net.id(1)));
 }
+
+/// Finding 6: a stranger keeps a session open (its entries "withheld") and sends well
+/// signed entries of its own again and again, each a signature to check. A session reads
+/// a bounded number of entries from a peer that is not a member, then refuses it as a
+/// protocol violation; empty `Entries` (the retries of an honest handshake) cost nothing.
+#[test]
+fn a_stranger_sending_entries_again_and_again_is_cut_off_after_a_bounded_number() {
+    use nexus_core::{Action, Entry, Hash};
+    let (mut net, vault) = vault_of(1, 45);
+    let stranger = DeviceKey::from_secret_bytes(&[77; 32]);
+    let a_id = net.id(0);
+    let session = net.devices[0].node.accept_session(stranger.device_id());
+    let now = net.now_ms;
+    let mut node = Node::new(stranger.clone(), ActorId::random(), CONFIG);
+    let (_, hello) = node.open_session(a_id, vault, true, None, now);
+    for (_, bytes) in hello.transmits {
+        let _ = net.devices[0].node.handle_message(session, &bytes, now);
+    }
+    let entries: Vec<_> = (0..1_000u32)
+        .map(|i| {
+            let mut parent = [0u8; 32];
+            parent[..4].copy_from_slice(&i.to_le_bytes());
+            Entry {
+                vault: Some(vault),
+                parents: vec![Hash(parent)],
+                author: stranger.device_id(),
+                timestamp_ms: now,
+                action: Action::CancelInvite {
+                    invite: Hash([1; 32]),
+                },
+            }
+            .sign(&stranger)
+        })
+        .collect();
+    let spam = Message::Entries {
+        entries,
+        withheld: true,
+    }
+    .encode();
+    let empty = Message::Entries {
+        entries: Vec::new(),
+        withheld: true,
+    }
+    .encode();
+    let mut read = 0;
+    let mut refused = None;
+    for _ in 0..100 {
+        // An honest handshake's retries in between are never counted.
+        for _ in 0..10 {
+            let out = net.devices[0].node.handle_message(session, &empty, now);
+            assert!(out.closed.is_empty(), "empty entries are not counted");
+        }
+        let out = net.devices[0].node.handle_message(session, &spam, now);
+        if let Some((_, reason)) = out.closed.into_iter().next() {
+            refused = Some(reason);
+            break;
+        }
+        read += 1;
+    }
+    let reason = refused.expect("the stranger was cut off");
+    assert_eq!(reason.code, RefuseCode::ProtocolViolation);
+    assert!(
+        reason.reason.contains("while not a member"),
+        "{}",
+        reason.reason
+    );
+    assert_eq!(read, 40, "40 messages of 1,000 entries were read, no more");
+    assert!(
+        net.devices[0]
+            .node
+            .vault(&vault)
+            .unwrap()
+            .membership()
+            .members()
+            .len()
+            == 1
+    );
+}

@@ -181,6 +181,20 @@ impl Node {
     }
 
     fn handle_message_now(&mut self, id: SessionId, bytes: &[u8], now_ms: u64, out: &mut Output) {
+        if let Some(count) = Message::entries_count(bytes)
+            && !self.take_unvouched_entries(id, count)
+        {
+            self.close_with(
+                id,
+                RefuseCode::ProtocolViolation,
+                format!(
+                    "sent over {} membership entries while not a member here",
+                    session::MAX_UNVOUCHED_ENTRIES
+                ),
+                out,
+            );
+            return;
+        }
         let message = match Message::decode(bytes) {
             Ok(message) => message,
             Err(e) => {
@@ -228,6 +242,29 @@ impl Node {
                 self.on_document_message(id, other, now_ms, out);
             }
         }
+    }
+
+    /// Counts `count` entries an `Entries` message of session `id` brings against what a
+    /// session reads from a peer that is not a member ([`session::MAX_UNVOUCHED_ENTRIES`]);
+    /// whether it is to be read. A member's are not counted.
+    fn take_unvouched_entries(&mut self, id: SessionId, count: usize) -> bool {
+        let Some(session) = self.sessions.get(&id) else {
+            return true;
+        };
+        let vouched = session.join.is_some()
+            || self.offers.expected_from.contains(&session.peer)
+            || session
+                .vault
+                .and_then(|v| self.vaults.get(&v))
+                .is_some_and(|v| v.membership().is_member(&session.peer));
+        if vouched || count == 0 {
+            return true;
+        }
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return true;
+        };
+        session.unvouched_entries = session.unvouched_entries.saturating_add(count);
+        session.unvouched_entries <= session::MAX_UNVOUCHED_ENTRIES
     }
 
     /// Routes a message of a ready session to the topic it belongs to.

@@ -37,6 +37,9 @@ pub(super) struct Session {
     pub(super) sent_entries: bool,
     /// Whether the peer sent us its entries without withholding.
     pub(super) got_entries: bool,
+    /// Membership entries read from the peer while it was not a member here (see
+    /// [`MAX_UNVOUCHED_ENTRIES`]).
+    pub(super) unvouched_entries: usize,
     /// Whether a document message was dropped because it came before the handshake ended
     /// (the peer was ready first: an offer waiting for the person's answer).
     pub(super) dropped_early: bool,
@@ -56,6 +59,15 @@ pub(super) struct Session {
     /// Messages that arrived while a snapshot was being checked, in order.
     pub(super) backlog: VecDeque<Vec<u8>>,
 }
+
+/// Most membership entries a session reads (decodes and checks the signatures of) from
+/// a peer that is not a member here (the inviter of a join and a device the person named
+/// are not counted): four logs of the largest size in effect, which an
+/// honest peer's log, sent again on every retry of a slow handshake, stays far below
+/// (its first message makes it a member, and then nothing counts). Past it the session
+/// is refused as a protocol violation, which bans the peer for a while: a stranger that
+/// sends its log again and again costs a bounded number of signature checks.
+pub(super) const MAX_UNVOUCHED_ENTRIES: usize = 4 * crate::membership::MAX_ENTRIES;
 
 /// Most messages a session may queue while one of its snapshots is checked.
 pub(super) const MAX_BACKLOG: usize = 1024;
@@ -78,6 +90,7 @@ impl Session {
             sent_entries: false,
             got_entries: false,
             dropped_early: false,
+            unvouched_entries: 0,
             their_heads: HashMap::new(),
             have_sent: HashMap::new(),
             need_sent: HashMap::new(),

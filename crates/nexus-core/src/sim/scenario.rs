@@ -307,17 +307,22 @@ fn check_no_honest_work_lost(
             .members()
             .get(&id)
             .is_some_and(|m| m.admitted_by == edit.admitted_by);
-        let Some(document) = reference.document(&edit.doc) else {
-            return Err(format!("device 0 lost document {}", edit.doc));
-        };
-        let past_kept = edit.past.iter().all(|h| document.author_of(h).is_some());
+        // A document whose every change a rule voided is gone as a whole: its edits count
+        // as lost, and are judged like any other.
+        let document = reference.document(&edit.doc);
+        let held = |h: &automerge::ChangeHash| document.is_some_and(|d| d.author_of(h).is_some());
+        let past_kept = edit.past.iter().all(held);
         if !honest || !same_admission || named.contains(&id) || !past_kept {
             continue;
         }
-        let kept = document.author_of(&edit.change).is_some();
-        if !kept {
+        if !held(&edit.change) {
+            let lost = if document.is_some() {
+                "was lost"
+            } else {
+                "was lost with its document"
+            };
             return Err(format!(
-                "device {}'s change {} to {} was lost though no rule voids it",
+                "device {}'s change {} to {} {lost} though no rule voids it",
                 edit.device, edit.change, edit.doc
             ));
         }
