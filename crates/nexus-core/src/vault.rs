@@ -158,7 +158,12 @@ pub struct Ingested {
     pub refused: Vec<MembershipError>,
     /// Changes dropped from documents because a revocation made them invalid.
     pub dropped: BTreeMap<DocId, Vec<ChangeHash>>,
+    /// Changes a revocation had voided that stand again and were applied.
+    pub revived: BTreeMap<DocId, Vec<ChangeHash>>,
 }
+
+/// Change hashes per document.
+type ChangesOf = BTreeMap<DocId, Vec<ChangeHash>>;
 
 /// A vault: membership log plus documents.
 #[derive(Debug, Clone)]
@@ -603,7 +608,11 @@ impl Vault {
         now_ms: u64,
     ) -> Result<Batch, VaultError> {
         let entry = self.log.add_device(admin, device, role, now_ms)?;
-        Ok(self.record_entry(&entry))
+        let mut batch = self.record_entry(&entry);
+        // A device admitted again: what its revocation voided may stand again.
+        let (rewrites, _, _) = self.enforce_revocations();
+        batch.extend(rewrites);
+        Ok(batch)
     }
 
     /// An admin creates a one-time invite for `secret`. Returns the invite's entry hash
@@ -663,22 +672,31 @@ impl Vault {
             .collect();
         let entry = self.log.revoke_device(admin, device, seen, now_ms)?;
         let mut batch = self.record_entry(&entry);
-        let (rewrites, _) = self.enforce_revocations();
+        let (rewrites, _, _) = self.enforce_revocations();
         batch.extend(rewrites);
         Ok(batch)
     }
 
-    fn enforce_revocations(&mut self) -> (Batch, BTreeMap<DocId, Vec<ChangeHash>>) {
+    /// Brings the documents in line with the membership: drops (holds aside) what
+    /// revocations void, and applies again what was held aside and stands now. Returns
+    /// the batch, and per document the changes dropped and the changes applied again.
+    fn enforce_revocations(&mut self) -> (Batch, ChangesOf, ChangesOf) {
         let mut batch = Batch::new();
         let mut dropped = BTreeMap::new();
+        let mut revived = BTreeMap::new();
         let membership = self.log.membership().clone();
         for doc in self.docs.values_mut() {
             if let Some((rewrite, hashes)) = doc.enforce_revocations(&membership) {
                 batch.extend(rewrite);
                 dropped.insert(doc.id(), hashes);
             }
+            let again = doc.revive_voided(&membership);
+            if !again.accepted.is_empty() {
+                batch.extend(again.batch);
+                revived.insert(doc.id(), again.accepted);
+            }
         }
-        (batch, dropped)
+        (batch, dropped, revived)
     }
 
     /// Takes membership entries from a peer (any order). Applies revocations they carry to
@@ -702,9 +720,10 @@ impl Vault {
             }
         }
         if !ingested.accepted.is_empty() {
-            let (rewrites, dropped) = self.enforce_revocations();
+            let (rewrites, dropped, revived) = self.enforce_revocations();
             ingested.batch.extend(rewrites);
             ingested.dropped = dropped;
+            ingested.revived = revived;
         }
         ingested
     }

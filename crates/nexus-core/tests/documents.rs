@@ -761,3 +761,86 @@ fn a_change_made_on_older_heads_edits_what_was_there_and_merges_with_what_came_s
     );
     assert_eq!(alice.get("n"), None);
 }
+
+/// A member's change built on a revoked device's late work goes with it, but is held
+/// aside, not forgotten: when the device is admitted again, the work stands again and
+/// comes back, also after a restart in between (the held changes are stored).
+#[test]
+fn work_voided_by_a_revocation_comes_back_when_the_device_is_admitted_again() {
+    let (mut alice, mut bob) = alice_and_bob(true);
+    let mut carol = Device {
+        key: key(2),
+        vault: bob.vault.clone(),
+        store: bob.store.clone(),
+    };
+    let early = bob.put("bob", 1);
+    assert!(alice.receive(vec![early.clone()]).is_empty());
+    assert!(carol.receive(vec![early]).is_empty());
+    let batch = alice
+        .vault
+        .revoke_device(&alice.key, bob.id(), 2_000)
+        .unwrap();
+    alice.commit(batch);
+    // Carol takes Bob's late change and builds on it before she hears of the revocation.
+    let late = bob.put("bob", 2);
+    assert!(carol.receive(vec![late.clone()]).is_empty());
+    let built = carol.put("carol", 7);
+    let entries = |d: &Device| {
+        d.vault
+            .log()
+            .entries()
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let ingested = carol
+        .vault
+        .ingest_entries(entries(&alice), Received::from_peer(alice.id(), 2_001));
+    assert_eq!(
+        ingested.dropped.get(&DOC).map(Vec::len),
+        Some(2),
+        "late and built on it"
+    );
+    carol.commit(ingested.batch);
+    assert_eq!((carol.get("bob"), carol.get("carol")), (Some(1), None));
+    let voided: Vec<_> = carol
+        .vault
+        .document(&DOC)
+        .unwrap()
+        .voided()
+        .copied()
+        .collect();
+    assert_eq!(voided.len(), 2);
+    // Offered again while voided, the late change is refused.
+    assert!(matches!(
+        carol.receive(vec![late.clone()])[..],
+        [ApplyError::Revoked { .. }]
+    ));
+    // A restart: the held changes come back from the store, still voided.
+    carol.vault = carol.reload();
+    assert_eq!(carol.get("carol"), None);
+    assert_eq!(
+        carol.vault.document(&DOC).unwrap().voided().count(),
+        2,
+        "held across the restart"
+    );
+    // Alice admits Bob again; Carol takes the entry in: both changes stand and apply.
+    let batch = alice
+        .vault
+        .add_device(&alice.key, bob.id(), Role::Member, 3_000)
+        .unwrap();
+    alice.commit(batch);
+    let ingested = carol
+        .vault
+        .ingest_entries(entries(&alice), Received::from_peer(alice.id(), 3_001));
+    carol.commit(ingested.batch);
+    assert_eq!(ingested.revived.get(&DOC).map(Vec::len), Some(2));
+    assert_eq!((carol.get("bob"), carol.get("carol")), (Some(2), Some(7)));
+    assert_eq!(carol.vault.document(&DOC).unwrap().voided().count(), 0);
+    // Stored as ordinary changes again: a restart keeps them.
+    let reloaded = carol.reload();
+    assert_eq!(reloaded.document(&DOC).unwrap().hydrate(), carol.value());
+    // And Alice, who admitted Bob herself, takes Carol's change (and Bob's) now.
+    assert!(alice.receive(vec![late, built]).is_empty());
+    assert_eq!((alice.get("bob"), alice.get("carol")), (Some(2), Some(7)));
+}

@@ -57,6 +57,14 @@ impl Document {
                 });
                 continue;
             }
+            // A voided change held aside comes back by `revive_voided`, not from a peer.
+            if self.voided.contains_key(&hash) {
+                applied.rejected.push(ApplyError::Revoked {
+                    change: hash,
+                    author: auth_author,
+                });
+                continue;
+            }
             if self.auth.contains_key(&hash) || !seen.insert(hash) {
                 continue;
             }
@@ -257,7 +265,17 @@ impl Document {
         // Every record is parsed before anything changes, so a corrupt one changes nothing.
         let id = self.id;
         let mut parsed = Vec::with_capacity(changes.len());
+        let mut voided = Vec::new();
         for bytes in changes {
+            if let Some(record) = super::voided::strip_voided(bytes) {
+                let signed = SignedChange::decode(record).map_err(|source| LoadError::Corrupt {
+                    doc: id,
+                    record: "voided change",
+                    source,
+                })?;
+                voided.push(signed);
+                continue;
+            }
             let signed = SignedChange::decode(bytes).map_err(|source| LoadError::Corrupt {
                 doc: id,
                 record: "change",
@@ -277,7 +295,16 @@ impl Document {
             };
             parsed.push((change.hash(), auth, change));
         }
+        for signed in voided {
+            if let Ok(change) = Change::from_bytes(signed.bytes.clone()) {
+                let hash = change.hash();
+                if !self.auth.contains_key(&hash) {
+                    self.voided.insert(hash, signed);
+                }
+            }
+        }
         for (hash, auth, change) in parsed {
+            self.voided.remove(&hash);
             self.auth.insert(hash, auth);
             self.loose.insert(hash);
             if self.doc.get_change_meta_by_hash(&hash).is_none() {

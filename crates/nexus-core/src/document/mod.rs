@@ -42,7 +42,7 @@
 //! assert_eq!(replica.heads(), doc.heads());
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash, ReadDoc};
 
@@ -57,6 +57,7 @@ mod outcomes;
 mod revocation;
 mod signed_change;
 mod snapshot;
+mod voided;
 
 pub use nesting::MAX_DEPTH;
 pub use outcomes::{
@@ -64,6 +65,7 @@ pub use outcomes::{
 };
 pub use signed_change::{SignedChange, change_signing_message, verify_signatures};
 pub use snapshot::StagedSnapshot;
+pub use voided::MAX_VOIDED;
 
 /// Largest Automerge change accepted, in bytes.
 pub const MAX_CHANGE_BYTES: usize = 4 * 1024 * 1024;
@@ -105,6 +107,9 @@ pub struct Document {
     /// Changes refused because their revoked author made them after its cut. Changes that
     /// build on them can never apply and are dropped too.
     refused: HashSet<ChangeHash>,
+    /// Changes a revocation voided, held in case a later membership change makes them
+    /// stand again (see `voided.rs`).
+    voided: BTreeMap<ChangeHash, SignedChange>,
 }
 
 impl Document {
@@ -118,6 +123,7 @@ impl Document {
             loose: HashSet::new(),
             waiting: HashMap::new(),
             refused: HashSet::new(),
+            voided: BTreeMap::new(),
         }
     }
 

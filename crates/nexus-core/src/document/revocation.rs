@@ -97,7 +97,9 @@ impl Document {
             .collect();
         let mut dropped_waiting = Vec::new();
         for hash in unseen_waiting {
-            self.forget(hash, &mut batch);
+            if let Some(change) = self.waiting.get(&hash).cloned() {
+                self.void(hash, &change, &mut batch);
+            }
             dropped_waiting.push(hash);
         }
         let mut orphans = Applied::default();
@@ -114,6 +116,7 @@ impl Document {
         }
         // `get_changes` lists parents before children, so one pass finds descendants.
         let mut kept = Vec::new();
+        let mut voided = Vec::new();
         let actor_now = self.doc.get_actor().clone();
         let mut own_dropped = false;
         for change in all {
@@ -122,6 +125,7 @@ impl Document {
             if drop {
                 own_dropped |= change.actor_id() == &actor_now;
                 dropped.insert(change.hash());
+                voided.push(change.clone());
             } else {
                 kept.push(change);
             }
@@ -144,8 +148,9 @@ impl Document {
             return None;
         }
         self.doc = rebuilt;
-        for hash in &dropped {
-            self.forget(*hash, &mut batch);
+        // Held aside, not forgotten: a later membership change may make them stand.
+        for change in &voided {
+            self.void(change.hash(), change, &mut batch);
         }
         // Waiting changes built on what was just dropped can never apply either.
         let mut orphans = Applied::default();
@@ -159,7 +164,7 @@ impl Document {
 
     /// Forgets a change for good: not applied, not waiting, refused if it comes again, and
     /// its own record deleted.
-    fn forget(&mut self, hash: ChangeHash, batch: &mut Batch) {
+    pub(super) fn forget(&mut self, hash: ChangeHash, batch: &mut Batch) {
         self.waiting.remove(&hash);
         self.auth.remove(&hash);
         if self.refused.len() < MAX_REFUSED {

@@ -108,6 +108,10 @@ impl Node {
         } else {
             out.batch.extend(ingested.batch);
         }
+        for doc in ingested.revived.keys() {
+            out.events.push(Event::DocChanged { vault, doc: *doc });
+            self.offer(vault, *doc, None, &mut out);
+        }
         for (doc, changes) in bundle.docs {
             let Some(v) = self.vaults.get_mut(&vault) else {
                 break;

@@ -10,7 +10,7 @@ use super::{CloseReason, Event, Node, Output, SessionId};
 use crate::DecodeError;
 use crate::hash::Hash;
 use crate::identity::DeviceId;
-use crate::ids::VaultId;
+use crate::ids::{DocId, VaultId};
 use crate::membership::{Membership, MembershipError, Received, SignedEntry};
 use crate::protocol::{JoinProof, JoinRequest, Message, RefuseCode};
 use crate::vault::Vault;
@@ -357,6 +357,7 @@ impl Node {
         for (doc, _) in ingested.dropped {
             out.events.push(Event::DocChanged { vault, doc });
         }
+        let revived: Vec<DocId> = ingested.revived.keys().copied().collect();
         if changed && v.log().heads() != before {
             let other =
                 self.after_membership_change(vault, std::mem::take(&mut batch), Some(id), now_ms);
@@ -366,6 +367,11 @@ impl Node {
             }
         } else {
             out.batch.extend(batch);
+        }
+        // Work a revocation had voided that stands again is news to every peer.
+        for doc in revived {
+            out.events.push(Event::DocChanged { vault, doc });
+            self.offer(vault, doc, None, out);
         }
         let Some(v) = self.vaults.get(&vault) else {
             return;

@@ -103,10 +103,23 @@ impl Node {
         now_ms: u64,
     ) -> Result<Output, VaultError> {
         let key = self.key.clone();
-        let batch = self
-            .vault_mut(&vault)?
-            .add_device(&key, device, role, now_ms)?;
-        Ok(self.after_membership_change(vault, batch, None, now_ms))
+        let v = self.vault_mut(&vault)?;
+        let before: Vec<(DocId, Vec<ChangeHash>)> =
+            v.documents().map(|d| (d.id(), d.heads())).collect();
+        let batch = v.add_device(&key, device, role, now_ms)?;
+        let mut out = self.after_membership_change(vault, batch, None, now_ms);
+        // Work its revocation had voided may stand again: news to every peer.
+        for (doc, heads) in before {
+            let moved = self
+                .vault(&vault)
+                .and_then(|v| v.document(&doc))
+                .is_some_and(|d| d.heads() != heads);
+            if moved {
+                out.events.push(Event::DocChanged { vault, doc });
+                self.offer(vault, doc, None, &mut out);
+            }
+        }
+        Ok(out)
     }
 
     /// An admin creates an invite. Returns the invite's entry hash.
