@@ -362,20 +362,59 @@ export class Vault {
   }
 
   /**
-   * A handle on a document of this vault, with its current content loaded. Rejects when
-   * this device does not hold the document; a later `find` tries again (after it arrived
-   * by sync, say).
+   * The handle on a document of this vault, at once, in whatever `state` it is (the
+   * same object every `find` resolves with). `find` waits for it to be ready.
    */
-  async find<T = Record<string, unknown>>(docId: string): Promise<DocHandle<T>> {
-    const handle = this.#nexus.handle<T>(this.id, docId, () => new DocHandle<T>(this.#nexus, this.id, docId));
+  handle<T = Record<string, unknown>>(docId: string): DocHandle<T> {
+    return this.#nexus.handle<T>(this.id, docId, () => new DocHandle<T>(this.#nexus, this.id, docId));
+  }
+
+  /**
+   * A handle on a document of this vault, with its content loaded. A document not on
+   * this device yet is waited for (`handle.state` is `"requesting"`) until a peer brings
+   * it or `timeoutMs` (default 10 s) passes: then this rejects with `UNAVAILABLE` and
+   * the handle, `"unavailable"`, still becomes `"ready"` if the document arrives later
+   * (a later `find` resolves at once). `signal` aborts the wait (`ABORTED`).
+   */
+  async find<T = Record<string, unknown>>(
+    docId: string,
+    options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<DocHandle<T>> {
+    const handle = this.handle<T>(docId);
+    handle.markRequested();
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onAbort: (() => void) | undefined;
+    const waited = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        handle.markUnavailable();
+        reject(
+          new NexusError(
+            "UNAVAILABLE",
+            `document ${docId} is not on this device and no peer brought it within ${timeoutMs} ms; its handle becomes ready if it arrives later`,
+          ),
+        );
+      }, timeoutMs);
+      onAbort = () => reject(new NexusError("ABORTED", `find(${docId}) was aborted`));
+      if (options.signal?.aborted) onAbort();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+    });
     try {
-      await handle.whenReady();
+      await Promise.race([handle.whenReady(), waited]);
     } catch (error) {
-      this.#nexus.forget(handle);
+      // Not a document that may still come (a vault not held, the engine closed): the
+      // next find loads afresh.
+      if (!(error instanceof NexusError && (error.code === "UNAVAILABLE" || error.code === "ABORTED"))) {
+        this.#nexus.forget(handle);
+      }
       throw error;
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) options.signal?.removeEventListener("abort", onAbort);
     }
     return handle;
   }
+
 }
 
 /** A change shown in the handle that the engine may not hold yet. */
@@ -390,6 +429,9 @@ interface Pending {
   hash?: string | null;
   written: boolean;
 }
+
+/** Where a document handle is (see `DocHandle.state`). */
+export type HandleState = "loading" | "requesting" | "ready" | "unavailable";
 
 /** Options of `handle.change`. */
 export interface ChangeOptions {
@@ -415,6 +457,9 @@ export class DocHandle<T> {
   #pending: Pending[] = [];
   #queue: Promise<void> = Promise.resolve();
   #ready: Promise<void>;
+  #loaded!: () => void;
+  #failed!: (error: unknown) => void;
+  #state: HandleState = "loading";
   readonly #changes = new Listeners<ChangeEvent<T>>();
 
   /** @internal */
@@ -422,17 +467,54 @@ export class DocHandle<T> {
     this.#nexus = nexus;
     this.vaultId = vaultId;
     this.id = id;
-    this.#ready = this.#enqueue(async () => {
-      const { heads, patches } = await this.#nexus.engine.patches(vaultId, id, []);
+    this.#ready = new Promise<void>((resolve, reject) => {
+      this.#loaded = resolve;
+      this.#failed = reject;
+    });
+    this.#ready.catch(() => {});
+    this.#enqueue(() => this.#load()).catch(() => {});
+  }
+
+  /**
+   * Where the handle is: `"loading"` from storage, `"requesting"` (the document is not
+   * on this device yet, waiting for a peer to bring it), `"ready"`, or `"unavailable"`
+   * (a `find` gave up waiting; it still becomes `"ready"` if the document arrives).
+   */
+  get state(): HandleState {
+    return this.#state;
+  }
+
+  /** Resolves once the document's content is loaded (it may wait for a peer to bring it). */
+  whenReady(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** @internal A `find` gave up waiting. */
+  markUnavailable(): void {
+    if (this.#state !== "ready") this.#state = "unavailable";
+  }
+
+  /** @internal A `find` waits for it again. */
+  markRequested(): void {
+    if (this.#state === "unavailable") this.#state = "requesting";
+  }
+
+  /** Reads the document from the engine; one not here yet is waited for. */
+  async #load(): Promise<void> {
+    try {
+      const { heads, patches } = await this.#nexus.engine.patches(this.vaultId, this.id, []);
       this.#confirmed = applyPatches({} as T, patches);
       this.#doc = this.#confirmed;
       this.#heads = heads;
-    });
-  }
-
-  /** Resolves once the document's content is loaded. */
-  whenReady(): Promise<void> {
-    return this.#ready;
+      this.#state = "ready";
+      this.#loaded();
+    } catch (error) {
+      if ((error as { code?: string })?.code === "UNKNOWN_DOCUMENT") {
+        if (this.#state === "loading") this.#state = "requesting";
+        return; // a docChanged event for it loads it again
+      }
+      this.#failed(error);
+    }
   }
 
   /** The document as plain data (text as strings, counters as numbers). Do not mutate it; use `change`. */
@@ -508,9 +590,9 @@ export class DocHandle<T> {
     return this.#changes.add(listener);
   }
 
-  /** @internal Takes in what changed since the handle's heads. */
+  /** @internal Takes in what changed since the handle's heads (or the document, arrived). */
   refresh(_local: boolean): void {
-    this.#enqueue(() => this.#update()).catch(() => {});
+    this.#enqueue(() => (this.#confirmed === undefined ? this.#load() : this.#update())).catch(() => {});
   }
 
   /**

@@ -200,7 +200,7 @@ test("a change shows at once, resolves durable with heads, lands where it was re
   assert.deepEqual(seen.events.map((e) => [e.deep, e.local]), [[true, true], [false, false]]);
 });
 
-test("a find that failed is tried again: the document that arrives later by sync is found", async () => {
+test("find waits for a document that is not here yet, gives up as unavailable, and the handle becomes ready when it arrives", async () => {
   const desktop = scene.desktopWithVault();
   let daemon = await scene.serve(desktop.home, "/ip4/127.0.0.1/tcp/0/ws");
   const address = daemon.addresses[0].replace(/\/p2p\/.*$/, "");
@@ -213,17 +213,26 @@ test("a find that failed is tried again: the document that arrives later by sync
     window.nexus = await Nexus.open({ name: "later" });
     window.vault = await window.nexus.join(code);
   }, code).catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
-  // A document made on the desktop while its daemon is down: the browser cannot have it.
+  // Documents made on the desktop while its daemon is down: the browser cannot have them.
   await daemon.stop();
   const later = nexus(desktop.home, "doc", "create", "--vault", "Family");
   nexus(desktop.home, "doc", "put", "--vault", "Family", later, "title", '"Later"');
-  const missing = await page.evaluate((id) => window.vault.find(id).then(() => "found", (e) => e.code ?? e.message), later);
-  assert.notEqual(missing, "found");
+  const other = nexus(desktop.home, "doc", "create", "--vault", "Family");
+  const before = await page.evaluate(async ({ later, other }) => {
+    const gaveUp = await window.vault.find(later, { timeoutMs: 300 }).then(() => "found", (e) => e.code);
+    const stateAfter = window.vault.handle(later).state;
+    const controller = new AbortController();
+    const aborted = window.vault.find(other, { signal: controller.signal }).then(() => "found", (e) => e.code);
+    controller.abort();
+    // A find that waits long enough, started before the document can arrive.
+    window.waiting = window.vault.find(later, { timeoutMs: 60_000 }).then((h) => h.doc().title);
+    return { gaveUp, stateAfter, aborted: await aborted, waitingState: window.vault.handle(later).state };
+  }, { later, other });
+  assert.deepEqual(before, { gaveUp: "UNAVAILABLE", stateAfter: "unavailable", aborted: "ABORTED", waitingState: "requesting" });
   daemon = await scene.serve(desktop.home, address);
-  const title = await eventually(
-    "the later document found in the browser",
-    () => page.evaluate((id) => window.vault.find(id).then((h) => h.doc().title, () => undefined), later),
-    60_000,
-  ).catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
-  assert.equal(title, "Later");
+  const after = await page.evaluate(async () => ({ title: await window.waiting }))
+    .catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
+  assert.equal(after.title, "Later", "the waiting find resolved when the document arrived");
+  const state = await page.evaluate((id) => window.vault.handle(id).state, later);
+  assert.equal(state, "ready");
 });
