@@ -287,12 +287,21 @@ impl Vault {
         if let Some(MembershipError::Entry(e)) = refused.into_iter().next() {
             return Err(corrupt(e));
         }
-        let docs = store
-            .scan(Table::Docs, &keys::vault_prefix(&vault))
-            .map_err(storage)?
-            .into_iter()
-            .filter_map(|(key, _)| <[u8; 16]>::try_from(&key[32..]).ok().map(DocId))
-            .collect();
+        let mut docs: BTreeSet<DocId> = BTreeSet::new();
+        // A document is loaded when any record of it is stored: its metadata, or a change
+        // or snapshot stored before its metadata was (a change made here while a peer's
+        // snapshot of it was still being checked, then a restart).
+        for table in [Table::Docs, Table::Changes, Table::Snapshots] {
+            for (key, _) in store
+                .scan(table, &keys::vault_prefix(&vault))
+                .map_err(storage)?
+            {
+                if let Some(doc) = key.get(32..48).and_then(|k| <[u8; 16]>::try_from(k).ok()) {
+                    docs.insert(DocId(doc));
+                }
+            }
+        }
+        let docs: Vec<DocId> = docs.into_iter().collect();
         let this = Self {
             log,
             docs: BTreeMap::new(),

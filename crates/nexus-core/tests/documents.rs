@@ -844,3 +844,32 @@ fn work_voided_by_a_revocation_comes_back_when_the_device_is_admitted_again() {
     assert!(alice.receive(vec![late, built]).is_empty());
     assert_eq!((alice.get("bob"), alice.get("carol")), (Some(2), Some(7)));
 }
+
+/// A change stored before its document's metadata record (made here while a peer's
+/// snapshot of the document was still being checked, then a restart) is not lost: the
+/// document is loaded from any record of it.
+#[test]
+fn a_document_whose_metadata_never_reached_the_store_loads_from_its_change_records() {
+    let (_alice, mut bob) = alice_and_bob(false);
+    bob.put("kept", 5);
+    let mut batch = nexus_core::Batch::new();
+    batch.delete(
+        Table::Docs,
+        nexus_core::storage::keys::doc(&bob.vault.id(), &DOC),
+    );
+    bob.commit(batch);
+    assert!(
+        bob.store
+            .get(
+                Table::Docs,
+                &nexus_core::storage::keys::doc(&bob.vault.id(), &DOC)
+            )
+            .unwrap()
+            .is_none()
+    );
+    let reloaded = bob.reload();
+    let doc = reloaded
+        .document(&DOC)
+        .expect("loaded from its change record");
+    assert_eq!(doc.to_json()["kept"], 5);
+}

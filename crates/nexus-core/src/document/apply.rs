@@ -57,13 +57,17 @@ impl Document {
                 });
                 continue;
             }
-            // A voided change held aside comes back by `revive_voided`, not from a peer.
+            // A voided change held aside is refused while it does not stand, and taken
+            // like any other once it does (its held copy let go).
             if self.voided.contains_key(&hash) {
-                applied.rejected.push(ApplyError::Revoked {
-                    change: hash,
-                    author: auth_author,
-                });
-                continue;
+                if !self.stands(&change, &auth_author, membership) {
+                    applied.rejected.push(ApplyError::Revoked {
+                        change: hash,
+                        author: auth_author,
+                    });
+                    continue;
+                }
+                self.voided.remove(&hash);
             }
             if self.auth.contains_key(&hash) || !seen.insert(hash) {
                 continue;
@@ -136,6 +140,12 @@ impl Document {
         }
         self.apply_waiting(&mut applied);
         self.drop_orphans(&mut applied);
+        if !applied.accepted.is_empty() && !self.voided.is_empty() {
+            // What arrived may be what a held change was waiting for.
+            let again = self.revive_voided(membership);
+            applied.accepted.extend(again.accepted);
+            applied.batch.extend(again.batch);
+        }
         applied
     }
 

@@ -14,6 +14,7 @@ use automerge::{Change, ChangeHash};
 
 use super::{Applied, Document, SignedChange};
 use crate::codec::{Reader, Writer};
+use crate::identity::DeviceId;
 use crate::membership::Membership;
 use crate::storage::{Batch, Table, keys};
 
@@ -64,6 +65,19 @@ impl Document {
         self.voided.insert(hash, signed);
     }
 
+    /// Whether a change by `author` stands under `membership`: by a member, or by a
+    /// revoked device inside its revocation's cut.
+    pub(super) fn stands(
+        &self,
+        change: &Change,
+        author: &DeviceId,
+        membership: &Membership,
+    ) -> bool {
+        membership.is_member(author)
+            || (membership.revocation(author).is_some()
+                && self.seen_by_revoker(change, author, membership))
+    }
+
     /// Changes held aside because a revocation voided them.
     pub fn voided(&self) -> impl Iterator<Item = &ChangeHash> {
         self.voided.keys()
@@ -81,10 +95,7 @@ impl Document {
             let Ok(change) = Change::from_bytes(signed.bytes.clone()) else {
                 continue;
             };
-            let stands = membership.is_member(&signed.author)
-                || (membership.revocation(&signed.author).is_some()
-                    && self.seen_by_revoker(&change, &signed.author, membership));
-            if stands {
+            if self.stands(&change, &signed.author, membership) {
                 standing.push((*hash, change));
             }
         }
