@@ -5,7 +5,8 @@
  * date and turns proxy mutations into edit lists.
  */
 import { Nexus as Engine } from "./wasm/nexus_wasm.js";
-import { NexusError, recordChange, recordChangeWithResult, type Edit } from "./change.js";
+import { recordChange, recordChangeWithResult, type Edit } from "./change.js";
+import { NexusError, asNexusError, withNexusErrors } from "./errors.js";
 import { applyPatches, patchesOfEdits, type Patch } from "./patches.js";
 
 let initialize: (() => Promise<void>) | null = null;
@@ -167,7 +168,7 @@ export class Nexus {
   /** Opens (or creates, on first use) this profile's device and starts syncing. */
   static async open(options: OpenOptions = {}): Promise<Nexus> {
     await ensureInitialized();
-    const engine = await Engine.open(options.name ?? "nexus");
+    const engine = withNexusErrors(await Engine.open(options.name ?? "nexus").catch((e: unknown) => Promise.reject(asNexusError(e))));
     const nexus = new Nexus(engine);
     await engine.subscribe((event: NexusEvent) => nexus.#dispatch(event));
     return nexus;

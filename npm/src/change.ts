@@ -45,15 +45,9 @@ export function counter(value = 0): number {
   return { [MARK]: "counter", value } as unknown as number;
 }
 
-/** An error from the package itself (the engine's errors carry a `code` too). */
-export class NexusError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = "NexusError";
-    this.code = code;
-  }
-}
+import { NexusError } from "./errors.js";
+
+export { NexusError };
 
 function recorderOf(object: unknown, what: string): { recorder: Recorder; path: Path; target: any } {
   const o = object as any;

@@ -75,7 +75,7 @@ test("the package's types check in a TypeScript file that uses both entries", ()
   const file = join(app.dir, "check.ts");
   writeFileSync(
     file,
-    `import { Nexus, text, splice, type DocHandle, type Patch } from "nexus-sync";
+    `import { Nexus, NexusError, text, splice, type DocHandle, type NexusErrorCode, type Patch } from "nexus-sync";
 import { initializeWasm } from "nexus-sync/slim";
 interface Note { title: string; body: string; tags: string[] }
 export async function demo(url: string): Promise<Patch[]> {
@@ -87,6 +87,15 @@ export async function demo(url: string): Promise<Patch[]> {
   const code: string = await vault.createInvite({ expiresInSeconds: 60, role: "member" });
   let seen: Patch[] = [];
   handle.on("change", ({ doc, patches }) => { seen = patches; doc.title.toUpperCase(); });
+  const heads: string[] = await handle.change((d) => { d.title = "d"; }, { message: "retitle" });
+  try {
+    await vault.find("x", { timeoutMs: 100 });
+  } catch (e) {
+    if (e instanceof NexusError) {
+      const why: NexusErrorCode = e.code;
+      if (why === "UNAVAILABLE" && heads.length > 0) return [];
+    }
+  }
   return code.length > 0 ? seen : [];
 }
 `,
@@ -235,4 +244,47 @@ test("find waits for a document that is not here yet, gives up as unavailable, a
   assert.equal(after.title, "Later", "the waiting find resolved when the document arrived");
   const state = await page.evaluate((id) => window.vault.handle(id).state, later);
   assert.equal(state, "ready");
+});
+
+test("every error the package gives is a NexusError with a documented code", async () => {
+  const installed = await serveDir(join(app.dir, "node_modules/nexus-sync"));
+  scene.defer(() => installed.close());
+  const { page, log } = await scene.profile(`${installed.url}package.json`, { ready: "true" });
+  const results = await page.evaluate(async () => {
+    const { Nexus, NexusError } = await import("/dist/index.js");
+    const nexus = await Nexus.open({ name: "errors" });
+    const out = [];
+    const attempt = async (what, run) => {
+      try {
+        await run();
+        out.push([what, "no error"]);
+      } catch (e) {
+        out.push([what, e instanceof NexusError, e.code]);
+      }
+    };
+    await attempt("vault not held", () => nexus.vault("11111111111111111111111111111111"));
+    await attempt("unreadable invite", () => nexus.join("nexus1garbage"));
+    await attempt("unreadable address", () => nexus.connect("not an address"));
+    const vault = await nexus.createVault("Errors");
+    await attempt("unreadable device id", () => vault.approve("not-a-device"));
+    const handle = await vault.create({ n: 1 });
+    await attempt("nothing storable", () => handle.change((d) => { d.when = new Date(); }));
+    await attempt("not offered", () => nexus.acceptOffer(vault.id));
+    await nexus.close();
+    await attempt("closed", () => nexus.vaults());
+    return out;
+  });
+  assert.deepEqual(
+    results,
+    [
+      ["vault not held", true, "UNKNOWN_VAULT"],
+      ["unreadable invite", true, "BAD_ARGUMENT"],
+      ["unreadable address", true, "BAD_ARGUMENT"],
+      ["unreadable device id", true, "BAD_ARGUMENT"],
+      ["nothing storable", true, "BAD_CHANGE"],
+      ["not offered", true, "NOT_OFFERED"],
+      ["closed", true, "CLOSED"],
+    ],
+    log.join("\n"),
+  );
 });
