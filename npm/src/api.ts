@@ -524,6 +524,14 @@ export class DocHandle<T> {
     return this.#doc;
   }
 
+  /**
+   * The document as Automerge's own `save()` bytes, history included: what
+   * `@automerge/automerge`'s `load` opens (changes still being stored are not in it).
+   */
+  export(): Promise<Uint8Array> {
+    return this.#nexus.engine.exportDocument(this.vaultId, this.id);
+  }
+
   /** The heads of the engine's copy this handle shows (changes still being stored are not in them yet). */
   heads(): string[] {
     return this.#heads.slice();

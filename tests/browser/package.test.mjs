@@ -288,3 +288,23 @@ test("every error the package gives is a NexusError with a documented code", asy
     log.join("\n"),
   );
 });
+
+test("a document exported from the browser loads in @automerge/automerge with the same value and history", async () => {
+  const Automerge = await import("@automerge/automerge");
+  const installed = await serveDir(join(app.dir, "node_modules/nexus-sync"));
+  scene.defer(() => installed.close());
+  const { page, log } = await scene.profile(`${installed.url}package.json`, { ready: "true" });
+  const exported = await page.evaluate(async () => {
+    const { Nexus, text, splice } = await import("/dist/index.js");
+    const nexus = await Nexus.open({ name: "export" });
+    const vault = await nexus.createVault("Export");
+    const handle = await vault.create({ title: "t", items: ["a"], body: text("héllo") });
+    await handle.change((d) => { d.items.push({ k: 1 }); splice(d, "body", 5, 0, " 🌍"); });
+    const bytes = await handle.export();
+    return { bytes: Array.from(bytes), doc: handle.doc(), isBytes: bytes instanceof Uint8Array };
+  }).catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
+  assert.ok(exported.isBytes, "a Uint8Array");
+  const loaded = Automerge.load(Uint8Array.from(exported.bytes));
+  assert.deepEqual(JSON.parse(JSON.stringify(loaded)), exported.doc);
+  assert.equal(Automerge.getAllChanges(loaded).length, 2, "both changes, signed or not, are Automerge's");
+});

@@ -215,6 +215,18 @@ pub(crate) enum DocCommand {
         #[arg(long)]
         text: bool,
     },
+    /// Write a document in Automerge's own format (`save()` bytes, history included), as
+    /// `@automerge/automerge`'s `load` opens it.
+    Export {
+        /// The vault (id or name).
+        #[arg(long)]
+        vault: String,
+        /// The document id.
+        doc: DocId,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a document (or one key of it) as JSON.
     Get {
         /// The vault (id or name).

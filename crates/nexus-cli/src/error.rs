@@ -52,6 +52,9 @@ pub(crate) enum CliError {
     /// `--json-file` could not be read or is not a JSON object.
     #[error("{path}: {reason}")]
     JsonFile { path: PathBuf, reason: String },
+    /// A file could not be written (`doc export --out`).
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
     /// `--text` was given something other than a string.
     #[error("--text takes a JSON string (`'\"hello\"'`), not {0}")]
     NotText(serde_json::Value),

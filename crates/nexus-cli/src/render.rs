@@ -153,6 +153,9 @@ fn to_json(report: Report) -> Result<Value, serde_json::Error> {
         }
         Report::Revoked(device) => json!({ "revoked": device.to_string() }),
         Report::DocCreated(doc) => json!({ "doc_id": doc.to_string() }),
+        Report::Exported { doc, path, bytes } => {
+            json!({ "doc_id": doc.to_string(), "path": path.display().to_string(), "bytes": bytes })
+        }
         Report::Documents(listed) => {
             serde_json::to_value(listed.iter().map(|l| &l.summary).collect::<Vec<_>>())?
         }
@@ -260,6 +263,12 @@ fn to_human(report: &Report) -> String {
         Report::Approved { device, role } => format!("Approved {device} as {role}"),
         Report::Revoked(device) => format!("Revoked {device}"),
         Report::DocCreated(doc) => doc.to_string(),
+        Report::Exported { doc, path, bytes } => {
+            format!(
+                "exported {doc} to {} ({bytes} bytes, Automerge's format)",
+                path.display()
+            )
+        }
         Report::Documents(listed) => lines(
             listed
                 .iter()

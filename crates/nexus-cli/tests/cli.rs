@@ -270,11 +270,8 @@ fn two_processes_writing_to_one_home_lose_nothing() {
 
 #[test]
 fn check_reports_a_tampered_signature() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, doc) = home_with_document("V");
     let home = dir.path();
-    ok(home, &["init"]);
-    ok(home, &["vault", "create", "V"]);
-    let doc = ok(home, &["doc", "create", "--vault", "V"]);
     ok(home, &["doc", "put", "--vault", "V", &doc, "k", "1"]);
     let db = rusqlite::Connection::open(home.join("nexus.db")).unwrap();
     let (key, mut value): (Vec<u8>, Vec<u8>) = db
@@ -295,4 +292,67 @@ fn check_reports_a_tampered_signature() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], false);
     assert_eq!(report["problems"].as_array().unwrap().len(), 1);
+}
+
+/// `doc export` writes Automerge's own format: `automerge::Automerge::load` opens it with
+/// the same value and the whole history.
+#[test]
+fn a_document_exports_as_automerge_bytes_that_automerge_loads() {
+    use nexus_core::automerge::Automerge;
+    let (dir, doc) = home_with_document("Notes");
+    let home = dir.path();
+    ok(home, &["doc", "put", "--vault", "Notes", &doc, "n", "1"]);
+    ok(home, &["doc", "put", "--vault", "Notes", &doc, "n", "2"]);
+    ok(
+        home,
+        &[
+            "doc",
+            "put",
+            "--vault",
+            "Notes",
+            &doc,
+            "body",
+            r#""héllo 🌍""#,
+            "--text",
+        ],
+    );
+    let file = home.join("note.automerge");
+    let export = |out: &str| -> Vec<String> {
+        [
+            "doc",
+            "export",
+            "--vault",
+            "Notes",
+            doc.as_str(),
+            "--out",
+            out,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let args = export(file.to_str().unwrap());
+    let report = json(home, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(report["bytes"], bytes.len());
+    let loaded = Automerge::load(&bytes).expect("Automerge loads the export");
+    assert_eq!(loaded.get_changes(&[]).len(), 3, "the whole history");
+    let value = nexus_core::json::to_json(&loaded.hydrate(None));
+    let here = json(home, &["doc", "get", "--vault", "Notes", &doc]);
+    assert_eq!(value, here);
+    let args = export("/nonexistent/dir/x");
+    let refused = fails(home, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        refused.contains("cannot write /nonexistent/dir/x"),
+        "{refused}"
+    );
+}
+
+/// A fresh home with a device, a vault named `vault` and one empty document in it.
+fn home_with_document(vault: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init"]);
+    ok(home, &["vault", "create", vault]);
+    let doc = ok(home, &["doc", "create", "--vault", vault]);
+    (dir, doc)
 }

@@ -531,6 +531,24 @@ impl Nexus {
         to_js(&diff)
     }
 
+    /// The document in Automerge's own `save()` format, history included, as
+    /// `@automerge/automerge`'s `load` opens it.
+    #[wasm_bindgen(js_name = exportDocument)]
+    pub async fn export_document(&self, vault: String, doc: String) -> Result<Vec<u8>, JsValue> {
+        let vault: VaultId = parse("vault id", &vault)?;
+        let doc: DocId = parse("document id", &doc)?;
+        self.handle
+            .read(move |node| {
+                node.vault(&vault)
+                    .and_then(|v| v.document(&doc))
+                    .map(nexus_core::Document::export)
+                    .ok_or(VaultError::UnknownDocument { vault, doc })
+            })
+            .await
+            .map_err(web_error)?
+            .map_err(|e| web_error(e.into()))
+    }
+
     /// Applies a list of edits (see `nexus_core::json::apply_edits`) as one signed change.
     /// `at` (heads, or null for the current ones): the heads of the copy the edits were
     /// recorded on; the change is made there, so its list indexes and text positions mean

@@ -1,4 +1,4 @@
-//! Documents: `doc create|list|put|get`, and `check`, which verifies every stored
+//! Documents: `doc create|list|put|get|export`, and `check`, which verifies every stored
 //! change of every document.
 
 use std::path::Path;
@@ -86,6 +86,23 @@ pub(super) fn doc(home: &mut Home, command: DocCommand, now: u64) -> Result<Repo
             };
             home.commit(out)?;
             Ok(Report::Put { doc, key, value })
+        }
+        DocCommand::Export { vault, doc, out } => {
+            let vault = home.vault_id(&vault)?;
+            let bytes = home
+                .vault(&vault)?
+                .document(&doc)
+                .ok_or(CliError::UnknownDocument { vault, doc })?
+                .export();
+            std::fs::write(&out, &bytes).map_err(|e| CliError::Write {
+                path: out.clone(),
+                reason: e.to_string(),
+            })?;
+            Ok(Report::Exported {
+                doc,
+                path: out,
+                bytes: bytes.len(),
+            })
         }
         DocCommand::Get { vault, doc, key } => {
             let vault = home.vault_id(&vault)?;

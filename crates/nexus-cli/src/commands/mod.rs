@@ -56,6 +56,12 @@ pub(crate) enum Report {
     Revoked(DeviceId),
     /// `doc create`.
     DocCreated(DocId),
+    /// `doc export`: the document, the file, how many bytes.
+    Exported {
+        doc: DocId,
+        path: std::path::PathBuf,
+        bytes: usize,
+    },
     /// `doc list`.
     Documents(Vec<Listed>),
     /// `doc put`: the key set and its value.

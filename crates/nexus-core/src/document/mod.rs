@@ -407,6 +407,13 @@ impl Document {
         problems
     }
 
+    /// The document in Automerge's own `save()` format, history included: what
+    /// `@automerge/automerge`'s `load` (or `automerge::Automerge::load`) opens. Changes
+    /// still waiting for their dependencies are not in it.
+    pub fn export(&self) -> Vec<u8> {
+        self.doc.save()
+    }
+
     /// The document's value as JSON-like data, for display and tests.
     pub fn hydrate(&self) -> automerge::hydrate::Value {
         self.doc.hydrate(None)
