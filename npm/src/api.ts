@@ -94,12 +94,24 @@ export interface Status {
   joining: number;
 }
 
+/** Why a session was refused, in `refused` events. */
+export type RefuseCode = "NOT_MEMBER" | "REVOKED" | "PROTOCOL_VIOLATION" | "VERSION" | "BAD_INVITE" | "UNKNOWN_VAULT";
+
 /** An event from the engine. `type` says which; the other fields depend on it. */
 export type NexusEvent =
   | { type: "connected" | "disconnected"; deviceId: string }
   | { type: "reachable"; address: string }
   | { type: "syncing"; vaultId: string; deviceId: string }
-  | { type: "refused"; deviceId: string; code: string; reason: string; byUs: boolean }
+  | {
+      type: "refused";
+      deviceId: string;
+      /** The vault the session was about (null if the peer never named one). */
+      vaultId: string | null;
+      code: RefuseCode;
+      reason: string;
+      /** Whether this device refused (or the peer did). */
+      byUs: boolean;
+    }
   | { type: "docChanged"; vaultId: string; docId: string }
   | { type: "membershipChanged" | "vaultJoined"; vaultId: string }
   | { type: "vaultOffered"; vaultId: string; name: string; deviceId: string }

@@ -26,8 +26,6 @@ export class App extends EventTarget {
     this.lastConnect = null;
     /** Vaults a peer refused this device from as revoked (see #onRefused). */
     this.refusedVaults = new Set(JSON.parse(localStorage.getItem(REMOVED_KEY) ?? "[]"));
-    /** Per peer, the vaults a sync session with it started for. */
-    this.sessions = new Map();
     /** Vaults offered to this device by an approval, waiting for the person's answer. */
     this.offers = [];
   }
@@ -169,32 +167,15 @@ export class App extends EventTarget {
     this.dispatchEvent(new CustomEvent("events", { detail: event }));
     if (event.type === "membershipChanged" || event.type === "vaultJoined") this.refreshVaults();
     if (event.type === "vaultOffered" || event.type === "vaultJoined") this.refreshOffers();
-    if (event.type === "syncing") {
-      if (!this.sessions.has(event.deviceId)) this.sessions.set(event.deviceId, new Set());
-      this.sessions.get(event.deviceId).add(event.vaultId);
-    }
-    if (event.type === "refused" && !event.byUs && event.code === "Revoked" && event.reason.includes(this.nexus.deviceId)) {
-      this.#onRefused(event.deviceId);
+    if (event.type === "refused" && !event.byUs && event.code === "REVOKED" && event.reason.includes(this.nexus.deviceId)) {
+      this.#onRefused(event.vaultId);
     }
   }
 
-  /**
-   * A peer refused this device as revoked. The event does not say from which vault:
-   * with one vault it is that one; else it is the vaults whose session with that peer
-   * ended (synced before, not any more).
-   */
-  async #onRefused(peer) {
-    let vaults = this.vaults.map((v) => v.id);
-    if (vaults.length > 1) {
-      const status = await this.nexus.status().catch(() => null);
-      const still = new Set(status?.peers.find((p) => p.deviceId === peer)?.syncing ?? []);
-      vaults = [...(this.sessions.get(peer) ?? [])].filter((id) => !still.has(id));
-    }
-    if (vaults.length === 0) return;
-    for (const id of vaults) {
-      this.refusedVaults.add(id);
-      this.sessions.get(peer)?.delete(id);
-    }
+  /** A peer refused this device as revoked from `vaultId` (the event names it). */
+  async #onRefused(vaultId) {
+    if (!vaultId) return;
+    this.refusedVaults.add(vaultId);
     localStorage.setItem(REMOVED_KEY, JSON.stringify([...this.refusedVaults]));
     await this.refreshVaults();
   }

@@ -74,16 +74,23 @@ fn describe(event: &EngineEvent) -> (&'static str, String) {
         EngineEvent::SessionReady { vault, peer } => {
             ("syncing", format!("syncing vault {vault} with {peer}"))
         }
-        EngineEvent::SessionRefused { peer, reason } => (
+        EngineEvent::SessionRefused {
+            peer,
+            vault,
+            reason,
+        } => (
             "refused",
             format!(
-                "session with {peer} ended ({} {}): {}",
+                "session with {peer}{} ended ({} {}): {}",
+                vault
+                    .map(|v| format!(" about vault {v}"))
+                    .unwrap_or_default(),
                 if reason.by_us {
                     "we refused"
                 } else {
                     "they refused"
                 },
-                format!("{:?}", reason.code).to_lowercase(),
+                reason.code.as_str(),
                 reason.reason
             ),
         ),

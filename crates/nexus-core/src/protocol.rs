@@ -61,6 +61,19 @@ pub enum RefuseCode {
 }
 
 impl RefuseCode {
+    /// The code's stable name, for programs and logs: `NOT_MEMBER`, `REVOKED`,
+    /// `PROTOCOL_VIOLATION`, `VERSION`, `BAD_INVITE`, `UNKNOWN_VAULT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefuseCode::NotMember => "NOT_MEMBER",
+            RefuseCode::Revoked => "REVOKED",
+            RefuseCode::ProtocolViolation => "PROTOCOL_VIOLATION",
+            RefuseCode::Version => "VERSION",
+            RefuseCode::BadInvite => "BAD_INVITE",
+            RefuseCode::UnknownVault => "UNKNOWN_VAULT",
+        }
+    }
+
     fn tag(self) -> u8 {
         match self {
             RefuseCode::NotMember => 0,

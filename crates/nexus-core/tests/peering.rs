@@ -124,7 +124,8 @@ fn a_refused_pair_waits_out_its_cooldown_before_a_new_session() {
     assert_eq!(actions.detach, vec![session]);
     assert!(matches!(
         actions.events.as_slice(),
-        [PeeringEvent::SessionRefused { peer, reason }] if *peer == other && !reason.by_us
+        [PeeringEvent::SessionRefused { peer, vault: Some(v), reason }]
+            if *peer == other && *v == vault && !reason.by_us && reason.code.as_str() == "NOT_MEMBER"
     ));
     assert!(actions.open.is_empty(), "not reopened at once");
     // Nothing opens for the pair until the cooldown ends, however often it is ticked.
@@ -226,10 +227,13 @@ fn a_stranger_that_never_finishes_its_handshake_is_refused_at_the_timeout_and_hu
             ..
         }
     ));
-    assert!(matches!(
-        actions.events.as_slice(),
-        [PeeringEvent::SessionRefused { peer, reason }] if *peer == stranger && reason.by_us
-    ));
+    assert!(
+        matches!(
+            actions.events.as_slice(),
+            [PeeringEvent::SessionRefused { peer, vault: None, reason }] if *peer == stranger && reason.by_us
+        ),
+        "a stranger that never named a vault is refused with none"
+    );
     assert_eq!(node.sessions().count(), 0, "the node forgot the session");
     // The refusal gets a moment to reach the stranger, then the connection closes.
     let hang_up = peering.poll_timeout().unwrap();

@@ -108,10 +108,15 @@ fn event_json(event: &EngineEvent) -> Json {
         EngineEvent::SessionReady { vault, peer } => {
             json!({ "type": "syncing", "vaultId": vault.to_string(), "deviceId": peer.to_string() })
         }
-        EngineEvent::SessionRefused { peer, reason } => json!({
+        EngineEvent::SessionRefused {
+            peer,
+            vault,
+            reason,
+        } => json!({
             "type": "refused",
             "deviceId": peer.to_string(),
-            "code": format!("{:?}", reason.code),
+            "vaultId": vault.map(|v| v.to_string()),
+            "code": reason.code.as_str(),
             "reason": reason.reason,
             "byUs": reason.by_us,
         }),

@@ -187,6 +187,8 @@ pub enum PeeringEvent {
     SessionRefused {
         /// The peer.
         peer: DeviceId,
+        /// The vault the session was about, once the peer's first message named it.
+        vault: Option<VaultId>,
         /// Why.
         reason: CloseReason,
     },

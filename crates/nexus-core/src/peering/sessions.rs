@@ -212,6 +212,7 @@ impl Peering {
         actions.disconnect.push(info.device);
         actions.events.push(PeeringEvent::SessionRefused {
             peer: info.device,
+            vault: info.vault,
             reason: CloseReason {
                 code: RefuseCode::ProtocolViolation,
                 reason: error,
@@ -247,6 +248,7 @@ impl Peering {
             self.after_refusal(at, &info, true, RefuseCode::NotMember);
             actions.events.push(PeeringEvent::SessionRefused {
                 peer: info.device,
+                vault: info.vault,
                 reason: CloseReason {
                     code: RefuseCode::NotMember,
                     reason,
@@ -318,6 +320,7 @@ impl Peering {
             self.sessions_dirty = true;
             actions.events.push(PeeringEvent::SessionRefused {
                 peer: info.device,
+                vault: info.vault,
                 reason,
             });
         }

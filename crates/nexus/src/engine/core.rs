@@ -209,9 +209,15 @@ impl Core {
         }
         for event in actions.events {
             match event {
-                PeeringEvent::SessionRefused { peer, reason } => finished
-                    .events
-                    .push(EngineEvent::SessionRefused { peer, reason }),
+                PeeringEvent::SessionRefused {
+                    peer,
+                    vault,
+                    reason,
+                } => finished.events.push(EngineEvent::SessionRefused {
+                    peer,
+                    vault,
+                    reason,
+                }),
                 PeeringEvent::Rejected { peer, error } => {
                     finished.events.push(EngineEvent::Rejected {
                         peer,

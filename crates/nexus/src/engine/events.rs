@@ -29,6 +29,8 @@ pub enum EngineEvent {
     SessionRefused {
         /// The peer.
         peer: DeviceId,
+        /// The vault the session was about, when known.
+        vault: Option<VaultId>,
         /// The reason.
         reason: CloseReason,
     },
