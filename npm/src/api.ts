@@ -171,6 +171,7 @@ export class Nexus {
   readonly #events = new Listeners<NexusEvent>();
   readonly #status = new Listeners<Status>();
   readonly #handles = new Map<string, DocHandle<any>>();
+  readonly #vaults = new Map<string, Vault>();
   #closed = false;
 
   private constructor(engine: Engine) {
@@ -213,10 +214,27 @@ export class Nexus {
     return this.vault(id);
   }
 
-  /** The vaults this device holds (including ones it was revoked from: `role` is then null). */
-  async vaults(): Promise<Vault[]> {
-    const rows: { id: string; name: string; role: Role | null; members: number }[] = await this.engine.vaults();
-    return rows.map((row) => new Vault(this, row.id, row.name, row.role, row.members));
+  /**
+   * The vaults this device holds (including ones it was revoked from: `role` is then
+   * null). The same `Vault` object for the same vault every time, kept up to date.
+   */
+  vaults(): Promise<Vault[]> {
+    return this.#syncVaults(undefined);
+  }
+
+  /** The engine's vaults into the live `Vault` objects; `changed` had a membership change. */
+  async #syncVaults(changed: string | undefined): Promise<Vault[]> {
+    const rows: VaultRow[] = await this.engine.vaults();
+    return rows.map((row) => {
+      let vault = this.#vaults.get(row.id);
+      if (vault === undefined) {
+        vault = new Vault(this, row);
+        this.#vaults.set(row.id, vault);
+      } else {
+        vault.update(row, row.id === changed);
+      }
+      return vault;
+    });
   }
 
   /** A vault this device holds, by id. */
@@ -300,6 +318,8 @@ export class Nexus {
     }
     if (event.type === "membershipChanged") {
       for (const handle of this.#handles.values()) if (handle.vaultId === event.vaultId) handle.refresh(false);
+      // Live vault objects: role and member count again, then their events.
+      if (this.#vaults.has(event.vaultId) && !this.#closed) this.#syncVaults(event.vaultId).catch(() => {});
     }
     this.#events.emit(event);
     if (STATUS_EVENTS.has(event.type) && this.#status.size > 0 && !this.#closed) {
@@ -318,18 +338,57 @@ export class Vault {
   readonly id: string;
   /** Its name, as its creator gave it. */
   readonly name: string;
-  /** This device's role, or null once revoked. */
-  readonly role: Role | null;
-  /** How many devices are members. */
-  readonly members: number;
+  #role: Role | null;
+  #members: number;
+  readonly #events = {
+    membership: new Listeners<VaultEvent>(),
+    role: new Listeners<VaultEvent>(),
+    revoked: new Listeners<VaultEvent>(),
+  };
 
   /** @internal */
-  constructor(nexus: Nexus, id: string, name: string, role: Role | null, members: number) {
+  constructor(nexus: Nexus, row: VaultRow) {
     this.#nexus = nexus;
-    this.id = id;
-    this.name = name;
-    this.role = role;
-    this.members = members;
+    this.id = row.id;
+    this.name = row.name;
+    this.#role = row.role;
+    this.#members = row.members;
+  }
+
+  /** This device's role, or null once revoked (kept up to date). */
+  get role(): Role | null {
+    return this.#role;
+  }
+
+  /** How many devices are members (kept up to date). */
+  get members(): number {
+    return this.#members;
+  }
+
+  /**
+   * Listens to the vault: `"membership"` after any membership change (devices approved,
+   * revoked, invites), `"role"` when this device's role changes, `"revoked"` once this
+   * device was revoked. Returns a function that stops listening.
+   */
+  on(type: "membership" | "role" | "revoked", listener: Listener<VaultEvent>): () => void {
+    const listeners = this.#events[type];
+    if (listeners === undefined) throw new NexusError("BAD_ARGUMENT", `a vault has "membership", "role" and "revoked" events, not "${type}"`);
+    return listeners.add(listener);
+  }
+
+  /**
+   * @internal The engine's view of the vault now; tells the listeners what changed
+   * (`membership`: the engine reported a membership change of this vault).
+   */
+  update(row: VaultRow, membership: boolean): void {
+    const previous = this.#role;
+    this.#role = row.role;
+    this.#members = row.members;
+    const event: VaultEvent = { vault: this, role: row.role, previousRole: previous, members: row.members };
+    if (membership) this.#events.membership.emit(event);
+    if (row.role === previous) return;
+    this.#events.role.emit(event);
+    if (row.role === null) this.#events.revoked.emit(event);
   }
 
   /** An invite code (admins only); it carries this browser's relay addresses. Default: a day, member; at most 30 days. */
@@ -441,6 +500,25 @@ interface Pending {
   at?: string[];
   hash?: string | null;
   written: boolean;
+}
+
+/** One vault as the engine lists it. */
+interface VaultRow {
+  id: string;
+  name: string;
+  role: Role | null;
+  members: number;
+}
+
+/** What `vault.on("membership" | "role" | "revoked", ...)` listeners get. */
+export interface VaultEvent {
+  vault: Vault;
+  /** This device's role now (null: revoked). */
+  role: Role | null;
+  /** Its role before this change. */
+  previousRole: Role | null;
+  /** How many devices are members now. */
+  members: number;
 }
 
 /** Where a document handle is (see `DocHandle.state`). */

@@ -1,6 +1,6 @@
 /** What both entry points export. */
 export { Nexus, Vault, DocHandle } from "./api.js";
-export type { OpenOptions, Role, Device, Invite, VaultOffer, Status, NexusEvent, ChangeEvent, ChangeOptions, HandleState, RefuseCode } from "./api.js";
+export type { OpenOptions, Role, Device, Invite, VaultOffer, Status, NexusEvent, ChangeEvent, ChangeOptions, HandleState, RefuseCode, VaultEvent } from "./api.js";
 export { text, counter, splice, increment } from "./change.js";
 export { NexusError } from "./errors.js";
 export type { NexusErrorCode } from "./errors.js";

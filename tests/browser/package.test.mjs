@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Scene, docGet, eventually, nexus, serveDir } from "./harness.mjs";
+import { Scene, docGet, eventually, nexus, serveDir, tempHome } from "./harness.mjs";
 
 const here = new URL(".", import.meta.url).pathname;
 const example = join(here, "../../examples/vite-app");
@@ -307,4 +307,40 @@ test("a document exported from the browser loads in @automerge/automerge with th
   const loaded = Automerge.load(Uint8Array.from(exported.bytes));
   assert.deepEqual(JSON.parse(JSON.stringify(loaded)), exported.doc);
   assert.equal(Automerge.getAllChanges(loaded).length, 2, "both changes, signed or not, are Automerge's");
+});
+
+test("vault objects are live and cached: membership, role and revoked events as the desktop approves and revokes", async () => {
+  const desktop = scene.desktopWithVault();
+  await scene.serve(desktop.home, "/ip4/127.0.0.1/tcp/0/ws");
+  const code = nexus(desktop.home, "invite", "create", "--vault", "Family", "--expires", "10m");
+  const installed = await serveDir(join(app.dir, "node_modules/nexus-sync"));
+  scene.defer(() => installed.close());
+  const { page, log } = await scene.profile(`${installed.url}package.json`, { ready: "true" });
+  const joined = await page.evaluate(async (code) => {
+    const { Nexus } = await import("/dist/index.js");
+    window.nexus = await Nexus.open({ name: "live" });
+    window.vault = await window.nexus.join(code);
+    window.vaultEvents = [];
+    for (const type of ["membership", "role", "revoked"]) {
+      window.vault.on(type, (e) => window.vaultEvents.push([type, e.role, e.members]));
+    }
+    const again = await window.nexus.vault(window.vault.id);
+    return { same: again === window.vault, role: window.vault.role, members: window.vault.members, deviceId: window.nexus.deviceId };
+  }, code).catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
+  assert.deepEqual({ same: joined.same, role: joined.role, members: joined.members }, { same: true, role: "member", members: 2 });
+  // The desktop approves a third device: a membership event, the count goes up.
+  const other = tempHome();
+  scene.defer(other.remove);
+  const otherId = JSON.parse(nexus(other.dir, "--json", "init")).device_id;
+  nexus(desktop.home, "devices", "approve", "--vault", "Family", otherId);
+  await eventually("the membership event", () =>
+    page.evaluate(() => window.vaultEvents.some(([type, , members]) => type === "membership" && members === 3)),
+  ).catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
+  // The desktop revokes the browser: its role goes to null, with role and revoked events.
+  nexus(desktop.home, "devices", "revoke", "--vault", "Family", joined.deviceId);
+  await eventually("the revoked event", () => page.evaluate(() => window.vaultEvents.some(([type]) => type === "revoked")), 60_000)
+    .catch((e) => assert.fail(`${e.message}\n${log.join("\n")}`));
+  const after = await page.evaluate(() => ({ role: window.vault.role, events: window.vaultEvents.filter(([t]) => t !== "membership") }));
+  assert.equal(after.role, null);
+  assert.deepEqual(after.events, [["role", null, after.events[0][2]], ["revoked", null, after.events[0][2]]]);
 });
