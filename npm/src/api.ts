@@ -6,7 +6,7 @@
  */
 import { Nexus as Engine } from "./wasm/nexus_wasm.js";
 import { recordChange, recordChangeWithResult, type Edit } from "./change.js";
-import { NexusError, asNexusError, withNexusErrors } from "./errors.js";
+import { NexusError, asNexusError, withDeadline, withNexusErrors, type WaitOptions } from "./errors.js";
 import { applyPatches, patchesOfEdits, type Patch } from "./patches.js";
 
 let initialize: (() => Promise<void>) | null = null;
@@ -202,10 +202,13 @@ export class Nexus {
    * Dials a peer or relay (WebSocket, WebRTC-direct or relay circuit multiaddr ending in
    * `/p2p/<id>`); resolves with its device id once connected, and at a relay once this
    * browser holds a slot there (so an invite made next carries an address others can
-   * reach). Rejects with code `CONNECT` when that takes over 20 s.
+   * reach). Rejects with code `CONNECT` when that takes over 20 s (or `timeoutMs`), with
+   * `ABORTED` when `signal` aborts; the engine's own attempt is not stopped.
    */
-  connect(address: string): Promise<string> {
-    return this.engine.connect(address);
+  connect(address: string, options: WaitOptions = {}): Promise<string> {
+    return withDeadline(this.engine.connect(address), options, `connect(${address})`, (ms) =>
+      new NexusError("CONNECT", `no connection to ${address} within ${ms} ms`),
+    );
   }
 
   /** Creates a vault with this device as its admin. */
@@ -244,9 +247,15 @@ export class Nexus {
     return found;
   }
 
-  /** Redeems an invite code; resolves once a member let this device in and the vault is stored. */
-  async join(code: string): Promise<Vault> {
-    const id = await this.engine.join(code);
+  /**
+   * Redeems an invite code; resolves once a member let this device in and the vault is
+   * stored. Rejects with `JOIN` past `timeoutMs` and `ABORTED` when `signal` aborts (the
+   * engine's own attempt goes on up to its 60 s: a member may still let it in).
+   */
+  async join(code: string, options: WaitOptions = {}): Promise<Vault> {
+    const id = await withDeadline(this.engine.join(code), options, "join", (ms) =>
+      new NexusError("JOIN", `no member let this device in within ${ms} ms`),
+    );
     return this.vault(id);
   }
 
@@ -448,31 +457,18 @@ export class Vault {
    * the handle, `"unavailable"`, still becomes `"ready"` if the document arrives later
    * (a later `find` resolves at once). `signal` aborts the wait (`ABORTED`).
    */
-  async find<T = Record<string, unknown>>(
-    docId: string,
-    options: { signal?: AbortSignal; timeoutMs?: number } = {},
-  ): Promise<DocHandle<T>> {
+  async find<T = Record<string, unknown>>(docId: string, options: WaitOptions = {}): Promise<DocHandle<T>> {
     const handle = this.handle<T>(docId);
     handle.markRequested();
     const timeoutMs = options.timeoutMs ?? 10_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onAbort: (() => void) | undefined;
-    const waited = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        handle.markUnavailable();
-        reject(
-          new NexusError(
-            "UNAVAILABLE",
-            `document ${docId} is not on this device and no peer brought it within ${timeoutMs} ms; its handle becomes ready if it arrives later`,
-          ),
-        );
-      }, timeoutMs);
-      onAbort = () => reject(new NexusError("ABORTED", `find(${docId}) was aborted`));
-      if (options.signal?.aborted) onAbort();
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-    });
     try {
-      await Promise.race([handle.whenReady(), waited]);
+      await withDeadline(handle.whenReady(), { signal: options.signal, timeoutMs }, `find(${docId})`, (ms) => {
+        handle.markUnavailable();
+        return new NexusError(
+          "UNAVAILABLE",
+          `document ${docId} is not on this device and no peer brought it within ${ms} ms; its handle becomes ready if it arrives later`,
+        );
+      });
     } catch (error) {
       // Not a document that may still come (a vault not held, the engine closed): the
       // next find loads afresh.
@@ -480,9 +476,6 @@ export class Vault {
         this.#nexus.forget(handle);
       }
       throw error;
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) options.signal?.removeEventListener("abort", onAbort);
     }
     return handle;
   }

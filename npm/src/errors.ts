@@ -72,3 +72,38 @@ export function withNexusErrors<T extends object>(target: T): T {
     },
   });
 }
+
+/** How long a call may wait, and a signal that stops the wait. */
+export interface WaitOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+/**
+ * `work`, or a `NexusError` when `options.timeoutMs` passes first (`onTimeout` makes it)
+ * or `options.signal` aborts (`ABORTED`, naming `what`). The work itself is not stopped.
+ */
+export async function withDeadline<T>(
+  work: Promise<T>,
+  options: WaitOptions,
+  what: string,
+  onTimeout: (ms: number) => NexusError,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    if (options.timeoutMs !== undefined) {
+      const ms = options.timeoutMs;
+      timer = setTimeout(() => reject(onTimeout(ms)), ms);
+    }
+    onAbort = () => reject(new NexusError("ABORTED", `${what} was aborted`));
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, stop]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) options.signal?.removeEventListener("abort", onAbort);
+  }
+}

@@ -247,10 +247,14 @@ test("find waits for a document that is not here yet, gives up as unavailable, a
 });
 
 test("every error the package gives is a NexusError with a documented code", async () => {
+  // A desktop that never serves: its invite names an inviter no one can reach.
+  const desktop = scene.desktopWithVault();
+  const code = nexus(desktop.home, "invite", "create", "--vault", "Family", "--expires", "10m");
+  const desktopId = nexus(desktop.home, "id");
   const installed = await serveDir(join(app.dir, "node_modules/nexus-sync"));
   scene.defer(() => installed.close());
   const { page, log } = await scene.profile(`${installed.url}package.json`, { ready: "true" });
-  const results = await page.evaluate(async () => {
+  const results = await page.evaluate(async ({ code, desktopId }) => {
     const { Nexus, NexusError } = await import("/dist/index.js");
     const nexus = await Nexus.open({ name: "errors" });
     const out = [];
@@ -265,6 +269,13 @@ test("every error the package gives is a NexusError with a documented code", asy
     await attempt("vault not held", () => nexus.vault("11111111111111111111111111111111"));
     await attempt("unreadable invite", () => nexus.join("nexus1garbage"));
     await attempt("unreadable address", () => nexus.connect("not an address"));
+    await attempt("join past its timeout", () => nexus.join(code, { timeoutMs: 300 }));
+    const controller = new AbortController();
+    const connecting = attempt("connect aborted", () =>
+      nexus.connect(`/ip4/127.0.0.1/tcp/9/ws/p2p/${desktopId}`, { signal: controller.signal }),
+    );
+    controller.abort();
+    await connecting;
     const vault = await nexus.createVault("Errors");
     await attempt("unreadable device id", () => vault.approve("not-a-device"));
     const handle = await vault.create({ n: 1 });
@@ -273,13 +284,15 @@ test("every error the package gives is a NexusError with a documented code", asy
     await nexus.close();
     await attempt("closed", () => nexus.vaults());
     return out;
-  });
+  }, { code, desktopId });
   assert.deepEqual(
     results,
     [
       ["vault not held", true, "UNKNOWN_VAULT"],
       ["unreadable invite", true, "BAD_ARGUMENT"],
       ["unreadable address", true, "BAD_ARGUMENT"],
+      ["join past its timeout", true, "JOIN"],
+      ["connect aborted", true, "ABORTED"],
       ["unreadable device id", true, "BAD_ARGUMENT"],
       ["nothing storable", true, "BAD_CHANGE"],
       ["not offered", true, "NOT_OFFERED"],
