@@ -93,16 +93,36 @@ export function increment(object: object, key: string | number, by = 1): void {
   target[key] += by;
 }
 
-/** Checks a value written into the document and returns it as plain JSON with its kind. */
-function plain(value: unknown, where: Path): { json: Json; kind?: "text" | "counter" } {
-  if (value !== null && typeof value === "object" && MARK in (value as object)) {
-    const marked = value as unknown as Marked;
-    return { json: marked.value, kind: marked[MARK] };
-  }
-  return { json: toJson(value, where) };
+/** A `text(...)` or `counter(...)` value found inside a literal, by its path in it. */
+interface NestedMark {
+  at: Path;
+  json: Json;
+  kind: "text" | "counter";
 }
 
-function toJson(value: unknown, where: Path): Json {
+/**
+ * Checks a value written into the document and returns it as plain JSON with its kind,
+ * and the `text(...)`/`counter(...)` values inside it (written after it, each a `put`
+ * with its kind at its own path).
+ */
+function plain(value: unknown, where: Path): { json: Json; kind?: "text" | "counter"; nested: NestedMark[] } {
+  if (value !== null && typeof value === "object" && MARK in (value as object)) {
+    const marked = value as unknown as Marked;
+    return { json: marked.value, kind: marked[MARK], nested: [] };
+  }
+  const nested: NestedMark[] = [];
+  return { json: toJson(value, where, nested), nested };
+}
+
+/** The edits that write `value` at `where` with `op` (a put or an insert). */
+function writeEdits(op: "put" | "insert", where: Path, value: unknown): { edits: Edit[]; json: Json } {
+  const { json, kind, nested } = plain(value, where);
+  const edits: Edit[] = [kind ? { op, path: where, value: json, kind } : { op, path: where, value: json }];
+  for (const mark of nested) edits.push({ op: "put", path: mark.at, value: mark.json, kind: mark.kind });
+  return { edits, json };
+}
+
+function toJson(value: unknown, where: Path, nested: NestedMark[]): Json {
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -115,12 +135,15 @@ function toJson(value: unknown, where: Path): Json {
       const v = value as any;
       if (v[TARGET] !== undefined) return structuredClone(v[TARGET]);
       if (MARK in v) {
-        throw new NexusError("BAD_CHANGE", `${JSON.stringify(where)}: text() and counter() values go directly on a key or list index`);
+        // Inside a literal: written as plain first, then with its kind by a put of its own.
+        const marked = v as Marked;
+        nested.push({ at: where, json: marked.value, kind: marked[MARK] });
+        return marked.value;
       }
-      if (Array.isArray(v)) return v.map((item, i) => toJson(item, [...where, i]));
+      if (Array.isArray(v)) return v.map((item, i) => toJson(item, [...where, i], nested));
       if (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null) {
         const out: { [key: string]: Json } = {};
-        for (const [k, item] of Object.entries(v)) out[k] = toJson(item, [...where, k]);
+        for (const [k, item] of Object.entries(v)) out[k] = toJson(item, [...where, k], nested);
         return out;
       }
       break;
@@ -180,18 +203,16 @@ function proxy(place: Place, recorder: Recorder): any {
     return value !== null && typeof value === "object" ? draftOf(value, place, key, recorder) : value;
   };
   const put = (key: string | number, value: unknown) => {
-    const where = [...path(), key];
-    const { json, kind } = plain(value, where);
-    const edit: Edit = kind ? { op: "put", path: where, value: json, kind } : { op: "put", path: where, value: json };
-    recorder.edits.push(edit);
+    const { edits, json } = writeEdits("put", [...path(), key], value);
+    recorder.edits.push(...edits);
     target[key] = structuredClone(json);
   };
   if (Array.isArray(target)) {
     const insertAt = (index: number, ...values: unknown[]) => {
       const at = path();
       values.forEach((value, i) => {
-        const { json, kind } = plain(value, [...at, index + i]);
-        recorder.edits.push(kind ? { op: "insert", path: [...at, index + i], value: json, kind } : { op: "insert", path: [...at, index + i], value: json });
+        const { edits, json } = writeEdits("insert", [...at, index + i], value);
+        recorder.edits.push(...edits);
         target.splice(index + i, 0, structuredClone(json));
       });
       return target.length;

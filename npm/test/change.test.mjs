@@ -63,6 +63,26 @@ test("text and counters are marked, spliced and incremented", () => {
   ]);
 });
 
+test("text() and counter() inside a literal are written with their kind at their own path", () => {
+  const edits = recordChange({ title: "t" }, (d) => {
+    d.meta = { body: text("hi"), likes: counter(2), tags: [text("a"), "b"] };
+    d.list = [];
+    d.list.push({ note: text("n") });
+    splice(d.meta, "body", 2, 0, "!");
+    assert.equal(d.meta.body, "hi!");
+  });
+  assert.deepEqual(edits, [
+    { op: "put", path: ["meta"], value: { body: "hi", likes: 2, tags: ["a", "b"] } },
+    { op: "put", path: ["meta", "body"], value: "hi", kind: "text" },
+    { op: "put", path: ["meta", "likes"], value: 2, kind: "counter" },
+    { op: "put", path: ["meta", "tags", 0], value: "a", kind: "text" },
+    { op: "put", path: ["list"], value: [] },
+    { op: "insert", path: ["list", 0], value: { note: "n" } },
+    { op: "put", path: ["list", 0, "note"], value: "n", kind: "text" },
+    { op: "splice", path: ["meta", "body"], index: 2, delete: 0, insert: "!" },
+  ]);
+});
+
 test("what cannot be stored is refused with a code, naming the place", () => {
   const refuse = (callback, pattern) =>
     assert.throws(() => recordChange(doc, callback), (e) => e instanceof NexusError && e.code === "BAD_CHANGE" && pattern.test(e.message));

@@ -128,6 +128,9 @@ test("after each change the handle's document, the draft and the engine's value 
       // The item found is the item deleted (a new proxy per read once made this -1: the last).
       (d) => { d.todos.splice(d.todos.indexOf(d.todos.find((t) => t.id === 2)), 1); },
       (d) => { const c = d.todos.find((t) => t.id === 3); d.todos.unshift({ id: 0, t: "z" }); c.t = "C"; d.todos.reverse(); },
+      // Text inside a literal is collaborative text: it takes splices.
+      (d) => { d.card = { note: text("ab"), hits: counter(1) }; },
+      (d) => { splice(d.card, "note", 1, 0, "-"); increment(d.card, "hits", 2); },
     ];
     const out = [];
     for (const step of steps) {
@@ -149,12 +152,13 @@ test("after each change the handle's document, the draft and the engine's value 
     assert.deepEqual(handle, engine, `step ${i}: handle vs engine\n${log.join("\n")}`);
     assert.deepEqual(draft, engine, `step ${i}: draft vs engine`);
   }
-  assert.equal(rounds.out.length, 16);
+  assert.equal(rounds.out.length, 20);
+  assert.deepEqual(rounds.out.at(-1).engine.card, { note: "a-b", hits: 3 });
   assert.equal(rounds.out.at(-1).engine.body, "HELLO, wörld 🌍");
   assert.equal(rounds.out.at(-1).engine.n, 42);
   assert.deepEqual(rounds.out[6].engine.todos.map((t) => t.id), [1, 3], "the found item was deleted");
   assert.deepEqual(rounds.out.at(-1).engine.todos, [{ id: 3, t: "C" }, { id: 1, t: "a" }, { id: 0, t: "z" }]);
-  assert.equal(rounds.events.length, 8);
+  assert.equal(rounds.events.length, 10);
   assert.ok(rounds.events.every((e) => e.local && e.patches > 0));
 });
 
