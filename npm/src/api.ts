@@ -7,7 +7,7 @@
 import { Nexus as Engine } from "./wasm/nexus_wasm.js";
 import { recordChange, recordChangeWithResult, type Edit } from "./change.js";
 import { NexusError, asNexusError, withDeadline, withNexusErrors, type WaitOptions } from "./errors.js";
-import { applyPatches, patchesOfEdits, type Patch } from "./patches.js";
+import { applyEnginePatches, patchesOfEdits, type Patch } from "./patches.js";
 
 let initialize: (() => Promise<void>) | null = null;
 let initialized: Promise<void> | null = null;
@@ -587,7 +587,7 @@ export class DocHandle<T> {
   async #load(): Promise<void> {
     try {
       const { heads, patches } = await this.#nexus.engine.patches(this.vaultId, this.id, []);
-      this.#confirmed = applyPatches({} as T, patches);
+      this.#confirmed = applyEnginePatches({} as T, patches).doc;
       this.#doc = this.#confirmed;
       this.#heads = heads;
       this.#state = "ready";
@@ -637,8 +637,9 @@ export class DocHandle<T> {
     if (edits.length === 0) return Promise.resolve(this.heads());
     const pending: Pending = { edits, base: this.#heads.slice(), after: this.#pending.at(-1), written: false };
     this.#pending.push(pending);
+    const shown = applyEnginePatches(this.#doc, patchesOfEdits(edits)).patches;
     this.#doc = result;
-    this.#changes.emit({ handle: this, doc: result, patches: patchesOfEdits(edits), local: true });
+    this.#changes.emit({ handle: this, doc: result, patches: shown, local: true });
     const write = async (): Promise<string[]> => {
       // Made on the copy it was recorded on: after the pending change before it, or
       // on the heads shown then, so its indexes mean what they meant there.
@@ -695,9 +696,10 @@ export class DocHandle<T> {
     const { heads, patches } = await this.#nexus.engine.patches(this.vaultId, this.id, this.#heads);
     this.#heads = heads;
     if (patches.length === 0 && !this.#pending.some((p) => p.written)) return;
-    this.#confirmed = applyPatches(this.#confirmed as T, patches);
+    const applied = applyEnginePatches(this.#confirmed as T, patches);
+    this.#confirmed = applied.doc;
     this.#pending = this.#pending.filter((p) => !p.written);
-    this.#show(this.#replay(), patches);
+    this.#show(this.#replay(), applied.patches);
   }
 
   /** The engine's value with the pending changes on top (one that no longer fits is left out). */
@@ -705,7 +707,7 @@ export class DocHandle<T> {
     let doc = this.#confirmed as T;
     for (const pending of this.#pending) {
       try {
-        doc = applyPatches(doc, patchesOfEdits(pending.edits));
+        doc = applyEnginePatches(doc, patchesOfEdits(pending.edits)).doc;
       } catch {
         // Recorded on a shape that changed under it: the engine decides when it arrives.
       }

@@ -61,9 +61,10 @@ function recorderOf(object: unknown, what: string): { recorder: Recorder; path: 
 }
 
 /**
- * Edits collaborative text (made with `text(...)`) in place: at `index` (counted in
- * Unicode code points, as `Array.from(string)` does) removes `deleteCount` characters
- * and inserts `insert`.
+ * Edits collaborative text (made with `text(...)`) in place: at `index` removes
+ * `deleteCount` and inserts `insert`. Positions count UTF-16 code units, as JavaScript
+ * strings, DOM selections (`selectionStart`) and Automerge JS do; a position inside a
+ * character of two units (an emoji, say) is refused.
  */
 export function splice(object: object, key: string | number, index: number, deleteCount: number, insert = ""): void {
   const { recorder, path, target } = recorderOf(object, "splice");
@@ -74,13 +75,24 @@ export function splice(object: object, key: string | number, index: number, dele
   if (!Number.isInteger(index) || index < 0 || !Number.isInteger(deleteCount) || deleteCount < 0) {
     throw new NexusError("BAD_CHANGE", "splice: index and deleteCount must be whole numbers from 0");
   }
-  const chars = Array.from(current);
-  if (index + deleteCount > chars.length) {
-    throw new NexusError("BAD_CHANGE", `splice: ${index}+${deleteCount} is past the end of ${JSON.stringify([...path, key])} (${chars.length} characters)`);
+  if (index + deleteCount > current.length) {
+    throw new NexusError("BAD_CHANGE", `splice: ${index}+${deleteCount} is past the end of ${JSON.stringify([...path, key])} (${current.length} UTF-16 code units)`);
   }
-  recorder.edits.push({ op: "splice", path: [...path, key], index, delete: deleteCount, insert });
-  chars.splice(index, deleteCount, ...Array.from(insert));
-  target[key] = chars.join("");
+  if (splitsPair(current, index) || splitsPair(current, index + deleteCount)) {
+    throw new NexusError("BAD_CHANGE", `splice: ${index}+${deleteCount} falls inside a character of ${JSON.stringify([...path, key])}`);
+  }
+  // The engine counts code points.
+  const at = Array.from(current.slice(0, index)).length;
+  const removed = Array.from(current.slice(index, index + deleteCount)).length;
+  recorder.edits.push({ op: "splice", path: [...path, key], index: at, delete: removed, insert });
+  target[key] = current.slice(0, index) + insert + current.slice(index + deleteCount);
+}
+
+/** Whether UTF-16 position `at` of `text` falls between the two halves of a surrogate pair. */
+function splitsPair(text: string, at: number): boolean {
+  const before = text.charCodeAt(at - 1);
+  const after = text.charCodeAt(at);
+  return before >= 0xd800 && before <= 0xdbff && after >= 0xdc00 && after <= 0xdfff;
 }
 
 /** Adds `by` to a counter (made with `counter(...)`). */

@@ -16,7 +16,8 @@ export type Patch =
 
 /**
  * Returns `doc` with `patches` applied; objects on the changed paths are copied, the
- * rest is shared with `doc` (which is left as it was).
+ * rest is shared with `doc` (which is left as it was). Text positions count UTF-16 code
+ * units, as in `@automerge/automerge`'s patches.
  */
 export function applyPatches<T>(doc: T, patches: Patch[]): T {
   let root: any = doc;
@@ -35,11 +36,11 @@ function applyAt(node: any, path: Path, depth: number, patch: Patch): any {
     return copy;
   }
   if (typeof node === "string") {
-    const chars = Array.from(node);
+    // Text positions count UTF-16 code units, as JavaScript strings and Automerge JS do.
     const at = key as number;
-    if (patch.action === "splice") chars.splice(at, 0, ...Array.from(patch.value));
-    else if (patch.action === "del") chars.splice(at, patch.length ?? 1);
-    return chars.join("");
+    if (patch.action === "splice") return node.slice(0, at) + patch.value + node.slice(at);
+    if (patch.action === "del") return node.slice(0, at) + node.slice(at + (patch.length ?? 1));
+    return node;
   }
   if (Array.isArray(node)) {
     const copy = node.slice();
@@ -103,4 +104,42 @@ export function patchesOfEdits(edits: Edit[]): Patch[] {
     }
   }
   return patches;
+}
+
+/** The value at `path` in `doc`, or undefined. */
+function valueAt(doc: unknown, path: Path): unknown {
+  let node: any = doc;
+  for (const key of path) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = node[key as any];
+  }
+  return node;
+}
+
+/**
+ * Applies the engine's patches (and the engine-format patches of `patchesOfEdits`), whose
+ * text positions count Unicode code points, one at a time, and returns them rewritten
+ * with UTF-16 positions (what the package hands out), with the document they make.
+ */
+export function applyEnginePatches<T>(doc: T, patches: Patch[]): { doc: T; patches: Patch[] } {
+  let root: any = doc;
+  const out: Patch[] = [];
+  for (const patch of patches) {
+    let converted = patch;
+    const last = patch.path.length - 1;
+    const text = last >= 0 && typeof patch.path[last] === "number" ? valueAt(root, patch.path.slice(0, last)) : undefined;
+    if (typeof text === "string" && (patch.action === "splice" || patch.action === "del")) {
+      const chars = Array.from(text);
+      const at = patch.path[last] as number;
+      const index = chars.slice(0, at).join("").length;
+      const path = [...patch.path.slice(0, last), index];
+      converted =
+        patch.action === "splice"
+          ? { action: "splice", path, value: patch.value }
+          : { action: "del", path, length: chars.slice(at, at + (patch.length ?? 1)).join("").length };
+    }
+    out.push(converted);
+    if (converted.action !== "conflict" && converted.action !== "mark") root = applyAt(root, converted.path, 0, converted);
+  }
+  return { doc: root as T, patches: out };
 }

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { recordChange, text, counter, splice, increment, NexusError } from "../dist/change.js";
-import { applyPatches } from "../dist/patches.js";
+import { applyPatches, applyEnginePatches } from "../dist/patches.js";
 
 const doc = { title: "groceries", items: ["milk", "eggs", "rice"], meta: { by: "ana" }, note: "buy soon", count: 3 };
 
@@ -49,7 +49,8 @@ test("list methods become inserts and deletes at the right indexes", () => {
 test("text and counters are marked, spliced and incremented", () => {
   const edits = recordChange({ note: "buy soon", count: 3 }, (d) => {
     d.body = text("héllo 🌍");
-    splice(d, "body", 6, 1, "world");
+    // UTF-16 positions, as JavaScript counts: the emoji is two units.
+    splice(d, "body", 6, 2, "world");
     d.likes = counter(1);
     increment(d, "likes", 2);
     assert.equal(d.body, "héllo world");
@@ -93,6 +94,7 @@ test("what cannot be stored is refused with a code, naming the place", () => {
   refuse((d) => { d.items[9] = "x"; }, /past the end/);
   refuse((d) => splice(d, "count", 0, 0, "x"), /\["count"\] is not text/);
   refuse((d) => splice(d, "title", 8, 2, "x"), /past the end of \["title"\]/);
+  refuse((d) => { d.e = text("a🌍"); splice(d, "e", 2, 0, "x"); }, /inside a character/);
   refuse(() => splice({ plain: true }, "plain", 0, 0), /inside handle.change/);
   refuse(async (d) => { d.title = "x"; }, /synchronous/);
 });
@@ -190,4 +192,19 @@ test("patches update a copy and share what did not change", () => {
   assert.deepEqual(after, { title: "b", items: ["z", "w", "y"], meta: { by: "ana" }, note: "llo 🌍", count: 5, extra: { k: [1] } });
   assert.deepEqual(before, { title: "a", items: ["x", "y"], meta: { by: "ana" }, note: "héllo", count: 1 });
   assert.equal(after.meta, before.meta, "untouched objects are shared");
+});
+
+test("engine patches count code points; the package hands them out in UTF-16 units", () => {
+  const before = { note: "a🌍b" };
+  // The engine inserts at code point 2 (after the emoji) and deletes code point 1 (it).
+  const { doc, patches } = applyEnginePatches(before, [
+    { action: "splice", path: ["note", 2], value: "!" },
+    { action: "del", path: ["note", 1] },
+  ]);
+  assert.equal(doc.note, "a!b");
+  assert.deepEqual(patches, [
+    { action: "splice", path: ["note", 3], value: "!" },
+    { action: "del", path: ["note", 1], length: 2 },
+  ]);
+  assert.deepEqual(applyPatches(before, patches), doc, "the UTF-16 patches make the same document");
 });

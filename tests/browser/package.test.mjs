@@ -131,6 +131,10 @@ test("after each change the handle's document, the draft and the engine's value 
       // Text inside a literal is collaborative text: it takes splices.
       (d) => { d.card = { note: text("ab"), hits: counter(1) }; },
       (d) => { splice(d.card, "note", 1, 0, "-"); increment(d.card, "hits", 2); },
+      // UTF-16 positions, as a DOM selection gives them: the end is after the emoji's two units.
+      (d) => { splice(d, "body", d.body.length, 0, "!"); splice(d, "body", d.body.indexOf("🌍"), 2, "🌎"); },
+      // A string assigned over text edits the text.
+      (d) => { d.card.note = "a-b-c"; },
     ];
     const out = [];
     for (const step of steps) {
@@ -152,13 +156,13 @@ test("after each change the handle's document, the draft and the engine's value 
     assert.deepEqual(handle, engine, `step ${i}: handle vs engine\n${log.join("\n")}`);
     assert.deepEqual(draft, engine, `step ${i}: draft vs engine`);
   }
-  assert.equal(rounds.out.length, 20);
-  assert.deepEqual(rounds.out.at(-1).engine.card, { note: "a-b", hits: 3 });
-  assert.equal(rounds.out.at(-1).engine.body, "HELLO, wörld 🌍");
+  assert.equal(rounds.out.length, 24);
+  assert.deepEqual(rounds.out.at(-1).engine.card, { note: "a-b-c", hits: 3 });
+  assert.equal(rounds.out.at(-1).engine.body, "HELLO, wörld 🌎!");
   assert.equal(rounds.out.at(-1).engine.n, 42);
   assert.deepEqual(rounds.out[6].engine.todos.map((t) => t.id), [1, 3], "the found item was deleted");
   assert.deepEqual(rounds.out.at(-1).engine.todos, [{ id: 3, t: "C" }, { id: 1, t: "a" }, { id: 0, t: "z" }]);
-  assert.equal(rounds.events.length, 10);
+  assert.equal(rounds.events.length, 12);
   assert.ok(rounds.events.every((e) => e.local && e.patches > 0));
 });
 

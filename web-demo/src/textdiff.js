@@ -1,55 +1,55 @@
 // Turning a textarea edit into a collaborative-text splice, and keeping a cursor in
-// place when the text changes under it. Indexes here count Unicode code points (what
-// `splice` takes); the textarea's selection counts UTF-16 units, converted below.
+// place when the text changes under it. Indexes count UTF-16 code units, as the
+// textarea's selection and `splice` do; a splice never cuts a character of two units
+// (an emoji) in half.
 
-/** The code points of `s`. */
-const chars = (s) => Array.from(s);
+const isHigh = (code) => code >= 0xd800 && code <= 0xdbff;
+const isLow = (code) => code >= 0xdc00 && code <= 0xdfff;
 
 /**
  * The one splice that turns `before` into `after`: `{ index, remove, insert }`.
- * `cursor` (code points into `after`, optional) breaks ties in runs of equal
- * characters so the splice lands where the person typed.
+ * `cursor` (a position in `after`, optional) breaks ties in runs of equal characters
+ * so the splice lands where the person typed.
  */
 export function diff(before, after, cursor) {
-  const a = chars(before);
-  const b = chars(after);
   let prefix = 0;
-  while (prefix < a.length && prefix < b.length && a[prefix] === b[prefix]) prefix++;
-  if (cursor !== undefined) prefix = Math.min(prefix, Math.max(0, cursor - Math.max(0, b.length - a.length)));
+  while (prefix < before.length && prefix < after.length && before[prefix] === after[prefix]) prefix++;
+  if (cursor !== undefined) prefix = Math.min(prefix, Math.max(0, cursor - Math.max(0, after.length - before.length)));
+  if (prefix > 0 && isHigh(before.charCodeAt(prefix - 1))) prefix--;
   let suffix = 0;
   while (
-    suffix < a.length - prefix &&
-    suffix < b.length - prefix &&
-    a[a.length - 1 - suffix] === b[b.length - 1 - suffix]
+    suffix < before.length - prefix &&
+    suffix < after.length - prefix &&
+    before[before.length - 1 - suffix] === after[after.length - 1 - suffix]
   ) {
     suffix++;
   }
+  if (suffix > 0 && isLow(before.charCodeAt(before.length - suffix))) suffix--;
   return {
     index: prefix,
-    remove: a.length - prefix - suffix,
-    insert: b.slice(prefix, b.length - suffix).join(""),
+    remove: before.length - prefix - suffix,
+    insert: after.slice(prefix, after.length - suffix),
   };
 }
 
-/** Where code point `cursor` of the old text is after the splice `d`. */
+/** Where position `cursor` of the old text is after the splice `d`. */
 export function mapThroughDiff(cursor, d) {
   if (cursor <= d.index) return cursor;
-  const inserted = chars(d.insert).length;
-  if (cursor >= d.index + d.remove) return cursor - d.remove + inserted;
-  return d.index + inserted;
+  if (cursor >= d.index + d.remove) return cursor - d.remove + d.insert.length;
+  return d.index + d.insert.length;
 }
 
 /**
- * Where code point `cursor` is after text patches on one field (`splice` inserts,
- * `del` removes; `path` ends in the index). Returns null when a patch replaces the
- * whole field, so the caller falls back to `diff`.
+ * Where position `cursor` is after text patches on one field (`splice` inserts, `del`
+ * removes; `path` ends in the index). Returns null when a patch replaces the whole
+ * field, so the caller falls back to `diff`.
  */
 export function mapThroughPatches(cursor, patches) {
   for (const patch of patches) {
     const at = patch.path[patch.path.length - 1];
     if (typeof at !== "number") return null;
     if (patch.action === "splice") {
-      if (at < cursor) cursor += chars(patch.value).length;
+      if (at < cursor) cursor += patch.value.length;
     } else if (patch.action === "del") {
       const length = patch.length ?? 1;
       if (at < cursor) cursor -= Math.min(length, cursor - at);
@@ -58,14 +58,4 @@ export function mapThroughPatches(cursor, patches) {
     }
   }
   return cursor;
-}
-
-/** Code points before UTF-16 offset `offset` of `s`. */
-export function toCodePoints(s, offset) {
-  return chars(s.slice(0, offset)).length;
-}
-
-/** UTF-16 offset of code point `index` of `s`. */
-export function toUtf16(s, index) {
-  return chars(s).slice(0, index).join("").length;
 }

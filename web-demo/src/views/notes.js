@@ -5,7 +5,7 @@
 import { splice, text } from "nexus-sync";
 import { h, icon, ICONS, timeAgo, describeError, say, confirmButton } from "../dom.js";
 import { NotesStore } from "../notes-store.js";
-import { diff, mapThroughDiff, mapThroughPatches, toCodePoints, toUtf16 } from "../textdiff.js";
+import { diff, mapThroughDiff, mapThroughPatches } from "../textdiff.js";
 
 const bodyOf = (doc) => (typeof doc.body === "string" ? doc.body : doc.body == null ? "" : JSON.stringify(doc.body));
 const firstLine = (doc) => bodyOf(doc).split("\n").find((line) => line.trim()) ?? "";
@@ -274,7 +274,7 @@ function noteEditor(handle, { readOnly, onBack, onDelete }) {
       if (typeof d.body !== "string") {
         d.body = text(next);
       } else {
-        const edit = diff(d.body, next, toCodePoints(next, body.selectionEnd));
+        const edit = diff(d.body, next, body.selectionEnd);
         if (edit.remove === 0 && edit.insert === "") return;
         splice(d, "body", edit.index, edit.remove, edit.insert);
       }
@@ -314,8 +314,8 @@ function noteEditor(handle, { readOnly, onBack, onDelete }) {
       const next = bodyOf(current);
       const old = body.value;
       if (old !== next) {
-        const start = toCodePoints(old, body.selectionStart);
-        const end = toCodePoints(old, body.selectionEnd);
+        const start = body.selectionStart;
+        const end = body.selectionEnd;
         const onBody = event && !event.local && old === base ? event.patches.filter((p) => p.path[0] === "body") : null;
         const textPatches = onBody?.every((p) => p.path.length === 2) ? onBody : null;
         const edit = diff(old, next);
@@ -323,7 +323,7 @@ function noteEditor(handle, { readOnly, onBack, onDelete }) {
         const scroll = body.scrollTop;
         const focused = document.activeElement === body;
         body.value = next;
-        if (focused) body.setSelectionRange(toUtf16(next, map(start)), toUtf16(next, map(end)));
+        if (focused) body.setSelectionRange(map(start), map(end));
         body.scrollTop = scroll;
       }
       base = next;

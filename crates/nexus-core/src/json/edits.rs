@@ -41,7 +41,8 @@ pub enum EditError {
 /// indexes from the document root; the last element names the place edited):
 ///
 /// - `{"op": "put", "path": [..., key], "value": V}`: sets a map key, or replaces a list
-///   element (an index equal to the list's length appends). `V` is JSON as for
+///   element (an index equal to the list's length appends). A string put where
+///   collaborative text is edits that text (it stays text). `V` is JSON as for
 ///   [`put_json`]; with `"kind": "text"` a string becomes collaborative text, with
 ///   `"kind": "counter"` a number becomes a counter.
 /// - `{"op": "insert", "path": [..., index], "value": V}`: inserts into a list.
@@ -120,6 +121,17 @@ fn apply_edit(tx: &mut impl Transactable, index: usize, edit: &Json) -> Result<(
         ("put", Prop::Seq(i)) if is_list && *i >= tx.length(&parent) => {
             insert_value(tx, &parent, *i, value()?, edit).map_err(am)
         }
+        ("put", _)
+            if let (None, Some(string), Some(text)) = (
+                edit.get("kind"),
+                edit.get("value").and_then(Json::as_str),
+                existing_text(tx, &parent, &prop),
+            ) =>
+        {
+            // A string written over collaborative text edits the text (the smallest
+            // splices that make it), so it stays text and merges with concurrent edits.
+            tx.update_text(&text, string).map_err(am)
+        }
         ("put", _) => {
             if is_list {
                 tx.delete(&parent, prop.clone()).map_err(am)?;
@@ -190,6 +202,14 @@ fn resolve(
         }
     }
     Ok(obj)
+}
+
+/// The collaborative text at `prop` of `obj`, if that is what it holds.
+fn existing_text(tx: &impl Transactable, obj: &ObjId, prop: &Prop) -> Option<ObjId> {
+    match tx.get(obj, prop.clone()).ok()?? {
+        (automerge::Value::Object(ObjType::Text), id) => Some(id),
+        _ => None,
+    }
 }
 
 fn put_value(
@@ -267,6 +287,50 @@ mod edit_tests {
                 .unwrap(),
             ObjType::Text
         );
+    }
+
+    #[test]
+    fn a_string_put_over_text_edits_the_text_and_merges_with_a_concurrent_splice() {
+        let mut doc = AutoCommit::new();
+        apply_edits(
+            &mut doc,
+            &json!([
+                {"op": "put", "path": ["note"], "value": "hello world", "kind": "text"},
+                {"op": "put", "path": ["list"], "value": []},
+                {"op": "insert", "path": ["list", 0], "value": "item", "kind": "text"},
+            ]),
+        )
+        .unwrap();
+        let mut other = doc.fork();
+        // One side assigns the whole string (what `d.note = "…"` records), the other
+        // splices concurrently: both survive, and it is still text.
+        apply_edits(
+            &mut doc,
+            &json!([
+                {"op": "put", "path": ["note"], "value": "hello there world"},
+                {"op": "put", "path": ["list", 0], "value": "items"},
+            ]),
+        )
+        .unwrap();
+        apply_edits(
+            &mut other,
+            &json!([{"op": "splice", "path": ["note"], "index": 11, "delete": 0, "insert": "!"}]),
+        )
+        .unwrap();
+        doc.merge(&mut other).unwrap();
+        assert_eq!(
+            doc_json(&mut doc),
+            json!({"note": "hello there world!", "list": ["items"]})
+        );
+        let note = doc.get(ObjId::Root, "note").unwrap().unwrap().1;
+        assert_eq!(doc.object_type(&note).unwrap(), ObjType::Text);
+        // A non-string still replaces it.
+        apply_edits(
+            &mut doc,
+            &json!([{"op": "put", "path": ["note"], "value": 3}]),
+        )
+        .unwrap();
+        assert_eq!(doc_json(&mut doc)["note"], 3);
     }
 
     #[test]
