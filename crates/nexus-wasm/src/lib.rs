@@ -505,7 +505,9 @@ impl Nexus {
 
     /// What changed in a document since `since` (heads from `heads` or an earlier call):
     /// `{ heads, patches }`, the patches in `@automerge/automerge`'s shape (see
-    /// `nexus_core::json::patches_to_json`). `since` empty gives the whole document.
+    /// `nexus_core::json::patches_to_json`), text positions in Unicode code points (the
+    /// TypeScript layer hands them out in UTF-16 units). `since` empty gives the whole
+    /// document.
     pub async fn patches(
         &self,
         vault: String,
