@@ -168,11 +168,7 @@ impl Document {
     fn record(&mut self, hash: ChangeHash, change: &Change, auth: ChangeAuth, batch: &mut Batch) {
         self.auth.insert(hash, auth);
         self.loose.insert(hash);
-        let signed = SignedChange {
-            bytes: change.raw_bytes().to_vec(),
-            author: auth.author,
-            signature: auth.signature,
-        };
+        let signed = auth.signed(change);
         batch.put(
             Table::Changes,
             keys::change(&self.vault, &self.id, &hash),

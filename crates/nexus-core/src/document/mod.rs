@@ -93,6 +93,17 @@ struct ChangeAuth {
     signature: Signature,
 }
 
+impl ChangeAuth {
+    /// `change` with this author and signature, as it is stored and sent.
+    fn signed(self, change: &Change) -> SignedChange {
+        SignedChange {
+            bytes: change.raw_bytes().to_vec(),
+            author: self.author,
+            signature: self.signature,
+        }
+    }
+}
+
 /// An Automerge document of a vault with the signatures of all its changes.
 #[derive(Debug, Clone)]
 pub struct Document {
@@ -353,12 +364,7 @@ impl Document {
 
     /// A change of this document with its author and signature.
     fn signed(&self, change: &Change) -> Option<SignedChange> {
-        let auth = self.auth.get(&change.hash())?;
-        Some(SignedChange {
-            bytes: change.raw_bytes().to_vec(),
-            author: auth.author,
-            signature: auth.signature,
-        })
+        Some(self.auth.get(&change.hash())?.signed(change))
     }
 
     /// Whether a change is stored here but waits for its dependencies.

@@ -457,14 +457,7 @@ impl Document {
         let changes: Vec<SignedChange> = loaded
             .get_changes(&[])
             .into_iter()
-            .filter_map(|c| {
-                let auth = by_hash.get(&c.hash())?;
-                Some(SignedChange {
-                    bytes: c.raw_bytes().to_vec(),
-                    author: auth.author,
-                    signature: auth.signature,
-                })
-            })
+            .filter_map(|c| Some(by_hash.get(&c.hash())?.signed(&c)))
             .collect();
         self.apply_with(changes, membership, true)
     }

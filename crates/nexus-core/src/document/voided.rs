@@ -49,11 +49,7 @@ impl Document {
             self.forget(hash, batch);
             return;
         }
-        let signed = SignedChange {
-            bytes: change.raw_bytes().to_vec(),
-            author: auth.author,
-            signature: auth.signature,
-        };
+        let signed = auth.signed(change);
         batch.put(
             Table::Changes,
             keys::change(&self.vault, &self.id, &hash),
