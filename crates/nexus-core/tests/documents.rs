@@ -267,25 +267,29 @@ fn changes_arriving_out_of_order_wait_for_their_parents_and_survive_a_restart() 
     assert_eq!(bob.get("n"), Some(2));
 }
 
-#[test]
-fn a_revoked_devices_work_before_the_cut_stays_and_later_work_is_rejected_everywhere() {
+/// Alice, Bob and Carol (an admin, with the log): Bob's early change reaches Alice and
+/// Carol, then Alice revokes Bob, having seen it. Carol has not heard of the revocation.
+fn bob_revoked_after_his_early_work() -> (Device, Device, Device) {
     let (mut alice, mut bob) = alice_and_bob(true);
-    let carol_key = key(2);
-    // Carol gets the log and Bob's early work.
     let mut carol = Device {
-        key: carol_key,
+        key: key(2),
         vault: bob.vault.clone(),
         store: bob.store.clone(),
     };
     let early = bob.put("bob", 1);
     assert!(alice.receive(vec![early.clone()]).is_empty());
     assert!(carol.receive(vec![early]).is_empty());
-    // Alice revokes Bob, having seen his early change.
     let batch = alice
         .vault
         .revoke_device(&alice.key, bob.id(), 2_000)
         .unwrap();
     alice.commit(batch);
+    (alice, bob, carol)
+}
+
+#[test]
+fn a_revoked_devices_work_before_the_cut_stays_and_later_work_is_rejected_everywhere() {
+    let (mut alice, mut bob, mut carol) = bob_revoked_after_his_early_work();
     // Bob, not knowing yet, keeps writing; Carol receives it before the revocation.
     let late = bob.put("bob", 2);
     assert!(carol.receive(vec![late.clone()]).is_empty());
@@ -767,20 +771,7 @@ fn a_change_made_on_older_heads_edits_what_was_there_and_merges_with_what_came_s
 /// comes back, also after a restart in between (the held changes are stored).
 #[test]
 fn work_voided_by_a_revocation_comes_back_when_the_device_is_admitted_again() {
-    let (mut alice, mut bob) = alice_and_bob(true);
-    let mut carol = Device {
-        key: key(2),
-        vault: bob.vault.clone(),
-        store: bob.store.clone(),
-    };
-    let early = bob.put("bob", 1);
-    assert!(alice.receive(vec![early.clone()]).is_empty());
-    assert!(carol.receive(vec![early]).is_empty());
-    let batch = alice
-        .vault
-        .revoke_device(&alice.key, bob.id(), 2_000)
-        .unwrap();
-    alice.commit(batch);
+    let (mut alice, mut bob, mut carol) = bob_revoked_after_his_early_work();
     // Carol takes Bob's late change and builds on it before she hears of the revocation.
     let late = bob.put("bob", 2);
     assert!(carol.receive(vec![late.clone()]).is_empty());
