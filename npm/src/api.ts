@@ -630,8 +630,14 @@ export class DocHandle<T> {
    */
   change(callback: (doc: T) => void, options: ChangeOptions = {}): Promise<string[]> {
     if (this.#doc === undefined) {
-      // Not loaded yet: nothing to show it on; it runs once the content is here.
-      return this.#ready.then(() => this.change(callback, options));
+      // Not read yet: it runs after the first read (queued first); a document that is
+      // not on this device has nothing to change.
+      return this.#enqueue(async () => {}).then(() => {
+        if (this.#doc === undefined) {
+          throw new NexusError("NOT_READY", `document ${this.id} is not on this device (yet): await vault.find(id) before change`);
+        }
+        return this.change(callback, options);
+      });
     }
     const { edits, result } = recordChangeWithResult(this.#doc, callback);
     if (edits.length === 0) return Promise.resolve(this.heads());

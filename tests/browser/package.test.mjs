@@ -262,7 +262,7 @@ test("every error the package gives is a NexusError with a documented code", asy
   const installed = await serveDir(join(app.dir, "node_modules/nexus-sync"));
   scene.defer(() => installed.close());
   const { page, log } = await scene.profile(`${installed.url}package.json`, { ready: "true" });
-  const results = await page.evaluate(async ({ code, desktopId }) => {
+  const results = await page.evaluate(async ({ code, desktopId, missingDoc }) => {
     const { Nexus, NexusError } = await import("/dist/index.js");
     const nexus = await Nexus.open({ name: "errors" });
     const out = [];
@@ -289,10 +289,11 @@ test("every error the package gives is a NexusError with a documented code", asy
     const handle = await vault.create({ n: 1 });
     await attempt("nothing storable", () => handle.change((d) => { d.when = new Date(); }));
     await attempt("not offered", () => nexus.acceptOffer(vault.id));
+    await attempt("change of a document not here", () => vault.handle(missingDoc).change((d) => { d.x = 1; }));
     await nexus.close();
     await attempt("closed", () => nexus.vaults());
     return out;
-  }, { code, desktopId });
+  }, { code, desktopId, missingDoc: desktop.doc });
   assert.deepEqual(
     results,
     [
@@ -304,6 +305,7 @@ test("every error the package gives is a NexusError with a documented code", asy
       ["unreadable device id", true, "BAD_ARGUMENT"],
       ["nothing storable", true, "BAD_CHANGE"],
       ["not offered", true, "NOT_OFFERED"],
+      ["change of a document not here", true, "NOT_READY"],
       ["closed", true, "CLOSED"],
     ],
     log.join("\n"),
