@@ -107,6 +107,18 @@ fn get(net: &Network, i: usize, vault: VaultId, d: DocId) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// Device 0 invites a member for an hour; what the joiner presents.
+fn member_invite(net: &mut Network, vault: VaultId) -> JoinRequest {
+    let now = net.now_ms;
+    let secret = [9u8; 32];
+    let (invite, out) = net.devices[0]
+        .node
+        .create_invite(vault, &secret, Role::Member, now + 3_600_000, now)
+        .unwrap();
+    net.apply_output(0, out);
+    JoinRequest { invite, secret }
+}
+
 fn settle(net: &mut Network) {
     for _ in 0..5 {
         net.run_until_quiescent(500);
@@ -125,13 +137,8 @@ fn a_creates_b_joins_by_invite_c_is_approved_and_all_converge() {
         .unwrap();
     net.apply_output(0, out);
     // B gets an invite code; C is approved by its device id.
-    let secret = [9u8; 32];
-    let (invite, out) = net.devices[0]
-        .node
-        .create_invite(vault, &secret, Role::Member, now + 3_600_000, now)
-        .unwrap();
-    net.apply_output(0, out);
-    net.join(1, 0, vault, JoinRequest { invite, secret });
+    let request = member_invite(&mut net, vault);
+    net.join(1, 0, vault, request);
     let c = net.id(2);
     let out = net.devices[0]
         .node
@@ -1484,14 +1491,9 @@ fn a_device_joining_a_big_log_with_a_revocation_race_gets_all_of_it() {
     let now = net.now_ms;
     let out = net.devices[0].node.refresh_vault(held, now);
     net.apply_output(0, out);
-    let secret = [9u8; 32];
-    let (invite, out) = net.devices[0]
-        .node
-        .create_invite(vault, &secret, Role::Member, now + 3_600_000, now)
-        .unwrap();
-    net.apply_output(0, out);
+    let request = member_invite(&mut net, vault);
     net.connect(0, 1);
-    let _ = net.join(1, 0, vault, JoinRequest { invite, secret });
+    let _ = net.join(1, 0, vault, request);
     settle(&mut net);
     let joined = net.devices[1]
         .node
